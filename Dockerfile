@@ -1,0 +1,28 @@
+# One image for every Quaero process; the compose file picks the entry module per container.
+FROM python:3.11-slim AS build
+ENV UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.9
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-install-project
+COPY protos ./protos
+RUN .venv/bin/python -m grpc_tools.protoc -I protos --python_out=protos --pyi_out=protos \
+      --grpc_python_out=protos protos/quaero/v1/*.proto
+COPY libs ./libs
+COPY services ./services
+COPY cli ./cli
+COPY examples ./examples
+RUN uv sync --frozen --no-dev
+
+FROM python:3.11-slim
+WORKDIR /app
+COPY --from=build /app /app
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    QUAERO_BIND_HOST=0.0.0.0 \
+    QUAERO_DATA_DIR=/data
+RUN useradd --uid 10001 --no-create-home quaero && mkdir /data && chown quaero /data
+USER quaero
+EXPOSE 8080 50050 50051 50052
+# Embedded mode by default; docker-compose.yml runs each service in its own container.
+CMD ["quaero", "up"]

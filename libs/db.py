@@ -1,0 +1,311 @@
+"""Database access: PostgreSQL (asyncpg, one schema per service) or SQLite (aiosqlite, one file)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, TypeDecorator, event, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _sqlite_connect_hook(readonly: bool):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how a transaction starts (see below).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        if readonly:
+            cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+    return on_connect
+
+
+class Notifier:
+    """Wakes waiters on a channel: LISTEN/NOTIFY on PostgreSQL, an in-process signal on SQLite.
+
+    Waiters must not rely on it alone: they re-check the database on a timeout as well, so a lost
+    notification (a dropped LISTEN connection) costs latency, never correctness.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def _fire(self, channel: str) -> None:
+        for ev in list(self._events.get(channel, ())):
+            ev.set()
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Event]:
+        ev = asyncio.Event()
+        self._events[channel].add(ev)
+        try:
+            yield ev
+        finally:
+            self._events[channel].discard(ev)
+            if not self._events[channel]:
+                self._events.pop(channel, None)
+
+    async def start(self) -> None:  # pragma: no cover - overridden where there is work to do
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class _PgNotifier(Notifier):
+    """A dedicated asyncpg connection LISTENing on every channel anyone subscribed to."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._listened: set[str] = set()
+        self._conn: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_connected(), name="pg-notifier")
+
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        self._fire(channel)
+
+    async def _listen(self, channel: str) -> None:
+        async with self._lock:
+            if self._conn is not None and channel not in self._listened:
+                await self._conn.add_listener(channel, self._on_notify)
+            self._listened.add(channel)
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Event]:
+        try:
+            await self._listen(channel)
+        except Exception:  # the keeper reconnects; waiters time out and re-check meanwhile
+            log.debug("LISTEN %s failed", channel, exc_info=True)
+        async with super().subscribe(channel) as ev:
+            yield ev
+
+    async def _keep_connected(self) -> None:
+        import asyncpg
+
+        while not self._closed:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                async with self._lock:
+                    self._conn = conn
+                    for channel in self._listened:
+                        await conn.add_listener(channel, self._on_notify)
+                # Anything published while we were disconnected: wake everyone to re-check.
+                for channel in list(self._events):
+                    self._fire(channel)
+                while not lost.is_set() and not conn.is_closed():
+                    try:
+                        await asyncio.wait_for(lost.wait(), timeout=5)
+                    except TimeoutError:
+                        try:
+                            await conn.execute("SELECT 1")
+                        except Exception:
+                            break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("notifier connection failed; retrying", exc_info=True)
+            async with self._lock:
+                self._conn = None
+            if not self._closed:
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+
+class Database:
+    """Engines and sessions for one service's data.
+
+    `session()` is a write transaction (on SQLite: the single writer connection, BEGIN IMMEDIATE,
+    so there is never "database is locked"); `read()` is a read-only transaction that runs
+    concurrently with writers.
+    """
+
+    def __init__(self, url: str, schema: str, *, pool_size: int = 10) -> None:
+        if not _IDENT.match(schema):
+            raise ValueError(f"bad schema name {schema!r}")
+        self.url = url
+        self.schema = schema
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.is_postgres = self.dialect == "postgresql"
+        if self.is_postgres:
+            self._writer = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                connect_args={"server_settings": {"search_path": schema, "application_name": f"quaero-{schema}"}},
+            )
+            self._reader = self._writer
+            self.notifier: Notifier = _PgNotifier(self._asyncpg_dsn(parsed))
+        else:
+            path = parsed.database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+            event.listen(self._writer.sync_engine, "connect", _sqlite_connect_hook(readonly=False))
+            event.listen(self._writer.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            self._reader = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=120)
+            event.listen(self._reader.sync_engine, "connect", _sqlite_connect_hook(readonly=True))
+            event.listen(self._reader.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            self.notifier = Notifier()
+        self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
+
+    @staticmethod
+    def _asyncpg_dsn(parsed: Any) -> str:
+        return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._writer
+
+    async def start(self) -> None:
+        await self.notifier.start()
+
+    async def close(self) -> None:
+        await self.notifier.close()
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def notify(self, session: AsyncSession, channel: str) -> None:
+        """Wake subscribers of `channel` once `session`'s transaction commits."""
+        if self.is_postgres:
+            await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+        else:
+            fire = self.notifier._fire
+
+            def after_commit(_session: Any) -> None:
+                fire(channel)
+
+            event.listen(session.sync_session, "after_commit", after_commit, once=True)
+
+
+async def ensure_schema(url: str, schema: str) -> None:
+    """Create a service's PostgreSQL schema if missing (migrations then run inside it)."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return
+    if not _IDENT.match(schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        await engine.dispose()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both PostgreSQL (timestamptz) and SQLite (text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if dialect.name == "postgresql" else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSON documents: jsonb on PostgreSQL, JSON text on SQLite.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """Checked list parameters: limit, offset and a whitelisted order."""
+
+    limit: int
+    offset: int
+    order_by: str
+    descending: bool
+
+
+def page(
+    limit: int, offset: int, order_by: str, order_dir: str, *, allowed: Sequence[str], default: str = "created_at"
+) -> Page:
+    """Validate list parameters (limit 0 means the default); errors name the parameter."""
+    from libs.errors import FieldViolation, InvalidArgument
+
+    violations = []
+    if limit < 0 or limit > MAX_LIMIT:
+        violations.append(FieldViolation("limit", f"must be between 1 and {MAX_LIMIT}"))
+    if offset < 0:
+        violations.append(FieldViolation("offset", "must be 0 or more"))
+    if order_by and order_by not in allowed:
+        violations.append(FieldViolation("order_by", f"must be one of {', '.join(allowed)}"))
+    if order_dir and order_dir.lower() not in ("asc", "desc"):
+        violations.append(FieldViolation("order_dir", "must be asc or desc"))
+    if violations:
+        raise InvalidArgument(violations=violations)
+    return Page(
+        limit=limit or DEFAULT_LIMIT,
+        offset=offset,
+        order_by=order_by or default,
+        descending=(order_dir or "desc").lower() == "desc",
+    )

@@ -1,0 +1,170 @@
+"""Step configuration: durations, the retry policy and crawl options, checked the same way by the
+executor (when a definition is saved) and the crawler (when a step runs)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from libs.errors import FieldViolation
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a Go-style string: "500ms", "2m", "1h30m", "1.5s"."""
+    if isinstance(value, bool):
+        raise ValueError('must be a number of seconds or a duration such as "30s" or "5m"')
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text and _DURATION_PART.sub("", text) == "":
+            return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    raise ValueError(f'{value!r} is not a duration such as "30s", "5m" or "1h30m"')
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How `on_error: retry` re-runs a step: `max_retries` more attempts, exponential backoff."""
+
+    max_retries: int = 3
+    initial_backoff: float = 2.0
+    max_backoff: float = 60.0
+    backoff_multiplier: float = 2.0
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        return min(self.initial_backoff * self.backoff_multiplier ** (retry - 1), self.max_backoff)
+
+
+RETRY_KEYS = ("max_retries", "initial_backoff", "max_backoff", "backoff_multiplier")
+
+
+def parse_retry_policy(config: dict[str, Any], path: str = "config") -> tuple[RetryPolicy, list[FieldViolation]]:
+    violations: list[FieldViolation] = []
+    values: dict[str, Any] = {}
+    raw = config.get("max_retries")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw) or raw < 0:
+            violations.append(FieldViolation(f"{path}.max_retries", "must be a whole number >= 0"))
+        else:
+            values["max_retries"] = int(raw)
+    for key in ("initial_backoff", "max_backoff"):
+        if config.get(key) is not None:
+            try:
+                values[key] = parse_duration(config[key])
+            except ValueError as exc:
+                violations.append(FieldViolation(f"{path}.{key}", str(exc)))
+    raw = config.get("backoff_multiplier")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 1:
+            violations.append(FieldViolation(f"{path}.backoff_multiplier", "must be a number >= 1"))
+        else:
+            values["backoff_multiplier"] = float(raw)
+    return RetryPolicy(**values), violations
+
+
+# Crawl options: name -> (kind, minimum). Defaults live with the crawler (CrawlConfig docs).
+CRAWL_OPTIONS: dict[str, str] = {
+    "max_depth": "int>=0",
+    "max_pages": "int>=1",
+    "concurrency": "int>=1",
+    "rate_limit": "int>=0",
+    "follow_links": "bool",
+    "allow_subdomains": "bool",
+    "obey_robots": "bool",
+    "include_patterns": "regexes",
+    "exclude_patterns": "regexes",
+    "allowed_domains": "hosts",
+}
+CRAWL_STEP_KEYS = {
+    *CRAWL_OPTIONS,
+    "start_urls",
+    "wait_for_completion",
+    "refresh_source",
+    # Read by the Go system's executor; accepted so its definition files load, and ignored.
+    "polling_timeout_seconds",
+}
+ACTION_KEYS: dict[str, set[str]] = {
+    "crawl": CRAWL_STEP_KEYS,
+    "corpus_summary": {"source_id", "source_ids"},
+    "reindex": {"dry_run"},
+}
+
+
+def check_http_url(value: Any) -> str | None:
+    """None if `value` is an absolute http(s) URL with a host, else why not."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a URL string"
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "must include a host"
+    return None
+
+
+def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolation]:
+    """Type and range checks for the crawl options present in `config`."""
+    violations: list[FieldViolation] = []
+    for key, kind in CRAWL_OPTIONS.items():
+        if key not in config or config[key] is None:
+            continue
+        value, fpath = config[key], f"{path}.{key}"
+        if kind.startswith("int"):
+            low = int(kind.split(">=")[1])
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < low:
+                violations.append(FieldViolation(fpath, f"must be a whole number >= {low}"))
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                violations.append(FieldViolation(fpath, "must be true or false"))
+        else:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                violations.append(FieldViolation(fpath, "must be a list of strings"))
+                continue
+            for i, item in enumerate(value):
+                if kind == "regexes":
+                    try:
+                        re.compile(item)
+                    except re.error as exc:
+                        violations.append(FieldViolation(f"{fpath}[{i}]", f"is not a valid regular expression: {exc}"))
+                elif not re.fullmatch(r"[A-Za-z0-9.-]+", item.strip()):
+                    violations.append(FieldViolation(f"{fpath}[{i}]", "must be a host name such as docs.example.com"))
+    return violations
+
+
+def check_step_config(action: str, config: dict[str, Any], path: str) -> list[FieldViolation]:
+    """Every problem with one step's config: unknown keys, types, ranges, regexes, URLs."""
+    violations: list[FieldViolation] = []
+    known = ACTION_KEYS.get(action, set()) | set(RETRY_KEYS)
+    for key in config:
+        # Actions added to the crawler later may take options this release does not know.
+        if action in ACTION_KEYS and key not in known:
+            choices = ", ".join(sorted(known))
+            violations.append(
+                FieldViolation(f"{path}.{key}", f"is not an option of the {action} action (known: {choices})")
+            )
+    _, retry_violations = parse_retry_policy(config, path)
+    violations.extend(retry_violations)
+    if action != "crawl":
+        return violations
+    violations.extend(check_crawl_options(config, path))
+    for key in ("wait_for_completion", "refresh_source"):
+        if key in config and not isinstance(config[key], bool):
+            violations.append(FieldViolation(f"{path}.{key}", "must be true or false"))
+    if "start_urls" in config:
+        urls = config["start_urls"]
+        if not isinstance(urls, list) or not urls:
+            violations.append(FieldViolation(f"{path}.start_urls", "must be a non-empty list of URLs"))
+        else:
+            for i, url in enumerate(urls):
+                problem = check_http_url(url)
+                if problem:
+                    violations.append(FieldViolation(f"{path}.start_urls[{i}]", problem))
+    return violations

@@ -1,0 +1,205 @@
+"""Job definitions and sources: the domain model, validation and the post-job cycle check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+
+from libs.errors import FieldViolation
+from libs.step_config import check_crawl_options, check_http_url, check_step_config, parse_duration
+
+DEFINITION_TYPES = ("crawler", "summarizer", "custom")
+ON_ERROR = ("fail", "continue", "retry")
+SOURCE_TYPES = ("web", "jira", "confluence", "github")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+@dataclass
+class Step:
+    name: str
+    action: str
+    config: dict[str, Any] = field(default_factory=dict)
+    on_error: str = "fail"
+
+
+@dataclass
+class JobDefinition:
+    id: str
+    name: str
+    type: str
+    description: str = ""
+    sources: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    schedule: str = ""
+    timeout: str = ""
+    enabled: bool = True
+    auto_start: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+    post_jobs: list[str] = field(default_factory=list)
+    # Bumped by every change that is stored; auto_start runs once per version.
+    version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def content(self) -> dict[str, Any]:
+        """What the user wrote: everything but bookkeeping, to tell a real change from a re-save."""
+        return {
+            "name": self.name, "type": self.type, "description": self.description, "sources": self.sources,
+            "steps": [vars(s) for s in self.steps], "schedule": self.schedule, "timeout": self.timeout,
+            "enabled": self.enabled, "auto_start": self.auto_start, "config": self.config, "post_jobs": self.post_jobs,
+        }  # fmt: skip
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return parse_duration(self.timeout) if self.timeout else None
+
+
+@dataclass
+class Source:
+    id: str
+    name: str
+    type: str
+    base_url: str
+    enabled: bool = True
+    # Crawl defaults for this source: only the options the user set.
+    crawl: dict[str, Any] = field(default_factory=dict)
+    include_patterns: list[str] = field(default_factory=list)
+    exclude_patterns: list[str] = field(default_factory=list)
+    # Secrets: stored, sent to the crawler in snapshots, never returned by the API.
+    auth_headers: dict[str, str] = field(default_factory=dict)
+    auth_cookies: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def has_auth(self) -> bool:
+        return bool(self.auth_headers or self.auth_cookies)
+
+    def content(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("created_at", "updated_at")}
+
+
+def check_schedule(expr: str) -> str | None:
+    """None if `expr` is a cron schedule we run (5 fields, or 6 with seconds first), else why not."""
+    fields = expr.split()
+    if expr.startswith("@") or len(fields) == 5:
+        ok = croniter.is_valid(expr)
+    elif len(fields) == 6:
+        ok = croniter.is_valid(expr, second_at_beginning=True)
+    else:
+        return f"must have 5 fields (minute hour day-of-month month day-of-week), not {len(fields)}"
+    return None if ok else f"{expr!r} is not a valid cron expression"
+
+
+def find_cycle(start: str, graph: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """The shortest post-job path from `start` back to itself, e.g. [a, b, a]; None if none.
+
+    Unknown ids are dead ends: definitions may be saved in any order.
+    """
+    parents: dict[str, str] = {}
+    frontier = [start]
+    seen = {start}
+    while frontier:
+        nxt: list[str] = []
+        for node in frontier:
+            for child in graph.get(node, ()):
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parents[path[-1]])
+                    return [*reversed(path), start]
+                if child not in seen:
+                    seen.add(child)
+                    parents[child] = node
+                    nxt.append(child)
+        frontier = nxt
+    return None
+
+
+def validate_definition(
+    d: JobDefinition,
+    *,
+    actions: Collection[str],
+    known_sources: Collection[str],
+    graph: Mapping[str, Sequence[str]],
+) -> list[FieldViolation]:
+    """Every problem with `d`, each naming its field. `graph` maps the other stored definitions'
+    ids to their post-jobs; `known_sources` are the stored source ids."""
+    v: list[FieldViolation] = []
+    if not d.id:
+        v.append(FieldViolation("id", "is required"))
+    elif not ID_PATTERN.match(d.id):
+        v.append(FieldViolation("id", _ID_RULE))
+    if not d.name.strip():
+        v.append(FieldViolation("name", "is required"))
+    if not d.type:
+        v.append(FieldViolation("type", f"is required (one of {', '.join(DEFINITION_TYPES)})"))
+    elif d.type not in DEFINITION_TYPES:
+        v.append(FieldViolation("type", f"must be one of {', '.join(DEFINITION_TYPES)}"))
+    for i, source_id in enumerate(d.sources):
+        if source_id not in known_sources:
+            v.append(FieldViolation(f"sources[{i}]", f"source {source_id!r} does not exist"))
+    if not d.steps:
+        v.append(FieldViolation("steps", "must have at least one step"))
+    for i, step in enumerate(d.steps):
+        path = f"steps[{i}]"
+        if not step.name.strip():
+            v.append(FieldViolation(f"{path}.name", "is required"))
+        if not step.action:
+            v.append(FieldViolation(f"{path}.action", "is required"))
+        elif step.action not in actions:
+            v.append(
+                FieldViolation(
+                    f"{path}.action", f"unknown action {step.action!r} (known: {', '.join(sorted(actions))})"
+                )
+            )
+        if step.on_error not in ON_ERROR:
+            v.append(FieldViolation(f"{path}.on_error", f"must be one of {', '.join(ON_ERROR)}"))
+        v.extend(check_step_config(step.action, step.config, f"{path}.config"))
+        if step.action == "crawl" and not d.sources and "start_urls" not in step.config:
+            v.append(FieldViolation(f"{path}.config.start_urls", "is required when the definition has no sources"))
+    if d.schedule:
+        problem = check_schedule(d.schedule)
+        if problem:
+            v.append(FieldViolation("schedule", problem))
+    if d.timeout:
+        try:
+            if parse_duration(d.timeout) <= 0:
+                v.append(FieldViolation("timeout", "must be longer than zero"))
+        except ValueError as exc:
+            v.append(FieldViolation("timeout", str(exc)))
+    for i, post_job in enumerate(d.post_jobs):
+        if not post_job:
+            v.append(FieldViolation(f"post_jobs[{i}]", "must not be empty"))
+    if d.id and d.post_jobs:
+        cycle = find_cycle(d.id, {**graph, d.id: d.post_jobs})
+        if cycle:
+            v.append(FieldViolation("post_jobs", "cycle " + " -> ".join(cycle)))
+    return v
+
+
+def validate_source(s: Source) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    if s.id and not ID_PATTERN.match(s.id):
+        v.append(FieldViolation("id", _ID_RULE))
+    if not s.name.strip():
+        v.append(FieldViolation("name", "is required"))
+    if s.type not in SOURCE_TYPES:
+        v.append(FieldViolation("type", f"must be one of {', '.join(SOURCE_TYPES)}"))
+    problem = check_http_url(s.base_url) if s.base_url else "is required"
+    if problem:
+        v.append(FieldViolation("base_url", problem))
+    v.extend(check_crawl_options(s.crawl, "crawl"))
+    v.extend(
+        check_crawl_options({"include_patterns": s.include_patterns, "exclude_patterns": s.exclude_patterns}, "filters")
+    )
+    for name in s.auth_headers:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            v.append(FieldViolation(f"auth.headers.{name}", "is not a valid HTTP header name"))
+    return v

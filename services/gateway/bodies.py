@@ -1,0 +1,63 @@
+"""Request bodies: JSON, or TOML with Content-Type application/toml, into protobuf messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from google.protobuf.message import Message
+
+from libs.definition_files import Kind, parse_text
+from libs.errors import FieldViolation
+from libs.proto_json import from_dict
+from services.gateway.errors import ApiError
+
+M = TypeVar("M", bound=Message)
+
+MAX_BODY = 5 * 1024 * 1024
+TOML_TYPES = {"application/toml", "text/toml", "application/x-toml"}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+async def read_document(request: Request, kind: Kind) -> dict[str, Any]:
+    """The body as one JSON object; TOML is read in the original Quaero file shape."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(413, f"request body is larger than {MAX_BODY} bytes")
+    media = _media_type(request)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "request body is not UTF-8", [FieldViolation("body", "is not UTF-8")]) from exc
+    if not text.strip():
+        raise ApiError(400, "request body is empty", [FieldViolation("body", "is required")])
+    if media in TOML_TYPES:
+        docs = parse_text(text, "toml")
+        if len(docs) != 1 or docs[0].kind != kind:
+            want = 'a source (kind = "source")' if kind == "source" else "a job definition"
+            raise ApiError(400, f"the TOML document is not {want}", [FieldViolation("kind", f"must describe {want}")])
+        return docs[0].data
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"invalid JSON: {exc}", [FieldViolation("body", f"invalid JSON: {exc}")]) from exc
+        if not isinstance(data, dict):
+            raise ApiError(400, "request body must be a JSON object", [FieldViolation("body", "must be an object")])
+        data.pop("kind", None)
+        return data
+    raise ApiError(415, f"unsupported Content-Type {media!r}: send application/json or application/toml")
+
+
+async def read_message(
+    request: Request, kind: Kind, cls: type[M], *, ignore: tuple[str, ...] = ()
+) -> tuple[M, dict[str, Any]]:
+    """Parse and type-check the body into `cls`; output-only keys in `ignore` are dropped."""
+    data = await read_document(request, kind)
+    for key in ignore:
+        data.pop(key, None)
+    return from_dict(data, cls), data

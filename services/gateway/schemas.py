@@ -1,0 +1,133 @@
+"""OpenAPI models generated from the protobuf contract, so the REST schema cannot drift from it.
+
+Response models list every key `libs.proto_json.to_dict` writes; request models make every field
+optional (the executor decides what is required and says which field is missing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from libs.proto_json import enum_choices
+
+_TIMESTAMP = "google.protobuf.Timestamp"
+_STRUCT = "google.protobuf.Struct"
+_INTS = {
+    FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
+}  # fmt: skip
+_cache: dict[tuple[str, str, frozenset[str], str], type[BaseModel]] = {}
+
+
+def _scalar(field: FieldDescriptor, mode: Literal["response", "request"]) -> Any:
+    t = field.type
+    if t == FieldDescriptor.TYPE_STRING:
+        return str
+    if t == FieldDescriptor.TYPE_BOOL:
+        return bool
+    if t in _INTS:
+        return int
+    if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return float
+    if t == FieldDescriptor.TYPE_ENUM:
+        return Literal[tuple(enum_choices(field.enum_type))]  # type: ignore[misc]
+    if t == FieldDescriptor.TYPE_MESSAGE:
+        name = field.message_type.full_name
+        if name == _TIMESTAMP:
+            return datetime
+        if name == _STRUCT:
+            return dict[str, Any]
+        return model_for(field.message_type, mode=mode)
+    raise TypeError(f"unsupported field type {t}")  # pragma: no cover
+
+
+def model_for(
+    descriptor: Descriptor,
+    *,
+    mode: Literal["response", "request"] = "response",
+    omit: frozenset[str] = frozenset(),
+    name: str | None = None,
+) -> type[BaseModel]:
+    """A pydantic model describing `descriptor` as REST JSON."""
+    model_name = name or (descriptor.name if mode == "response" else f"{descriptor.name}Input")
+    key = (descriptor.full_name, mode, omit, model_name)
+    if key in _cache:
+        return _cache[key]
+    fields: dict[str, Any] = {}
+    for field in descriptor.fields:
+        if field.name in omit:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            annotation: Any = dict[str, _scalar(field.message_type.fields_by_name["value"], mode)]  # type: ignore[misc]
+            nullable = False
+        elif field.is_repeated:
+            annotation = list[_scalar(field, mode)]  # type: ignore[misc]
+            nullable = False
+        else:
+            annotation = _scalar(field, mode)
+            nullable = (
+                field.type == FieldDescriptor.TYPE_ENUM
+                or (field.has_presence and field.type != FieldDescriptor.TYPE_MESSAGE)
+                or (field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == _TIMESTAMP)
+            )
+        if mode == "request":
+            fields[field.name] = (annotation | None, Field(default=None))
+        elif nullable:
+            fields[field.name] = (annotation | None, Field(...))
+        else:
+            fields[field.name] = (annotation, Field(...))
+    model = create_model(model_name, __config__=ConfigDict(extra="forbid" if mode == "request" else "ignore"), **fields)
+    _cache[key] = model
+    return model
+
+
+def add_component_schemas(openapi: dict[str, Any], models: list[type[BaseModel]]) -> None:
+    """Register request models that routes read by hand (JSON or TOML bodies) as components."""
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+
+
+def list_model(name: str, plural: str, item: type[BaseModel]) -> type[BaseModel]:
+    """`{<plural>: [...], total_count, limit, offset}`."""
+    fields: dict[str, Any] = {
+        plural: (list[item], Field(...)),  # type: ignore[valid-type]
+        "total_count": (int, Field(...)),
+        "limit": (int, Field(...)),
+        "offset": (int, Field(...)),
+    }
+    return create_model(name, **fields)
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class Error(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Error, "description": text}
+    for status, text in (
+        (400, "Invalid input; `details` name the fields."),
+        (401, "Missing or wrong bearer token."),
+        (404, "No such resource."),
+        (503, "A Quaero service is unavailable."),
+    )
+}

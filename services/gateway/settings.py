@@ -1,0 +1,19 @@
+"""The gateway's settings (QUAERO_* environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    gateway_port: int = Field(
+        default=8080, ge=0, le=65535, description="HTTP port of the REST API and web UI (0: any free port)."
+    )
+    gateway_grpc_port: int = Field(
+        default=50050, ge=0, le=65535, description="gRPC port of the gateway's health checking and reflection."
+    )
+    api_token: str | None = Field(
+        default=None, description="Bearer token required on every route but /healthz. Unset: no authentication."
+    )

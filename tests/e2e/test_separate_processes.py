@@ -1,0 +1,127 @@
+"""The production topology on one machine: crawler, executor and gateway as separate processes on
+PostgreSQL and RabbitMQ, driven through the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Process:
+    def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
+        self.module, self.log = module, log
+        self.handle = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT
+        )
+
+    def wait_for_log(self, message: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if line.startswith("{"):
+                    entry = json.loads(line)
+                    if entry.get("message") == message:
+                        return entry  # type: ignore[no-any-return]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.module} never logged {message!r}:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def port(self, message: str) -> int:
+        return int(self.wait_for_log(message)["address"].rsplit(":", 1)[1])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.handle.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def services(pg_url: str, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
+    env = {
+        **os.environ,
+        "QUAERO_DATABASE_URL": pg_url,
+        "QUAERO_AMQP_URL": amqp_url,
+        "QUAERO_BIND_HOST": "127.0.0.1",
+        "QUAERO_CRAWLER_PORT": "0",
+        "QUAERO_EXECUTOR_PORT": "0",
+        "QUAERO_GATEWAY_PORT": "0",
+        "QUAERO_GATEWAY_GRPC_PORT": "0",
+        "QUAERO_QUEUE_NAME": f"quaero.e2e.{tmp_path.name[-12:]}",
+    }
+    procs: list[Process] = []
+    try:
+        crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
+        procs.append(crawler)
+        crawler_port = crawler.port("gRPC server listening")
+        env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler_port}"
+        executor = Process("services.executor.server", env, tmp_path / "executor.log")
+        procs.append(executor)
+        executor_port = executor.port("gRPC server listening")
+        env["QUAERO_EXECUTOR_ADDR"] = f"127.0.0.1:{executor_port}"
+        gateway = Process("services.gateway.server", env, tmp_path / "gateway.log")
+        procs.append(gateway)
+        ready = gateway.wait_for_log("gateway listening")
+        yield {
+            "procs": procs,
+            "base_url": f"http://{ready['address']}",
+            "grpc_ports": [crawler_port, executor_port, ready["grpc_port"]],
+        }
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def test_rest_through_three_processes(services: dict) -> None:  # type: ignore[type-arg]
+    definition = {
+        "id": "e2e",
+        "name": "End to end",
+        "type": "crawler",
+        "steps": [
+            {"name": "crawl", "action": "crawl", "config": {"start_urls": ["http://127.0.0.1:9/"], "max_depth": 1}}
+        ],
+    }
+    with httpx.Client(base_url=services["base_url"], timeout=30) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        created = http.post("/api/job-definitions", json=definition)
+        assert created.status_code == 201, created.text
+        assert http.post("/api/job-definitions", json=definition).status_code == 409
+        bad = http.post(
+            "/api/job-definitions", json={**definition, "id": "bad", "steps": [{"name": "x", "action": "nope"}]}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "steps[0].action"
+        listed = http.get("/api/job-definitions").json()
+        assert [d["id"] for d in listed["job_definitions"]] == ["e2e"] and listed["total_count"] == 1
+        assert http.get("/api/job-definitions/e2e").json()["steps"][0]["config"]["max_depth"] == 1
+        assert http.delete("/api/job-definitions/e2e").status_code == 204
+        assert http.get("/api/job-definitions/e2e").status_code == 404
+
+    for port in services["grpc_ports"]:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sigterm_shuts_every_process_down_cleanly(services: dict) -> None:  # type: ignore[type-arg]
+    for proc in reversed(services["procs"]):
+        assert proc.stop() == 0

@@ -1,0 +1,124 @@
+"""Run the real services in the test's event loop, each on port 0, talking real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from libs.grpc_server import insecure_channel
+from libs.migrate import migrate
+from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
+from services.crawler import server as crawler_server
+from services.crawler.settings import CrawlerSettings
+from services.executor import server as executor_server
+from services.executor.settings import ExecutorSettings
+from services.gateway import server as gateway_server
+from services.gateway.settings import GatewaySettings
+
+Serve = Callable[[asyncio.Event, Callable[[int], None]], Coroutine[Any, Any, None]]
+
+
+@contextlib.asynccontextmanager
+async def running(serve: Serve, name: str) -> AsyncIterator[int]:
+    """Start `serve`, yield its port once it listens, stop it (gracefully) afterwards."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_ready(port: int) -> None:
+        if not ready.done():
+            ready.set_result(port)
+
+    task = asyncio.create_task(serve(stop, on_ready), name=name)
+    waiters: set[asyncio.Future[Any]] = {task, ready}
+    await asyncio.wait(waiters, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        stop.set()
+        await task
+        raise RuntimeError(f"{name} did not start")
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+def common_settings(database_url: str | None, data_dir: Path, amqp_url: str | None = None) -> dict[str, Any]:
+    return {
+        "database_url": database_url,
+        "amqp_url": amqp_url,
+        "data_dir": data_dir,
+        "bind_host": "127.0.0.1",
+        "shutdown_grace": 2.0,
+    }
+
+
+async def migrate_for(common: dict[str, Any]) -> None:
+    """Embedded (SQLite) stacks migrate themselves like `quaero up`; PostgreSQL clones are migrated."""
+    settings = CrawlerSettings(**common)
+    if settings.database_url is None:
+        await migrate(settings.database_url_for("executor"), "executor", executor_server.MIGRATIONS)
+        await migrate(settings.database_url_for("crawler"), "crawler", crawler_server.MIGRATIONS)
+
+
+@dataclass
+class Stack:
+    """A running crawler, executor and gateway with clients for each."""
+
+    crawler_port: int
+    executor_port: int
+    gateway_port: int
+    gateway_grpc_port: int
+    http: httpx.AsyncClient
+    executor: executor_service_pb2_grpc.ExecutorServiceStub
+    crawler: crawler_service_pb2_grpc.CrawlerServiceStub
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+
+@contextlib.asynccontextmanager
+async def running_stack(common: dict[str, Any], **executor_overrides: Any) -> AsyncIterator[Stack]:
+    await migrate_for(common)
+    crawler_settings = CrawlerSettings(**common, crawler_port=0)
+    async with running(lambda s, r: crawler_server.serve(crawler_settings, s, r), "crawler") as crawler_port:
+        executor_settings = ExecutorSettings(
+            **common, executor_port=0, crawler_addr=f"127.0.0.1:{crawler_port}", **executor_overrides
+        )
+        async with running(lambda s, r: executor_server.serve(executor_settings, s, r), "executor") as executor_port:
+            gateway_settings = GatewaySettings(
+                **common,
+                gateway_port=0,
+                gateway_grpc_port=0,
+                crawler_addr=f"127.0.0.1:{crawler_port}",
+                executor_addr=f"127.0.0.1:{executor_port}",
+            )
+            grpc_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            async with (
+                running(
+                    lambda s, r: gateway_server.serve(gateway_settings, s, r, on_grpc_ready=grpc_port.set_result),
+                    "gateway",
+                ) as gateway_port,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}", timeout=30) as http,
+            ):
+                executor_channel = insecure_channel(f"127.0.0.1:{executor_port}")
+                crawler_channel = insecure_channel(f"127.0.0.1:{crawler_port}")
+                try:
+                    yield Stack(
+                        crawler_port=crawler_port,
+                        executor_port=executor_port,
+                        gateway_port=gateway_port,
+                        gateway_grpc_port=grpc_port.result(),
+                        http=http,
+                        executor=executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
+                        crawler=crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel),
+                    )
+                finally:
+                    await executor_channel.close()
+                    await crawler_channel.close()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from libs.settings import CommonSettings
+
+
+def test_embedded_defaults_use_one_sqlite_file_per_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("QUAERO_DATABASE_URL", raising=False)
+    settings = CommonSettings(data_dir=tmp_path)
+    assert settings.embedded
+    assert settings.database_url_for("crawler") == f"sqlite+aiosqlite:///{tmp_path / 'crawler.db'}"
+
+
+def test_plain_postgres_urls_get_the_async_driver() -> None:
+    settings = CommonSettings(database_url="postgresql://u@h/db")
+    assert settings.database_url == "postgresql+asyncpg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("database_url", "mysql://u@h/db"),
+        ("amqp_url", "http://rabbit/"),
+        ("log_level", "chatty"),
+        ("shutdown_grace", 0),
+    ],
+)
+def test_bad_settings_name_the_variable(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as err:
+        CommonSettings(**{field: value})
+    assert field in str(err.value)
+
+
+def test_separate_processes_need_postgres_and_rabbitmq() -> None:
+    with pytest.raises(SystemExit) as err:
+        CommonSettings(database_url=None, amqp_url=None).require_shared_infrastructure(amqp=True)
+    assert "QUAERO_DATABASE_URL and QUAERO_AMQP_URL" in str(err.value)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from libs.step_config import RetryPolicy, check_step_config, parse_duration, parse_retry_policy
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(3, 3.0), (0.5, 0.5), ("5s", 5.0), ("2m", 120.0), ("500ms", 0.5), ("1h30m", 5400.0), ("1.5s", 1.5)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "5", "5 s", "-1s", True, None, -2])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_retry_policy_reads_explicit_values() -> None:
+    config = {"max_retries": 5, "initial_backoff": 3, "max_backoff": 120, "backoff_multiplier": 3.0}
+    policy, problems = parse_retry_policy(config)
+    assert problems == []
+    assert policy == RetryPolicy(max_retries=5, initial_backoff=3.0, max_backoff=120.0, backoff_multiplier=3.0)
+
+
+def test_retry_policy_defaults() -> None:
+    assert parse_retry_policy({}) == (RetryPolicy(3, 2.0, 60.0, 2.0), [])
+
+
+def test_retry_policy_accepts_duration_strings() -> None:
+    policy, _ = parse_retry_policy({"initial_backoff": "5s", "max_backoff": "2m"})
+    assert (policy.initial_backoff, policy.max_backoff) == (5.0, 120.0)
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(max_retries=5, initial_backoff=2, max_backoff=10, backoff_multiplier=2)
+    assert [policy.delay(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+
+
+def test_options_of_actions_this_release_does_not_know_are_accepted() -> None:
+    assert check_step_config("future_action", {"anything": 1}, "config") == []
