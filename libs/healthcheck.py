@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m libs.healthcheck HOST:PORT [SERVICE]", file=sys.stderr)
         return 2
-    return 0 if check(*argv) else 1
+    return 0 if check(argv[0], argv[1] if len(argv) > 1 else "") else 1
 
 
 if __name__ == "__main__":
