@@ -9,7 +9,8 @@ from libs.definition_files import Document, iter_files, read_file
 from libs.errors import InvalidArgument, QuaeroError
 from libs.proto_json import from_dict
 from quaero.v1 import job_definition_pb2, source_pb2
-from services.executor.service import Catalogue, definition_from_proto, source_from_proto
+from services.executor.catalogue import Catalogue
+from services.executor.convert import definition_from_proto, source_from_proto
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -12,8 +15,14 @@ from libs.db import Database
 from libs.grpc_server import insecure_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2, executor_service_pb2_grpc
+from services.executor.catalogue import ActionCatalog, Catalogue
+from services.executor.executions import Executions
+from services.executor.ledger import Ledger
 from services.executor.loader import load_directory
-from services.executor.service import ActionCatalog, Catalogue, ExecutorServicer
+from services.executor.postjobs import PostJobs
+from services.executor.runner import Runner
+from services.executor.scheduler import Clock, Scheduler
+from services.executor.service import ExecutorServicer
 from services.executor.settings import ExecutorSettings
 from services.executor.store import ExecutorStore
 
@@ -23,7 +32,17 @@ SERVICE_NAME = executor_service_pb2.DESCRIPTOR.services_by_name["ExecutorService
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def serve(settings: ExecutorSettings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None) -> None:
+def instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+async def serve(
+    settings: ExecutorSettings,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+    *,
+    clock: Clock | None = None,
+) -> None:
     """Serve until `stop` is set. Migrations must already have run."""
     service_var.set("executor")
     async with AsyncExitStack() as stack:
@@ -33,10 +52,12 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event, on_ready: Calla
 
         crawler_channel = insecure_channel(settings.crawler_addr)
         stack.push_async_callback(crawler_channel.close)
-        actions = ActionCatalog(crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel))
+        crawler = crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel)
+        actions = ActionCatalog(crawler)
         await actions.wait_ready()
 
-        catalogue = Catalogue(ExecutorStore(db), actions)
+        store = ExecutorStore(db)
+        catalogue = Catalogue(store, actions)
         if settings.definitions_dir:
             loaded, rejected = await load_directory(catalogue, settings.definitions_dir)
             log.info(
@@ -44,22 +65,51 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event, on_ready: Calla
                 extra={"dir": str(settings.definitions_dir), "loaded": loaded, "rejected": rejected},
             )
 
+        # Post-jobs are triggered through our own gRPC API at the advertised address, so with
+        # several replicas any of them may run them. The address is known once we listen.
+        self_stub: list[executor_service_pb2_grpc.ExecutorServiceStub] = []
+
+        async def trigger_post_jobs(execution_id: str) -> None:
+            await self_stub[0].TriggerPostJobs(
+                executor_service_pb2.TriggerPostJobsRequest(parent_execution_id=execution_id), timeout=30
+            )
+
+        owner = instance_id()
+        ledger = Ledger(db)
+        runner = Runner(
+            ledger,
+            store,
+            crawler,
+            owner=owner,
+            lease_seconds=settings.execution_lease_seconds,
+            trigger_post_jobs=trigger_post_jobs,
+        )
+        executions = Executions(ledger, catalogue, runner, owner=owner, lease_seconds=settings.execution_lease_seconds)
+        servicer = ExecutorServicer(catalogue, executions, PostJobs(ledger, executions))
         server = await start_grpc_server(
             f"{settings.bind_host}:{settings.executor_port}",
-            [
-                (
-                    ExecutorServicer(catalogue),
-                    executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server,
-                    SERVICE_NAME,
-                )
-            ],
+            [(servicer, executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server, SERVICE_NAME)],
             service="executor",
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
+        self_addr = settings.executor_self_addr or f"127.0.0.1:{server.port}"
+        self_channel = insecure_channel(self_addr)
+        stack.push_async_callback(self_channel.close)
+        self_stub.append(executor_service_pb2_grpc.ExecutorServiceStub(self_channel))
+        # Runs before the server stops: drivers stop and leases go back for another replica.
+        stack.push_async_callback(executions.shutdown)
+
+        background = [asyncio.create_task(executions.maintain(stop), name="leases")]
+        if settings.scheduler_enabled:
+            background.append(
+                asyncio.create_task(Scheduler(store, ledger, executions, clock).run(stop), name="scheduler")
+            )
+        log.info("executor ready", extra={"owner": owner, "self_addr": self_addr})
         if on_ready:
             on_ready(server.port)
         await stop.wait()
         log.info("executor shutting down")
+        await asyncio.gather(*background, return_exceptions=True)
 
 
 def main() -> None:

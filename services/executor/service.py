@@ -1,220 +1,32 @@
-"""The ExecutorService gRPC servicer: translates messages to the domain and back."""
+"""The ExecutorService gRPC servicer: translates requests to the domain and back."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-import grpc
-
 from libs.db import page
-from libs.errors import FieldViolation, InvalidArgument
-from libs.proto_json import (
-    dict_to_struct,
-    enum_to_str,
-    enum_value,
-    set_timestamp,
-    struct_to_dict,
+from libs.errors import InvalidArgument
+from libs.proto_json import enum_to_str
+from quaero.v1 import executor_service_pb2, executor_service_pb2_grpc
+from services.executor.catalogue import Catalogue
+from services.executor.convert import (
+    DEF_TYPE,
+    SOURCE_TYPE,
+    definition_from_proto,
+    definition_to_proto,
+    event_to_proto,
+    execution_to_proto,
+    source_from_proto,
+    source_to_proto,
+    status_from_proto,
+    trigger_from_proto,
 )
-from quaero.v1 import (
-    crawl_job_pb2,
-    crawler_service_pb2,
-    crawler_service_pb2_grpc,
-    executor_service_pb2,
-    executor_service_pb2_grpc,
-    job_definition_pb2,
-    source_pb2,
-)
-from services.executor.definitions import JobDefinition, Source, Step, validate_definition, validate_source
-from services.executor.store import ExecutorStore, SaveMode
+from services.executor.executions import Executions
+from services.executor.postjobs import PostJobs
 
 log = logging.getLogger(__name__)
-
-_DEF_TYPE = job_definition_pb2.JobDefinitionType.DESCRIPTOR
-_ON_ERROR = job_definition_pb2.OnError.DESCRIPTOR
-_SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
-_CRAWL_SCALARS = (
-    "max_depth",
-    "max_pages",
-    "allow_subdomains",
-    "follow_links",
-    "concurrency",
-    "rate_limit",
-    "obey_robots",
-)
-_CRAWL_LISTS = ("include_patterns", "exclude_patterns", "allowed_domains")
-
-
-# ------------------------------------------------------------------------------ translation
-
-
-def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinition:
-    return JobDefinition(
-        id=msg.id.strip(),
-        name=msg.name,
-        type=enum_to_str(_DEF_TYPE, msg.type) or "",
-        description=msg.description,
-        sources=list(msg.sources),
-        steps=[
-            Step(
-                name=s.name,
-                action=s.action.strip(),
-                config=struct_to_dict(s.config),
-                on_error=enum_to_str(_ON_ERROR, s.on_error) or ("fail" if s.on_error == 0 else f"#{s.on_error}"),
-            )
-            for s in msg.steps
-        ],
-        schedule=msg.schedule.strip(),
-        timeout=msg.timeout.strip(),
-        enabled=msg.enabled if msg.HasField("enabled") else True,
-        auto_start=msg.auto_start,
-        config=struct_to_dict(msg.config),
-        post_jobs=[p.strip() for p in msg.post_jobs],
-    )
-
-
-def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
-    msg = job_definition_pb2.JobDefinition(
-        id=d.id,
-        name=d.name,
-        type=enum_value(_DEF_TYPE, d.type),
-        description=d.description,
-        sources=d.sources,
-        steps=[
-            job_definition_pb2.JobStep(
-                name=s.name,
-                action=s.action,
-                config=dict_to_struct(s.config),
-                on_error=enum_value(_ON_ERROR, s.on_error),
-            )
-            for s in d.steps
-        ],
-        schedule=d.schedule,
-        timeout=d.timeout,
-        enabled=d.enabled,
-        auto_start=d.auto_start,
-        config=dict_to_struct(d.config),
-        post_jobs=d.post_jobs,
-    )
-    set_timestamp(msg.created_at, d.created_at)
-    set_timestamp(msg.updated_at, d.updated_at)
-    return msg
-
-
-def crawl_config_to_dict(cfg: crawl_job_pb2.CrawlConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(cfg, name) for name in _CRAWL_SCALARS if cfg.HasField(name)}
-    out.update({name: list(getattr(cfg, name)) for name in _CRAWL_LISTS if getattr(cfg, name)})
-    return out
-
-
-def crawl_config_from_dict(data: Mapping[str, Any]) -> crawl_job_pb2.CrawlConfig:
-    return crawl_job_pb2.CrawlConfig(**{k: v for k, v in data.items() if k in _CRAWL_SCALARS or k in _CRAWL_LISTS})
-
-
-def source_from_proto(msg: source_pb2.Source) -> Source:
-    return Source(
-        id=msg.id.strip(),
-        name=msg.name,
-        type=enum_to_str(_SOURCE_TYPE, msg.type) or "web",
-        base_url=msg.base_url.strip(),
-        enabled=msg.enabled if msg.HasField("enabled") else True,
-        crawl=crawl_config_to_dict(msg.crawl),
-        include_patterns=list(msg.filters.include_patterns),
-        exclude_patterns=list(msg.filters.exclude_patterns),
-        auth_headers=dict(msg.auth.headers),
-        auth_cookies=dict(msg.auth.cookies),
-    )
-
-
-def source_to_proto(s: Source, *, with_auth: bool = False) -> source_pb2.Source:
-    """The API view of a source: secrets only in the crawler's snapshots (`with_auth`)."""
-    msg = source_pb2.Source(
-        id=s.id,
-        name=s.name,
-        type=enum_value(_SOURCE_TYPE, s.type),
-        base_url=s.base_url,
-        enabled=s.enabled,
-        crawl=crawl_config_from_dict(s.crawl),
-        filters=source_pb2.SourceFilters(include_patterns=s.include_patterns, exclude_patterns=s.exclude_patterns),
-        has_auth=s.has_auth,
-    )
-    if with_auth and s.has_auth:
-        msg.auth.headers.update(s.auth_headers)
-        msg.auth.cookies.update(s.auth_cookies)
-    set_timestamp(msg.created_at, s.created_at)
-    set_timestamp(msg.updated_at, s.updated_at)
-    return msg
-
-
-# ---------------------------------------------------------------------------------- actions
-
-
-class ActionCatalog:
-    """The step actions the crawler offers, asked with ListActions (and asked again on a miss)."""
-
-    def __init__(self, crawler: crawler_service_pb2_grpc.CrawlerServiceStub) -> None:
-        self._crawler = crawler
-        self._names: frozenset[str] = frozenset()
-
-    async def refresh(self, timeout: float = 5.0) -> frozenset[str]:
-        response = await self._crawler.ListActions(crawler_service_pb2.ListActionsRequest(), timeout=timeout)
-        self._names = frozenset(a.name for a in response.actions)
-        return self._names
-
-    async def wait_ready(self, *, attempt_timeout: float = 2.0) -> frozenset[str]:
-        """Ask until the crawler answers (it may start after us)."""
-        delay, waited = 0.1, 0.0
-        while True:
-            try:
-                return await self.refresh(timeout=attempt_timeout)
-            except grpc.aio.AioRpcError as exc:
-                if waited >= 5 or delay >= 2:
-                    log.warning("waiting for the crawler to list its actions", extra={"code": exc.code().name})
-                    waited = 0.0
-                await asyncio.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 2.0)
-
-    async def names(self, wanted: Collection[str] = ()) -> frozenset[str]:
-        if any(w not in self._names for w in wanted if w):
-            try:
-                await self.refresh()
-            except grpc.aio.AioRpcError:
-                log.warning("crawler unreachable; checking actions against the last known list")
-        return self._names
-
-
-# ---------------------------------------------------------------------------------- catalog
-
-
-class Catalogue:
-    """Definitions and sources: validation against the stored catalogue, then storage."""
-
-    def __init__(self, store: ExecutorStore, actions: ActionCatalog) -> None:
-        self.store = store
-        self.actions = actions
-
-    async def save_definition(self, d: JobDefinition, mode: SaveMode) -> tuple[JobDefinition, bool]:
-        actions = await self.actions.names([s.action for s in d.steps])
-
-        def validate(
-            candidate: JobDefinition, sources: Collection[str], graph: Mapping[str, Sequence[str]]
-        ) -> list[FieldViolation]:
-            return validate_definition(candidate, actions=actions, known_sources=sources, graph=graph)
-
-        return await self.store.save_definition(d, mode=mode, validate=validate)
-
-    async def save_source(self, s: Source, mode: SaveMode, *, keep_auth: bool = False) -> tuple[Source, bool]:
-        violations = validate_source(s)
-        if violations:
-            raise InvalidArgument(violations=violations)
-        return await self.store.save_source(s, mode=mode, keep_auth=keep_auth)
-
-
-# -------------------------------------------------------------------------------- servicer
 
 
 def _type_filter(number: int, enum: Any) -> str | None:
@@ -222,9 +34,11 @@ def _type_filter(number: int, enum: Any) -> str | None:
 
 
 class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, executions: Executions, post_jobs: PostJobs) -> None:
         self.catalogue = catalogue
         self.store = catalogue.store
+        self.executions = executions
+        self.post_jobs = post_jobs
 
     # job definitions
 
@@ -247,7 +61,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
         items, total = await self.store.list_definitions(
             p,
-            type=_type_filter(request.type, _DEF_TYPE),
+            type=_type_filter(request.type, DEF_TYPE),
             enabled=request.enabled if request.HasField("enabled") else None,
         )
         return executor_service_pb2.ListJobDefinitionsResponse(
@@ -289,7 +103,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
         items, total = await self.store.list_sources(
             p,
-            type=_type_filter(request.type, _SOURCE_TYPE),
+            type=_type_filter(request.type, SOURCE_TYPE),
             enabled=request.enabled if request.HasField("enabled") else None,
         )
         return executor_service_pb2.ListSourcesResponse(
@@ -306,3 +120,56 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         await self.store.delete_source(request.id)
         log.info("source deleted", extra={"source_id": request.id})
         return executor_service_pb2.DeleteSourceResponse()
+
+    # executions
+
+    async def ExecuteJobDefinition(self, request, context):  # type: ignore[no-untyped-def]
+        if not request.job_definition_id:
+            raise InvalidArgument.field("job_definition_id", "is required")
+        if len(request.idempotency_key) > 255:
+            raise InvalidArgument.field("idempotency_key", "must be at most 255 characters")
+        trigger = trigger_from_proto(request.trigger)
+        if trigger == "post_job":
+            raise InvalidArgument.field("trigger", "post-jobs are started by TriggerPostJobs")
+        execution, replayed = await self.executions.execute(
+            request.job_definition_id, trigger=trigger, idempotency_key=request.idempotency_key
+        )
+        return executor_service_pb2.ExecuteJobDefinitionResponse(
+            execution=execution_to_proto(execution), replayed=replayed
+        )
+
+    async def GetExecution(self, request, context):  # type: ignore[no-untyped-def]
+        execution = await self.executions.ledger.get(request.id)
+        return executor_service_pb2.GetExecutionResponse(execution=execution_to_proto(execution))
+
+    async def ListExecutions(self, request, context):  # type: ignore[no-untyped-def]
+        p = page(
+            request.limit, request.offset, request.order_by, request.order_dir, allowed=("created_at", "updated_at")
+        )
+        items, total = await self.executions.ledger.list_executions(
+            p,
+            job_definition_id=request.job_definition_id or None,
+            status=status_from_proto(request.status),
+            parent_execution_id=request.parent_execution_id or None,
+        )
+        return executor_service_pb2.ListExecutionsResponse(
+            executions=[execution_to_proto(e) for e in items], total_count=total, limit=p.limit, offset=p.offset
+        )
+
+    async def CancelExecution(self, request, context):  # type: ignore[no-untyped-def]
+        execution = await self.executions.cancel(request.id)
+        return executor_service_pb2.CancelExecutionResponse(execution=execution_to_proto(execution))
+
+    async def WatchExecution(self, request, context):  # type: ignore[no-untyped-def]
+        if request.after_event_id < 0:
+            raise InvalidArgument.field("after_event_id", "must be 0 or more")
+        async for item in self.executions.watch(request.id, request.after_event_id, replay=request.replay):
+            yield executor_service_pb2.WatchExecutionResponse(
+                event=event_to_proto(item.event), execution=execution_to_proto(item.execution)
+            )
+
+    async def TriggerPostJobs(self, request, context):  # type: ignore[no-untyped-def]
+        if not request.parent_execution_id:
+            raise InvalidArgument.field("parent_execution_id", "is required")
+        parent = await self.post_jobs.trigger(request.parent_execution_id)
+        return executor_service_pb2.TriggerPostJobsResponse(post_jobs=execution_to_proto(parent).post_jobs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from libs.settings import CommonSettings
 
@@ -18,6 +18,22 @@ class ExecutorSettings(CommonSettings):
         description="host:port other replicas and the executor itself use to call TriggerPostJobs. "
         "Unset: 127.0.0.1 and the bound port.",
     )
+    execution_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long an executor owns a running execution without renewing; after it, another resumes it.",
+    )
+    scheduler_enabled: bool = Field(default=True, description="Run cron schedules and auto_start in this process.")
     definitions_dir: Path | None = Field(
         default=None, description="Definition and source files (TOML or JSON) upserted at start-up."
     )
+
+    @field_validator("executor_self_addr", "executor_addr", "crawler_addr")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, for example executor:50051")
+        return value

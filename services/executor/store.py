@@ -93,6 +93,9 @@ def _fill_source(row: SourceRow, s: Source, *, keep_auth: bool) -> None:
         row.auth = {"headers": dict(s.auth_headers), "cookies": dict(s.auth_cookies)} if s.has_auth else None
 
 
+# Woken whenever a definition is created, changed or deleted (the scheduler re-reads them).
+DEFINITIONS_CHANNEL = "definitions"
+
 # Checks a definition against the rest of the catalogue: (definition, source ids, post-job graph).
 Validator = Callable[[JobDefinition, Collection[str], Mapping[str, Sequence[str]]], list[FieldViolation]]
 SaveMode = Literal["create", "update", "upsert"]
@@ -142,6 +145,7 @@ class ExecutorStore:
                     await session.flush()
                 except IntegrityError as exc:
                     raise AlreadyExists(f"job definition {d.id!r} already exists") from exc
+                await self.db.notify(session, DEFINITIONS_CHANNEL)
                 return _definition(row), True
             if mode == "create":
                 raise AlreadyExists(f"job definition {d.id!r} already exists")
@@ -151,6 +155,7 @@ class ExecutorStore:
             row.version += 1
             row.updated_at = now
             await session.flush()
+            await self.db.notify(session, DEFINITIONS_CHANNEL)
             return _definition(row), True
 
     async def get_definition(self, definition_id: str) -> JobDefinition:
@@ -193,6 +198,7 @@ class ExecutorStore:
             result = await session.execute(delete(JobDefinitionRow).where(JobDefinitionRow.id == definition_id))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"job definition {definition_id!r} not found")
+            await self.db.notify(session, DEFINITIONS_CHANNEL)
 
     # ----------------------------------------------------------------------------- sources
 

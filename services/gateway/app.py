@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from libs.logs import REQUEST_ID_HEADER, request_context
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
 from services.gateway.errors import install_error_handlers
-from services.gateway.routes import definitions, sources
+from services.gateway.routes import definitions, executions, jobs, sources
 from services.gateway.schemas import add_component_schemas
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(definitions.router)
     app.include_router(sources.router)
+    app.include_router(executions.router)
+    app.include_router(jobs.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness of the gateway")
     async def healthz() -> Any:

@@ -77,6 +77,8 @@ class Stack:
     http: httpx.AsyncClient
     executor: executor_service_pb2_grpc.ExecutorServiceStub
     crawler: crawler_service_pb2_grpc.CrawlerServiceStub
+    # The executor's database (for tests that arrange state the API refuses to create).
+    database_url: str
 
     @property
     def base_url(self) -> str:
@@ -84,14 +86,18 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(common: dict[str, Any], **executor_overrides: Any) -> AsyncIterator[Stack]:
+async def running_stack(
+    common: dict[str, Any], *, clock: Any = None, **executor_overrides: Any
+) -> AsyncIterator[Stack]:
     await migrate_for(common)
     crawler_settings = CrawlerSettings(**common, crawler_port=0)
     async with running(lambda s, r: crawler_server.serve(crawler_settings, s, r), "crawler") as crawler_port:
         executor_settings = ExecutorSettings(
             **common, executor_port=0, crawler_addr=f"127.0.0.1:{crawler_port}", **executor_overrides
         )
-        async with running(lambda s, r: executor_server.serve(executor_settings, s, r), "executor") as executor_port:
+        async with running(
+            lambda s, r: executor_server.serve(executor_settings, s, r, clock=clock), "executor"
+        ) as executor_port:
             gateway_settings = GatewaySettings(
                 **common,
                 gateway_port=0,
@@ -118,6 +124,7 @@ async def running_stack(common: dict[str, Any], **executor_overrides: Any) -> As
                         http=http,
                         executor=executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
                         crawler=crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel),
+                        database_url=executor_settings.database_url_for("executor"),
                     )
                 finally:
                     await executor_channel.close()

@@ -1,0 +1,96 @@
+"""Executions: a run of a job definition as recorded in the ledger (not a job)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
+# A step waiting out its backoff before the next attempt.
+RETRYING = "retrying"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+TRIGGERS = ("api", "cli", "schedule", "post_job")
+
+# post_jobs_state: none (not triggered), pending (steps succeeded, outcomes not recorded), done.
+POST_NONE, POST_PENDING, POST_DONE = "none", "pending", "done"
+
+
+@dataclass
+class StepState:
+    index: int
+    name: str
+    action: str
+    status: str = PENDING
+    # Attempts started so far; a step that was running when its executor died is resumed by
+    # sending the same attempt again, which the crawler answers with the jobs it already has.
+    attempts: int = 0
+    crawl_job_ids: list[str] = field(default_factory=list)
+    error: str = ""
+    # Sources whose crawl job failed in the last attempt: a retry re-runs only these.
+    failed_sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepState:
+        return cls(**data)
+
+
+@dataclass
+class PostJobOutcome:
+    job_definition_id: str
+    execution_id: str = ""
+    reason: str = ""  # not_found | disabled | invalid | cycle | error; empty when triggered
+    detail: str = ""
+
+
+@dataclass
+class Execution:
+    id: str
+    job_definition_id: str
+    job_name: str
+    definition: dict[str, Any]
+    status: str
+    trigger: str
+    lineage: list[str]
+    steps: list[StepState]
+    parent_execution_id: str | None = None
+    post_jobs_state: str = POST_NONE
+    triggered: list[PostJobOutcome] = field(default_factory=list)
+    skipped: list[PostJobOutcome] = field(default_factory=list)
+    error_code: str = ""
+    error_message: str = ""
+    idempotency_key: str | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
+    deadline: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def post_jobs(self) -> list[str]:
+        return list(self.definition.get("post_jobs", []))
+
+    def steps_json(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in self.steps]
+
+    def post_jobs_json(self) -> dict[str, Any]:
+        return outcomes_json(self.triggered, self.skipped)
+
+
+def outcomes_json(triggered: list[PostJobOutcome], skipped: list[PostJobOutcome]) -> dict[str, Any]:
+    return {"triggered": [asdict(t) for t in triggered], "skipped": [asdict(s) for s in skipped]}
+
+
+@dataclass
+class ExecutionEvent:
+    id: int
+    execution_id: str
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime

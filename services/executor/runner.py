@@ -1,0 +1,420 @@
+"""The step runner: drives executions, streaming each step to the crawler over RunSteps.
+
+One stream per execution. A step is sent as a StepCall and answered with accepted, progress and
+finished events. A broken stream is reopened and the same StepCall (same attempt) sent again: the
+crawler answers with the crawl jobs it already created, so nothing is crawled twice. Every state
+change is recorded in the ledger as a compare-and-set by the owning instance; when the CAS fails
+(cancelled, or the lease went to another instance) the runner stops driving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from libs.db import utcnow
+from libs.logs import log_context
+from libs.proto_json import dict_to_struct, enum_to_str, enum_value
+from libs.step_config import RetryPolicy, parse_retry_policy
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
+from services.executor.convert import source_to_proto
+from services.executor.definitions import Source
+from services.executor.ledger import Ledger
+from services.executor.model import CANCELLED, COMPLETED, FAILED, POST_PENDING, RETRYING, RUNNING, Execution, StepState
+from services.executor.store import ExecutorStore
+
+log = logging.getLogger(__name__)
+
+_JOB_STATUS = crawl_job_pb2.CrawlJobStatus.DESCRIPTOR
+# Stream failures worth reopening the stream for; anything else is the step's error.
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+PROGRESS_INTERVAL = 1.0
+
+
+class LostExecution(Exception):
+    """The execution is no longer ours to drive (cancelled, or its lease was taken)."""
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, *, stream_error: bool = False) -> None:
+        super().__init__(message)
+        self.stream_error = stream_error
+
+
+def job_summary(job: crawler_service_pb2.StepCrawlJob, source_types: dict[str, str]) -> dict[str, Any]:
+    """A crawl job as it appears in execution events (the Go system's job_progress keys)."""
+    p = job.progress
+    return {
+        "crawl_job_id": job.crawl_job_id,
+        "source_id": job.source_id,
+        "source_type": source_types.get(job.source_id, "web"),
+        "status": enum_to_str(_JOB_STATUS, job.status) or "",
+        "total_urls": p.total_urls,
+        "completed_urls": p.completed_urls,
+        "failed_urls": p.failed_urls,
+        "pending_urls": p.pending_urls,
+        "skipped_urls": p.skipped_urls,
+        "percentage": round(p.percentage, 2),
+        "error": job.error,
+    }
+
+
+class StepStream:
+    """The RunSteps stream of one execution, reopened (and the step replayed) when it breaks."""
+
+    def __init__(self, stub: crawler_service_pb2_grpc.CrawlerServiceStub, execution_id: str) -> None:
+        self._stub = stub
+        self._execution_id = execution_id
+        self._call: Any = None
+
+    async def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    async def run(
+        self,
+        call: crawler_service_pb2.StepCall,
+        on_event: Callable[[crawler_service_pb2.StepEvent], Awaitable[None]],
+    ) -> crawler_service_pb2.StepFinished:
+        delay, internal_failures = 0.2, 0
+        while True:
+            try:
+                if self._call is None:
+                    self._call = self._stub.RunSteps()
+                await self._call.write(crawler_service_pb2.RunStepsRequest(call=call))
+                while True:
+                    response = await self._call.read()
+                    if response is grpc.aio.EOF:
+                        raise StepFailed("the crawler closed the step stream", stream_error=True)
+                    event = response.event
+                    if (event.step_index, event.attempt) != (call.step_index, call.attempt):
+                        continue  # a late event of an earlier step or replay
+                    await on_event(event)
+                    if event.HasField("finished"):
+                        return event.finished
+            except (grpc.aio.AioRpcError, StepFailed) as exc:
+                code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
+                message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+                await self.close()
+                if code == grpc.StatusCode.INTERNAL:
+                    internal_failures += 1
+                if code not in _TRANSIENT or internal_failures > 5:
+                    raise StepFailed(f"crawler refused the step: {message}") from exc
+                log.warning(
+                    "step stream broke; reopening it and replaying the step",
+                    extra={"code": code.name, "step_index": call.step_index, "attempt": call.attempt},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class Runner:
+    """Drives the executions this instance owns, each in its own task."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ExecutorStore,
+        crawler: crawler_service_pb2_grpc.CrawlerServiceStub,
+        *,
+        owner: str,
+        lease_seconds: float,
+        trigger_post_jobs: Callable[[str], Awaitable[None]],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.store = store
+        self.crawler = crawler
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.trigger_post_jobs = trigger_post_jobs
+        self._sleep = sleep
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def driving(self) -> list[str]:
+        return list(self._tasks)
+
+    def start(self, execution: Execution) -> None:
+        """Drive `execution` (already claimed by this owner) in the background."""
+        if execution.id in self._tasks:
+            return
+        task = asyncio.create_task(self._drive(execution), name=f"execution-{execution.id}")
+        self._tasks[execution.id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(execution.id, None))
+
+    async def stop(self, execution_id: str) -> None:
+        """Stop driving one execution here (it was cancelled, or its lease moved)."""
+        task = self._tasks.get(execution_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def close(self) -> list[str]:
+        """Stop every task (shutdown); returns the ids that were being driven."""
+        ids = list(self._tasks)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return ids
+
+    async def _drive(self, execution: Execution) -> None:
+        with log_context(execution_id=execution.id, job_definition_id=execution.job_definition_id):
+            try:
+                await self._run(execution)
+            except LostExecution:
+                await self._after_loss(execution.id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("execution driver failed; another pass will resume it")
+
+    async def _after_loss(self, execution_id: str) -> None:
+        """If it was cancelled while a step was starting, make sure its crawl jobs stop too."""
+        current = await self.ledger.get(execution_id)
+        if current.status == CANCELLED:
+            await self.cancel_crawl_jobs(execution_id, "cancelled")
+        log.info("stopped driving execution", extra={"status": current.status})
+
+    async def cancel_crawl_jobs(self, execution_id: str, reason: str) -> None:
+        for attempt in range(5):
+            try:
+                await self.crawler.CancelCrawlJobs(
+                    crawler_service_pb2.CancelCrawlJobsRequest(execution_id=execution_id, reason=reason), timeout=10
+                )
+                return
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not cancel crawl jobs yet", extra={"code": exc.code().name, "attempt": attempt + 1})
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    # ------------------------------------------------------------------------- one run
+
+    async def _run(self, execution: Execution) -> None:
+        if execution.status == RUNNING and execution.post_jobs_state == POST_PENDING:
+            await self._post_jobs(execution)
+            return
+        if not await self.ledger.start(execution, self.owner):
+            raise LostExecution
+        if execution.started_at is None:
+            log.info("execution started", extra={"trigger": execution.trigger})
+        execution.status = RUNNING
+        stream = StepStream(self.crawler, execution.id)
+        try:
+            errors = await self._steps_within_deadline(execution, stream)
+        finally:
+            await stream.close()
+        if errors is None:
+            return  # finished already (failed, or timed out)
+        if errors:
+            message = f"{len(errors)} error(s): " + "; ".join(errors)
+            if await self.ledger.finish(execution, self.owner, FAILED, "step_failed", message):
+                log.warning("execution failed", extra={"error": message})
+            return
+        if not await self.ledger.succeed(execution, self.owner):
+            raise LostExecution
+        execution.post_jobs_state = POST_PENDING if execution.post_jobs else execution.post_jobs_state
+        if execution.post_jobs:
+            await self._post_jobs(execution)
+        else:
+            log.info("execution completed")
+
+    async def _post_jobs(self, execution: Execution) -> None:
+        """Ask TriggerPostJobs (over gRPC, at our advertised address) until the outcomes are recorded."""
+        delay = 0.2
+        for _ in range(8):
+            try:
+                await self.trigger_post_jobs(execution.id)
+                log.info("execution completed; post-jobs triggered")
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return  # cancelled meanwhile: never after cancellation
+                log.warning("TriggerPostJobs failed; retrying", extra={"code": exc.code().name})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # The recovery loop takes it from here once the lease lapses.
+        await self.ledger.release(self.owner, [execution.id])
+
+    async def _steps_within_deadline(self, execution: Execution, stream: StepStream) -> list[str] | None:
+        """Run the remaining steps; None when the execution already ended (failed or timed out)."""
+        if execution.deadline is None:
+            return await self._steps(execution, stream)
+        remaining = (execution.deadline - utcnow()).total_seconds()
+        try:
+            async with asyncio.timeout(max(remaining, 0)):
+                return await self._steps(execution, stream)
+        except TimeoutError:
+            await self._time_out(execution)
+            return None
+
+    async def _time_out(self, execution: Execution) -> None:
+        timeout = execution.definition.get("timeout", "")
+        await self.cancel_crawl_jobs(execution.id, "timeout")
+        for step in execution.steps:
+            if step.status == RUNNING:
+                step.status, step.error = FAILED, f"timed out after {timeout}"
+        if await self.ledger.finish(execution, self.owner, FAILED, "timeout", f"execution timed out after {timeout}"):
+            log.warning("execution timed out", extra={"timeout": timeout})
+
+    async def _steps(self, execution: Execution, stream: StepStream) -> list[str] | None:
+        errors: list[str] = []
+        definitions = execution.definition["steps"]
+        for step in execution.steps:
+            if step.status == COMPLETED:
+                continue
+            if step.status == FAILED:  # recorded by an earlier pass with on_error=continue
+                errors.append(f"step {step.index} ({step.name}): {step.error}")
+                continue
+            spec = definitions[step.index]
+            if await self._run_step(execution, step, spec, stream):
+                continue
+            error = f"step {step.index} ({step.name}): {step.error}"
+            if spec.get("on_error", "fail") == "continue":
+                errors.append(error)
+                continue
+            if await self.ledger.finish(execution, self.owner, FAILED, "step_failed", f"execution failed at {error}"):
+                log.warning("execution failed", extra={"step_index": step.index, "error": step.error})
+                return None
+            raise LostExecution
+        return errors
+
+    async def _run_step(self, execution: Execution, step: StepState, spec: dict[str, Any], stream: StepStream) -> bool:
+        """Run one step to success or final failure (retries included); True on success."""
+        config = dict(spec.get("config") or {})
+        on_error = spec.get("on_error", "fail")
+        policy, _ = parse_retry_policy(config)
+        if on_error != "retry":
+            policy = RetryPolicy(max_retries=0)
+        while True:
+            # A step recorded as running was interrupted: send the same attempt again (a replay).
+            replay = step.status == RUNNING and step.attempts > 0
+            attempt = step.attempts if replay else step.attempts + 1
+            step.status, step.attempts, step.error = RUNNING, attempt, ""
+            event = (
+                "step_started",
+                {"step_index": step.index, "name": step.name, "action": step.action, "attempt": attempt},
+            )
+            if not await self.ledger.save_steps(execution, self.owner, [] if replay else [event]):
+                raise LostExecution
+            source_types: dict[str, str] = {}
+            try:
+                finished = await self._call_step(execution, step, spec, attempt, stream, source_types)
+                ok, error = finished.ok, finished.error or "step failed"
+            except StepFailed as exc:
+                finished, ok, error = None, False, str(exc)
+            jobs = [job_summary(j, source_types) for j in (finished.jobs if finished else [])]
+            if ok:
+                step.status, step.failed_sources = COMPLETED, []
+                if not await self.ledger.save_steps(
+                    execution,
+                    self.owner,
+                    [("step_completed", {"step_index": step.index, "attempt": attempt, "jobs": jobs})],
+                ):
+                    raise LostExecution
+                return True
+            step.error = error
+            step.failed_sources = sorted({j["source_id"] for j in jobs if j["status"] != "completed"})
+            retry = attempt - 1 < policy.max_retries
+            events: list[tuple[str, dict[str, Any]]] = [
+                (
+                    "step_failed",
+                    {"step_index": step.index, "attempt": attempt, "error": error, "jobs": jobs, "final": not retry},
+                )
+            ]
+            if not retry:
+                step.status = FAILED
+                if attempt > 1:
+                    step.error = f"failed after {attempt - 1} retries: {error}"
+                if not await self.ledger.save_steps(execution, self.owner, events):
+                    raise LostExecution
+                return False
+            delay = policy.delay(attempt)
+            events.append(
+                ("step_retry", {"step_index": step.index, "next_attempt": attempt + 1, "delay_seconds": delay})
+            )
+            step.status = RETRYING
+            if not await self.ledger.save_steps(execution, self.owner, events):
+                raise LostExecution
+            log.info(
+                "step failed; retrying",
+                extra={"step_index": step.index, "attempt": attempt, "delay": delay, "error": error},
+            )
+            await self._sleep(delay)
+
+    async def _call_step(
+        self,
+        execution: Execution,
+        step: StepState,
+        spec: dict[str, Any],
+        attempt: int,
+        stream: StepStream,
+        source_types: dict[str, str],
+    ) -> crawler_service_pb2.StepFinished:
+        sources = await self._sources_for(execution, step, spec, attempt)
+        call = crawler_service_pb2.StepCall(
+            execution_id=execution.id,
+            job_definition_id=execution.job_definition_id,
+            step_index=step.index,
+            attempt=attempt,
+            step=job_definition_pb2.JobStep(
+                name=spec["name"],
+                action=spec["action"],
+                config=dict_to_struct(dict(spec.get("config") or {})),
+                on_error=enum_value(job_definition_pb2.OnError.DESCRIPTOR, spec.get("on_error", "fail")),
+            ),
+            sources=[source_to_proto(s, with_auth=True) for s in sources],
+        )
+        source_types.update({s.id: s.type for s in sources})
+        last_progress = 0.0
+
+        async def on_event(event: crawler_service_pb2.StepEvent) -> None:
+            nonlocal last_progress
+            if event.HasField("accepted"):
+                ids = [j.crawl_job_id for j in event.accepted.jobs]
+                new = [i for i in ids if i not in step.crawl_job_ids]
+                step.crawl_job_ids.extend(new)
+                payload = {"step_index": step.index, "attempt": attempt, "crawl_job_ids": ids,
+                           "jobs": [job_summary(j, source_types) for j in event.accepted.jobs]}  # fmt: skip
+                if not await self.ledger.save_steps(execution, self.owner, [("step_accepted", payload)]):
+                    raise LostExecution
+            elif event.HasField("progress"):
+                now = time.monotonic()
+                if now - last_progress >= PROGRESS_INTERVAL:
+                    last_progress = now
+                    payload = {"step_index": step.index, "attempt": attempt,
+                               "jobs": [job_summary(j, source_types) for j in event.progress.jobs]}  # fmt: skip
+                    await self.ledger.append_event(execution.id, "step_progress", payload)
+
+        return await stream.run(call, on_event)
+
+    async def _sources_for(
+        self, execution: Execution, step: StepState, spec: dict[str, Any], attempt: int
+    ) -> list[Source]:
+        """The definition's sources, fetched fresh; a retry sends only those whose job failed.
+
+        A crawl of sources fails when one is missing; other actions get the ones that exist."""
+        ids: list[str] = list(execution.definition.get("sources", []))
+        if attempt > 1 and step.failed_sources:
+            ids = [i for i in ids if i in step.failed_sources]
+        found = await self.store.find_sources(ids)
+        missing = [i for i in ids if i not in found]
+        crawls_sources = spec["action"] == "crawl" and not (spec.get("config") or {}).get("start_urls")
+        if missing and crawls_sources:
+            raise StepFailed(f"failed to fetch sources: source {missing[0]!r} not found")
+        return [found[i] for i in ids if i in found]

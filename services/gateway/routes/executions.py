@@ -1,0 +1,143 @@
+"""Executions: start one (202), list, get, cancel, and follow its events (SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+from libs.proto_json import enum_value, to_dict
+from quaero.v1 import execution_pb2
+from quaero.v1 import executor_service_pb2 as ex
+from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
+from services.gateway.sse import last_event_id, sse_response
+
+router = APIRouter(tags=["executions"])
+
+Execution = model_for(execution_pb2.Execution.DESCRIPTOR, omit=frozenset({"idempotency_key"}))
+ExecutionList = list_model("ExecutionList", "executions", Execution)
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+
+class ExecutionStarted(BaseModel):
+    execution_id: str
+    job_definition_id: str
+    job_name: str
+    status: Status
+    message: str
+
+
+def execution_json(msg: execution_pb2.Execution) -> dict[str, Any]:
+    data = to_dict(msg, omit=frozenset({"idempotency_key"}))
+    data["parent_execution_id"] = data["parent_execution_id"] or None
+    if not msg.HasField("error") or not msg.error.code:
+        data["error"] = None
+    return data
+
+
+def _stub(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.executor
+
+
+@router.post(
+    "/api/job-definitions/{id}/execute",
+    status_code=202,
+    response_model=ExecutionStarted,
+    responses={**ERROR_RESPONSES, 400: {"description": "Disabled or invalid definition."}},
+    summary="Execute a job definition: answers at once, the execution runs in the background",
+)
+async def execute(
+    request: Request,
+    id: str,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> JSONResponse:
+    response = await _stub(request).ExecuteJobDefinition(
+        ex.ExecuteJobDefinitionRequest(
+            job_definition_id=id, idempotency_key=idempotency_key or "", trigger=execution_pb2.TRIGGER_API
+        )
+    )
+    execution = response.execution
+    status = to_dict(execution)["status"]
+    body = {
+        "execution_id": execution.id,
+        "job_definition_id": execution.job_definition_id,
+        "job_name": execution.job_name,
+        "status": "running" if status == "pending" else status,
+        "message": "Job execution started",
+    }
+    headers = {"Location": f"/api/executions/{execution.id}"}
+    if response.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.get("/api/executions", response_model=ExecutionList, responses=ERROR_RESPONSES, summary="List executions")
+async def list_executions(
+    request: Request,
+    job_definition_id: Annotated[str | None, Query()] = None,
+    status: Annotated[Status | None, Query()] = None,
+    parent_execution_id: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
+    order_dir: Annotated[Literal["asc", "desc"], Query()] = "desc",
+) -> JSONResponse:
+    req = ex.ListExecutionsRequest(
+        job_definition_id=job_definition_id or "",
+        parent_execution_id=parent_execution_id or "",
+        limit=limit,
+        offset=offset,
+        order_by=order_by,
+        order_dir=order_dir,
+    )
+    if status:
+        req.status = enum_value(execution_pb2.ExecutionStatus.DESCRIPTOR, status)
+    resp = await _stub(request).ListExecutions(req)
+    return JSONResponse(
+        {
+            "executions": [execution_json(e) for e in resp.executions],
+            "total_count": resp.total_count,
+            "limit": resp.limit,
+            "offset": resp.offset,
+        }
+    )
+
+
+@router.get("/api/executions/{id}", response_model=Execution, responses=ERROR_RESPONSES, summary="Get an execution")
+async def get_execution(request: Request, id: str) -> JSONResponse:
+    resp = await _stub(request).GetExecution(ex.GetExecutionRequest(id=id))
+    return JSONResponse(execution_json(resp.execution))
+
+
+@router.post(
+    "/api/executions/{id}/cancel",
+    response_model=Execution,
+    responses={**ERROR_RESPONSES, 409: {"description": "The execution already finished."}},
+    summary="Cancel an execution and its running crawl jobs",
+)
+async def cancel_execution(request: Request, id: str) -> JSONResponse:
+    resp = await _stub(request).CancelExecution(ex.CancelExecutionRequest(id=id))
+    return JSONResponse(execution_json(resp.execution))
+
+
+@router.get(
+    "/api/executions/{id}/events",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}, **ERROR_RESPONSES},
+    summary="Follow an execution: a snapshot, then every event (resume with Last-Event-ID)",
+)
+async def execution_events(
+    request: Request, id: str, last_event_id_param: Annotated[int | None, Query(alias="last_event_id", ge=0)] = None
+) -> StreamingResponse:
+    after = last_event_id(request, last_event_id_param)
+    stub = _stub(request)
+    # Fail fast (404) before committing to a 200 stream.
+    await stub.GetExecution(ex.GetExecutionRequest(id=id))
+    call = stub.WatchExecution(ex.WatchExecutionRequest(id=id, after_event_id=after))
+
+    def render(message: ex.WatchExecutionResponse) -> tuple[int, str, dict[str, Any]]:
+        event = to_dict(message.event)
+        return message.event.id, message.event.type, {"event": event, "execution": execution_json(message.execution)}
+
+    return sse_response(call, render)
