@@ -55,7 +55,9 @@ async def run_embedded(stop: asyncio.Event, announce: Callable[[str], None] = la
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        task, crawler_port = await _start("crawler", lambda s, r: crawler_server.serve(crawler, s, r), stop)
+        task, crawler_port = await _start(
+            "crawler", lambda s, r: crawler_server.serve(crawler, s, r, run_workers=True), stop
+        )
         tasks.append(task)
         executor.crawler_addr = f"127.0.0.1:{crawler_port}"
         task, executor_port = await _start("executor", lambda s, r: executor_server.serve(executor, s, r), stop)

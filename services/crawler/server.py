@@ -1,4 +1,9 @@
-"""The crawler process: crawl jobs, the frontier, documents and step actions over gRPC."""
+"""The crawler process: crawl jobs, the frontier, documents and step actions over gRPC.
+
+It publishes URL tasks and runs the dispatch pump and the dead-letter consumer. Workers run
+in-process in embedded mode (no QUAERO_AMQP_URL: the queue is in memory) or when asked
+(`quaero up` on RabbitMQ); otherwise `python -m services.crawler.worker` processes do.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,19 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from libs.db import Database
 from libs.grpc_server import run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
+from services.crawler import queue as tasks_queue
+from services.crawler.pump import DeadLetters, Pump
 from services.crawler.service import CrawlerServicer
 from services.crawler.settings import CrawlerSettings
+from services.crawler.settle import Settler
+from services.crawler.store import CrawlStore
+from services.crawler.worker import build_worker
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +32,55 @@ SERVICE_NAME = crawler_service_pb2.DESCRIPTOR.services_by_name["CrawlerService"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def serve(settings: CrawlerSettings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve until `stop` is set. Migrations must already have run."""
+async def serve(
+    settings: CrawlerSettings,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+    *,
+    run_workers: bool | None = None,
+    worker_hooks: dict[str, Any] | None = None,
+) -> None:
+    """Serve until `stop` is set. Migrations must already have run.
+
+    `run_workers`: consume tasks in this process too (default: only with the in-process queue,
+    which nothing else can consume)."""
     service_var.set("crawler")
+    if run_workers is None:
+        run_workers = settings.amqp_url is None
     async with AsyncExitStack() as stack:
-        db = Database(settings.database_url_for("crawler"), "crawler")
+        db = Database(settings.database_url_for("crawler"), "crawler", pool_size=settings.db_pool_size + 2)
         await db.start()
         stack.push_async_callback(db.close)
+        queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler")
+        stack.push_async_callback(queue.close)
 
+        if run_workers:
+            worker = build_worker(db, queue, settings, **(worker_hooks or {}))
+            stack.push_async_callback(worker.fetcher.close)
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+        dead_letters = DeadLetters(db, queue, Settler(db, max_attempts=settings.max_attempts))
+        await dead_letters.start()
+        stack.push_async_callback(dead_letters.stop)
+        pump_stop = asyncio.Event()
+        pump = asyncio.create_task(Pump(db, queue, settings).run(pump_stop), name="crawler-pump")
+
+        async def stop_pump() -> None:
+            pump_stop.set()
+            await pump
+
+        stack.push_async_callback(stop_pump)
+
+        store = CrawlStore(db)
         server = await start_grpc_server(
             f"{settings.bind_host}:{settings.crawler_port}",
-            [(CrawlerServicer(), crawler_service_pb2_grpc.add_CrawlerServiceServicer_to_server, SERVICE_NAME)],
+            [
+                (
+                    CrawlerServicer(db, store, queue),
+                    crawler_service_pb2_grpc.add_CrawlerServiceServicer_to_server,
+                    SERVICE_NAME,
+                )
+            ],
             service="crawler",
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
@@ -45,7 +94,7 @@ def main() -> None:
     settings = CrawlerSettings()
     configure_logging("crawler", settings.log_level)
     settings.require_shared_infrastructure(amqp=True)
-    run_process(lambda stop: serve(settings, stop))
+    run_process(lambda stop: serve(settings, stop, run_workers=False))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,219 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
-from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
-from services.crawler.actions import ACTIONS
+from libs.amqp import TaskQueue
+from libs.db import Database, page
+from libs.errors import InvalidArgument
+from libs.logs import current_request_id
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
+from services.crawler import queue as tasks_queue
+from services.crawler.actions import ACTIONS, StepRunner
+from services.crawler.actions.crawl import RECHECK_INTERVAL
+from services.crawler.messages import (
+    document_message,
+    event_message,
+    job_message,
+    log_message,
+    status_name,
+    url_message,
+    url_state_name,
+)
+from services.crawler.store import TERMINAL, CrawlStore, ListFilter, job_channel
 
 log = logging.getLogger(__name__)
 
+_LEVEL_MIN = {
+    crawl_job_pb2.LOG_LEVEL_UNSPECIFIED: 0,
+    crawl_job_pb2.LOG_LEVEL_DEBUG: 10,
+    crawl_job_pb2.LOG_LEVEL_INFO: 20,
+    crawl_job_pb2.LOG_LEVEL_WARN: 30,
+    crawl_job_pb2.LOG_LEVEL_ERROR: 40,
+}
+
+
+def _required(value: str, field: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    return value
+
+
+def _enum_filter(number: int, name: str | None, field: str) -> str | None:
+    if number and name is None:
+        raise InvalidArgument.field(field, "is not a known value")
+    return name
+
 
 class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
+    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue) -> None:
+        self.db = db
+        self.store = store
+        self.queue = queue
+        self.steps = StepRunner(db, store, queue)
+
     async def ListActions(self, request, context):  # type: ignore[no-untyped-def]
         return crawler_service_pb2.ListActionsResponse(
             actions=[crawler_service_pb2.Action(name=a.name, description=a.description) for a in ACTIONS]
+        )
+
+    # ------------------------------------------------------------------------------- steps
+
+    async def RunSteps(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        """Each StepCall runs in its own task; their events go out as they come. Closing the
+        stream stops the reporting, never the crawl jobs."""
+        out: asyncio.Queue[crawler_service_pb2.RunStepsResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        def emit(event: crawler_service_pb2.StepEvent) -> None:
+            out.put_nowait(crawler_service_pb2.RunStepsResponse(event=event))
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    if request.HasField("call"):
+                        task = asyncio.create_task(self.steps.run(request.call, emit))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                await asyncio.gather(*list(running), return_exceptions=True)
+            finally:
+                out.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await out.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    # -------------------------------------------------------------------------------- jobs
+
+    async def GetCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        job = await self.store.get_job(_required(request.id, "id"))
+        return crawler_service_pb2.GetCrawlJobResponse(crawl_job=job_message(job))
+
+    async def ListCrawlJobs(self, request, context):  # type: ignore[no-untyped-def]
+        pg = page(
+            request.limit, request.offset, request.order_by, request.order_dir,
+            allowed=("created_at", "updated_at", "name"),
+        )  # fmt: skip
+        flt = ListFilter(
+            status=_enum_filter(request.status, status_name(request.status), "status"),
+            job_definition_id=request.job_definition_id or None,
+            execution_id=request.execution_id or None,
+            source_id=request.source_id or None,
+        )
+        jobs, total = await self.store.list_jobs(flt, pg)
+        return crawler_service_pb2.ListCrawlJobsResponse(
+            crawl_jobs=[job_message(j) for j in jobs], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
+    async def GetCrawlJobStats(self, request, context):  # type: ignore[no-untyped-def]
+        stats = await self.store.job_stats()
+        return crawler_service_pb2.GetCrawlJobStatsResponse(
+            **{k: stats.get(k, 0) for k in ("total", "pending", "running", "completed", "failed", "cancelled")}
+        )
+
+    async def CancelCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        job = await self.store.cancel_job(_required(request.id, "id"))
+        return crawler_service_pb2.CancelCrawlJobResponse(crawl_job=job_message(job))
+
+    async def CancelCrawlJobs(self, request, context):  # type: ignore[no-untyped-def]
+        execution_id = _required(request.execution_id, "execution_id")
+        ids = await self.store.cancel_execution(execution_id, request.reason.strip() or "cancelled")
+        return crawler_service_pb2.CancelCrawlJobsResponse(cancelled_job_ids=ids)
+
+    async def RerunCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        job, tasks = await self.store.rerun_job(_required(request.id, "id"), current_request_id() or "")
+        await tasks_queue.publish(self.queue, tasks)
+        return crawler_service_pb2.RerunCrawlJobResponse(original_job_id=request.id.strip(), crawl_job=job_message(job))
+
+    async def DeleteCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        await self.store.delete_job(_required(request.id, "id"))
+        return crawler_service_pb2.DeleteCrawlJobResponse()
+
+    async def WatchCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        """A snapshot (unless resuming after an event id), then each event, until terminal."""
+        job_id = _required(request.id, "id")
+        async with self.db.notifier.subscribe(job_channel(job_id)) as wake:
+            job, last_id = await self.store.job_with_last_event(job_id)
+            if request.after_event_id > 0:
+                last_id = request.after_event_id
+            else:
+                snapshot = crawl_job_pb2.JobEvent(id=last_id, job_id=job_id, type="snapshot")
+                snapshot.created_at.GetCurrentTime()
+                yield crawler_service_pb2.WatchCrawlJobResponse(event=snapshot, crawl_job=job_message(job))
+            while True:
+                wake.clear()
+                events = await self.store.events_after(job_id, last_id)
+                if events:
+                    job = await self.store.get_job(job_id)
+                    for event in events:
+                        last_id = event.id
+                        yield crawler_service_pb2.WatchCrawlJobResponse(
+                            event=event_message(event), crawl_job=job_message(job)
+                        )
+                    continue
+                if job.status in TERMINAL:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), RECHECK_INTERVAL)
+                job = await self.store.get_job(job_id)
+
+    async def ListJobLogs(self, request, context):  # type: ignore[no-untyped-def]
+        job_id = _required(request.job_id, "job_id")
+        if request.level not in _LEVEL_MIN:
+            raise InvalidArgument.field("level", "is not a known level")
+        order = (request.order or "desc").lower()
+        if order not in ("asc", "desc"):
+            raise InvalidArgument.field("order", "must be asc or desc")
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        logs, total = await self.store.list_logs(job_id, _LEVEL_MIN[request.level], order == "asc", pg)
+        return crawler_service_pb2.ListJobLogsResponse(
+            logs=[log_message(e) for e in logs], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
+    async def ListCrawlUrls(self, request, context):  # type: ignore[no-untyped-def]
+        job_id = _required(request.job_id, "job_id")
+        state = _enum_filter(request.state, url_state_name(request.state), "state")
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        urls, total = await self.store.list_urls(job_id, state, request.reason.strip(), pg)
+        return crawler_service_pb2.ListCrawlUrlsResponse(
+            urls=[url_message(u) for u in urls], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
+    # --------------------------------------------------------------------------- documents
+
+    async def ListDocuments(self, request, context):  # type: ignore[no-untyped-def]
+        pg = page(
+            request.limit, request.offset, request.order_by, request.order_dir,
+            allowed=("created_at", "updated_at", "title"),
+        )  # fmt: skip
+        docs, total = await self.store.list_documents(request.source_id.strip(), request.job_id.strip(), pg)
+        return crawler_service_pb2.ListDocumentsResponse(
+            documents=[document_message(d) for d in docs], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
+    async def GetDocument(self, request, context):  # type: ignore[no-untyped-def]
+        doc = await self.store.get_document(_required(request.id, "id"))
+        return crawler_service_pb2.GetDocumentResponse(document=document_message(doc, markdown=True))
+
+    async def SearchDocuments(self, request, context):  # type: ignore[no-untyped-def]
+        query = _required(request.query, "query")
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        hits, total = await self.store.search_documents(
+            query, request.source_id.strip(), request.job_id.strip(), pg.limit, pg.offset
+        )
+        return crawler_service_pb2.SearchDocumentsResponse(
+            documents=[document_message(d, snippet=s) for d, s in hits],
+            total_count=total,
+            limit=pg.limit,
+            offset=pg.offset,
         )

@@ -10,4 +10,22 @@ from libs.settings import CommonSettings
 class CrawlerSettings(CommonSettings):
     crawler_port: int = Field(default=50052, ge=0, le=65535, description="gRPC port of the crawler (0: any free port).")
     queue_name: str = Field(default="quaero.crawl.urls", description="RabbitMQ queue carrying UrlTask messages.")
+    delivery_limit: int = Field(
+        default=5, ge=1, description="Deliveries of one task before it is dead-lettered (fixed when the queue is made)."
+    )
     user_agent: str = Field(default="Quaero/0.1 (+https://github.com/quaero)", description="User-Agent of every fetch.")
+    worker_prefetch: int = Field(default=64, ge=1, description="Tasks a worker holds at once (its fetch concurrency).")
+    fetch_timeout: float = Field(default=30.0, gt=0, description="Seconds one fetch may take.")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Bodies above this are skipped.")
+    max_attempts: int = Field(default=3, ge=1, description="Fetches of a URL answering 429/5xx before it fails.")
+    retry_backoff: float = Field(default=2.0, gt=0, description="Seconds before the first retry; doubles each time.")
+    visibility_timeout: float = Field(
+        default=90.0, gt=0, description="Seconds a published task may stay unsettled before the pump republishes it."
+    )
+    pump_interval: float = Field(default=0.5, gt=0, description="Seconds between two rounds of the dispatch pump.")
+    parse_inline_limit: int = Field(
+        default=256 * 1024, ge=0, description="Pages up to this size are parsed inline; larger ones in a process pool."
+    )
+    parse_processes: int = Field(default=1, ge=0, description="Processes parsing large pages (0: parse inline).")
+    robots_ttl: float = Field(default=3600.0, ge=0, description="Seconds a host's robots.txt is cached.")
+    db_pool_size: int = Field(default=4, ge=1, description="Database connections of a crawler or worker process.")

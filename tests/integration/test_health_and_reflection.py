@@ -48,9 +48,9 @@ async def test_serving_and_reflected(stack: Stack, port_of, expected: str) -> No
             assert named.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_unimplemented_rpcs_answer_unimplemented(stack: Stack) -> None:
+async def test_domain_errors_answer_with_their_status_code(stack: Stack) -> None:
     from quaero.v1 import crawler_service_pb2
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.crawler.GetCrawlJob(crawler_service_pb2.GetCrawlJobRequest(id="x"))
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

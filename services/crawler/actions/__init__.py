@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from libs.amqp import TaskQueue
+from libs.db import Database
+from libs.errors import QuaeroError
+from libs.logs import log_context
+from libs.proto_json import dict_to_struct, struct_to_dict
+from quaero.v1 import crawler_service_pb2
+from services.crawler.store import CrawlStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -16,3 +28,55 @@ ACTIONS: tuple[ActionInfo, ...] = (
     ActionInfo("corpus_summary", "Write a statistics document over a source's or the whole corpus's documents."),
     ActionInfo("reindex", "Rebuild the full-text search index."),
 )
+
+Emit = Callable[[crawler_service_pb2.StepEvent], None]
+
+
+class StepRunner:
+    """Runs one StepCall and emits its events: accepted, progress..., exactly one finished."""
+
+    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue) -> None:
+        from services.crawler.actions.crawl import CrawlAction
+
+        self.db = db
+        self.crawl = CrawlAction(db, store, queue)
+
+    async def run(self, call: crawler_service_pb2.StepCall, emit: Emit) -> None:
+        from services.crawler.actions.maintenance import corpus_summary, reindex
+
+        def finished(ok: bool, error: str = "", result: dict[str, object] | None = None) -> None:
+            emit(
+                crawler_service_pb2.StepEvent(
+                    execution_id=call.execution_id,
+                    step_index=call.step_index,
+                    attempt=call.attempt,
+                    finished=crawler_service_pb2.StepFinished(
+                        ok=ok, error=error, result=dict_to_struct(result) if result else None
+                    ),
+                )
+            )
+
+        action = call.step.action
+        with log_context(execution_id=call.execution_id, job_definition_id=call.job_definition_id):
+            try:
+                if action == "crawl":
+                    await self.crawl.run(call, emit)
+                    return
+                if action not in ("corpus_summary", "reindex"):
+                    finished(False, f"unknown action {action!r} (known: {', '.join(a.name for a in ACTIONS)})")
+                    return
+                emit(
+                    crawler_service_pb2.StepEvent(
+                        execution_id=call.execution_id,
+                        step_index=call.step_index,
+                        attempt=call.attempt,
+                        accepted=crawler_service_pb2.StepAccepted(),
+                    )
+                )
+                run = corpus_summary if action == "corpus_summary" else reindex
+                finished(True, result=await run(self.db, struct_to_dict(call.step.config)))
+            except QuaeroError as exc:
+                finished(False, exc.message)
+            except Exception as exc:
+                log.exception("step %s (%s) failed", call.step_index, action)
+                finished(False, f"internal error in the crawler: {type(exc).__name__}")

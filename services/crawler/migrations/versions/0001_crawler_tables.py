@@ -42,6 +42,14 @@ def upgrade() -> None:
         # stream finds the jobs it already created instead of starting new ones.
         sa.Column("step_key", sa.Text, nullable=True, unique=True),
         sa.Column("rerun_of", sa.String(36), nullable=True),
+        # Copied out of `config` so the settle statements can read them without parsing JSON.
+        sa.Column("max_depth", sa.Integer, nullable=False),
+        sa.Column("max_pages", sa.Integer, nullable=False),
+        sa.Column("concurrency", sa.Integer, nullable=False),
+        # The source's auth headers and cookies: sent only to the source's host, never returned.
+        sa.Column("auth", JSON, nullable=True),
+        # The request id of the call that created the job: tasks published for it carry it.
+        sa.Column("request_id", sa.String(64), nullable=False, server_default=""),
         sa.Column("total_urls", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("completed_urls", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("failed_urls", sa.BigInteger, nullable=False, server_default="0"),
@@ -49,6 +57,8 @@ def upgrade() -> None:
         sa.Column("skipped_urls", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("result_count", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("error", sa.Text, nullable=False, server_default=""),
+        # When the last "progress" event was appended: progress events are throttled.
+        sa.Column("progress_event_at", TIME, nullable=True),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("updated_at", TIME, nullable=False),
         sa.Column("started_at", TIME, nullable=True),
@@ -76,6 +86,8 @@ def upgrade() -> None:
         sa.Column("document_id", sa.String(36), nullable=True),
         # Fetched at max_depth, so its links were not followed: reopened if found nearer a seed.
         sa.Column("links_cut", sa.Boolean, nullable=False, server_default=sa.false()),
+        # Redirects that led here from a linked URL: past 10 the target is skipped (redirect_limit).
+        sa.Column("redirect_hops", sa.Integer, nullable=False, server_default="0"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("publications", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", TIME, nullable=True),
@@ -86,6 +98,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "url_key", name="uq_crawl_urls_job_url"),
     )
     op.create_index("ix_crawl_urls_job_state_depth", "crawl_urls", ["job_id", "state", "depth", "id"])
+    # Dispatch reads the next unpublished URLs by depth; leases count and expire published ones.
+    op.create_index(
+        "ix_crawl_urls_unpublished",
+        "crawl_urls",
+        ["job_id", "depth", "id"],
+        postgresql_where=sa.text("state = 'queued' AND published_at IS NULL"),
+        sqlite_where=sa.text("state = 'queued' AND published_at IS NULL"),
+    )
+    op.create_index(
+        "ix_crawl_urls_published",
+        "crawl_urls",
+        ["job_id", "published_at"],
+        postgresql_where=sa.text("state = 'queued' AND published_at IS NOT NULL"),
+        sqlite_where=sa.text("state = 'queued' AND published_at IS NOT NULL"),
+    )
     op.create_index("ix_crawl_urls_document_id", "crawl_urls", ["document_id"])
 
     op.create_table(
@@ -95,10 +122,12 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Text, nullable=False),
         sa.Column("url_key", sa.String(40), nullable=False),
         sa.Column("url", sa.Text, nullable=False),
+        sa.Column("host", sa.Text, nullable=False, server_default=""),
         sa.Column("title", sa.Text, nullable=False, server_default=""),
         sa.Column("markdown", sa.Text, nullable=False, server_default=""),
         sa.Column("metadata", JSON, nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("word_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("job_id", sa.String(36), nullable=True),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("updated_at", TIME, nullable=False),
@@ -106,6 +135,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_documents_created_at", "documents", ["created_at"])
     op.create_index("ix_documents_job_id", "documents", ["job_id"])
+    op.create_index("ix_documents_updated_at", "documents", ["updated_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE documents ADD COLUMN search tsvector GENERATED ALWAYS AS ("

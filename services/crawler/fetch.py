@@ -1,0 +1,185 @@
+"""Fetching pages and robots.txt: one aiohttp session per process, connections reused per host.
+
+Redirects are not followed here: a 3xx is an answer in itself, and its target goes through the
+frontier like any discovered URL (scope, robots, deduplication). Only a redirect back to the same
+canonical URL (a tracking parameter added, a fragment) is followed in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
+from protego import Protego
+
+from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, resolve_link
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials of a source, sent only to requests whose host is `hostname`."""
+
+    hostname: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cookies: Mapping[str, str] = field(default_factory=dict)
+
+    def for_url(self, url: str) -> dict[str, str]:
+        if (urlsplit(url).hostname or "").lower() != self.hostname:
+            return {}
+        headers = dict(self.headers)
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
+
+
+@dataclass
+class FetchResult:
+    status: int = 0
+    # Set for a 3xx answer: where it points (absolute, not canonical).
+    location: str | None = None
+    content_type: str = ""
+    charset: str | None = None
+    # The body of an HTML answer within the size limit (2xx only).
+    body: bytes | None = None
+    # content_type, too_large or redirect_limit: the answer is not a page we keep.
+    skip_reason: str | None = None
+    # A network failure (no HTTP answer): retried like a 5xx.
+    error: str | None = None
+    # Seconds from a Retry-After header.
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Fetcher:
+    """GETs pages with a size cap and a timeout; never stores cookies between requests."""
+
+    def __init__(self, *, user_agent: str, timeout: float, max_body: int, connections: int = 64) -> None:
+        self.user_agent = user_agent
+        self.timeout = timeout
+        self.max_body = max_body
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # Cookies of one crawl must never reach another: only a source's auth sends any.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": self.user_agent},
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, url: str, auth: Auth | None = None, *, max_same_url_redirects: int = 10) -> FetchResult:
+        """GET `url`; HTML bodies are read, anything else is only looked at."""
+        target = url
+        for _ in range(max_same_url_redirects + 1):
+            result = await self._get(target, auth)
+            if result.location is None or canonical_url(result.location) != canonical_url(url):
+                return result
+            target = result.location
+        return FetchResult(status=result.status, skip_reason=REDIRECT_LIMIT)
+
+    async def _get(self, url: str, auth: Auth | None) -> FetchResult:
+        headers = auth.for_url(url) if auth else {}
+        try:
+            async with self._client().get(url, headers=headers, allow_redirects=False) as response:
+                result = FetchResult(status=response.status)
+                if response.status in REDIRECTS:
+                    location = response.headers.get("Location")
+                    result.location = resolve_link(url, location) if location else None
+                    return result
+                result.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if not 200 <= response.status < 300:
+                    return result
+                result.content_type = response.content_type
+                result.charset = response.charset
+                declared = response.headers.get("Content-Type")
+                if declared and result.content_type not in HTML_TYPES:
+                    result.skip_reason = CONTENT_TYPE
+                    return result
+                if response.content_length is not None and response.content_length > self.max_body:
+                    result.skip_reason = TOO_LARGE
+                    return result
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        result.skip_reason = TOO_LARGE
+                        return result
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+                if not declared and body.lstrip()[:1] != b"<":
+                    result.skip_reason = CONTENT_TYPE
+                    return result
+                result.body = body
+                return result
+        except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError) as exc:
+            return FetchResult(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    async def robots(self, origin: str) -> tuple[int, str]:
+        """(status, body) of origin/robots.txt; status 0 when it could not be fetched."""
+        try:
+            async with self._client().get(f"{origin}/robots.txt", allow_redirects=True) as response:
+                if response.status != 200:
+                    return response.status, ""
+                body = await response.content.read()
+                return 200, body[: 512 * 1024].decode("utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError):
+            return 0, ""
+
+
+@dataclass(frozen=True)
+class Robots:
+    """A parsed robots.txt: everything is allowed when there is none (4xx, unreachable)."""
+
+    parser: Protego | None
+    user_agent: str
+
+    @classmethod
+    def parse(cls, status: int, body: str, user_agent: str) -> Robots:
+        return cls(Protego.parse(body) if status == 200 and body.strip() else None, user_agent)
+
+    def allowed(self, url: str) -> bool:
+        return self.parser is None or bool(self.parser.can_fetch(url, self.user_agent))
+
+    def delay(self) -> float:
+        """Crawl-delay in seconds (0 when none)."""
+        if self.parser is None:
+            return 0.0
+        return float(self.parser.crawl_delay(self.user_agent) or 0.0)
+
+
+async def wait_until(deadline: float) -> None:
+    """Sleep until time.time() reaches `deadline` (a politeness slot)."""
+    delay = deadline - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

@@ -1,0 +1,163 @@
+"""Scope rules of a crawl: canonical URLs and whether a discovered URL is admitted, and if not, why."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url, url_query_cleaner
+
+# Parameters that identify a campaign or a click, not a page.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid", "mc_cid",
+        "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id",
+    }
+)  # fmt: skip
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Link schemes that are not addresses of documents at all: ignored rather than recorded.
+_NOT_LINKS = ("javascript:", "data:", "about:", "blob:")
+
+# Skip reasons (crawl_urls.reason for state "skipped").
+ROBOTS = "robots"
+DEPTH = "depth"
+PATTERN = "pattern"
+OFFSITE = "offsite"
+BUDGET = "budget"
+CONTENT_TYPE = "content_type"
+TOO_LARGE = "too_large"
+REDIRECT_LIMIT = "redirect_limit"
+SCHEME = "scheme"
+
+
+def canonical_url(url: str) -> str | None:
+    """The one spelling of `url` the frontier keys on, or None if it is not a usable URL.
+
+    Lower-case scheme and host, no default port, no credentials, no fragment, no tracking
+    parameters, sorted query, normalised percent-encoding and dot segments (w3lib)."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            return url.strip() if scheme else None
+        host = (parts.hostname or "").rstrip(".")
+        if not host:
+            return None
+        port = parts.port
+    except ValueError:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    query = parts.query
+    if query:
+        names = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+        drop = [n for n in names if n.lower().startswith("utm_") or n.lower() in TRACKING_PARAMS]
+        if drop:
+            query = urlsplit(url_query_cleaner("?" + query, drop, remove=True, keep_fragments=False)).query
+    rebuilt = urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return canonicalize_url(rebuilt, keep_fragments=False)
+
+
+def url_key(canonical: str) -> str:
+    """A fixed-size unique key for a canonical URL, however long the URL."""
+    return hashlib.sha1(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def host_of(url: str) -> str:
+    """host[:port] of a canonical URL: the unit of politeness and of robots.txt."""
+    return urlsplit(url).netloc
+
+
+def hostname_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def resolve_link(base: str, href: str) -> str | None:
+    """`href` made absolute against `base`; None for things that are not links to documents."""
+    href = href.strip()
+    if not href or href.startswith("#") or href.lower().startswith(_NOT_LINKS):
+        return None
+    if "://" in href[:12]:
+        return href
+    if href.startswith("/") and not href.startswith("//"):
+        # Only the origin matters: cache on it, so a site's navigation resolves once per process.
+        cut = base.find("/", base.find("://") + 3)
+        return _join(base if cut < 0 else base[:cut], href)
+    return _join(base, href)
+
+
+@functools.lru_cache(maxsize=65536)
+def _join(base: str, href: str) -> str | None:
+    try:
+        return urljoin(base, href)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=65536)
+def canonical_link(url: str) -> str | None:
+    """canonical_url, cached: the same links appear on page after page."""
+    return canonical_url(url)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Everything that decides, from the URL and its depth alone, whether a URL is crawled."""
+
+    hosts: frozenset[str]
+    allow_subdomains: bool = False
+    # A URL must match at least one pattern of each non-empty include set (step, source filters).
+    include_sets: tuple[tuple[re.Pattern[str], ...], ...] = ()
+    excludes: tuple[re.Pattern[str], ...] = ()
+    max_depth: int = 2
+    follow_links: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        seeds: Iterable[str],
+        *,
+        allowed_domains: Iterable[str] = (),
+        allow_subdomains: bool = False,
+        include_sets: Sequence[Sequence[str]] = (),
+        excludes: Iterable[str] = (),
+        max_depth: int = 2,
+        follow_links: bool = True,
+    ) -> Scope:
+        hosts = {hostname_of(s) for s in seeds} | {d.strip().lower().rstrip(".") for d in allowed_domains}
+        return cls(
+            hosts=frozenset(h for h in hosts if h),
+            allow_subdomains=allow_subdomains,
+            include_sets=tuple(tuple(re.compile(p) for p in s) for s in include_sets if s),
+            excludes=tuple(re.compile(p) for p in excludes),
+            max_depth=max_depth,
+            follow_links=follow_links,
+        )
+
+    def _on_site(self, hostname: str) -> bool:
+        if hostname in self.hosts:
+            return True
+        return self.allow_subdomains and any(hostname.endswith("." + h) for h in self.hosts)
+
+    def url_reason(self, url: str) -> str | None:
+        """Why a canonical URL is out of scope whatever its depth (None: in scope).
+
+        Checked in a fixed order, so a URL's reason never depends on the order of discovery."""
+        if urlsplit(url).scheme not in _DEFAULT_PORTS:
+            return SCHEME
+        if not self._on_site(hostname_of(url)):
+            return OFFSITE
+        if any(p.search(url) for p in self.excludes):
+            return PATTERN
+        if any(not any(p.search(url) for p in patterns) for patterns in self.include_sets):
+            return PATTERN
+        return None
+
+    def reason(self, url: str, depth: int) -> str | None:
+        """Why a canonical URL found at `depth` is skipped (None: admitted)."""
+        return self.url_reason(url) or (DEPTH if depth > self.max_depth else None)

@@ -1,0 +1,139 @@
+"""HTML to a document: title, description, language, canonical link, links and Markdown.
+
+`parse_page` is a pure function of bytes, so it runs inline for ordinary pages and in a process
+pool (`Parser`) for large ones: a slow page never stalls the event loop the gRPC servers share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import html_to_markdown
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from services.crawler.frontier import resolve_link
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_WORD = re.compile(r"\w+")
+_MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True)
+# The part of a page worth keeping, in order of preference.
+_CONTENT_SELECTORS = ("main", "article", "[role=main]", "body")
+_DROP = "script, style, noscript, template, svg, iframe"
+
+
+@dataclass
+class ParsedPage:
+    title: str
+    description: str
+    language: str
+    canonical: str
+    links: list[str]
+    markdown: str
+    content_hash: str
+    word_count: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def decode(body: bytes, charset: str | None) -> str:
+    """The text of an HTML body: the header's charset, else a <meta charset>, else UTF-8."""
+    for candidate in (charset, _sniff_charset(body), "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return body.decode(candidate, errors="replace")
+        except LookupError:
+            continue
+    return body.decode("utf-8", errors="replace")  # pragma: no cover - utf-8 always exists
+
+
+def _sniff_charset(body: bytes) -> str | None:
+    match = _META_CHARSET.search(body[:2048])
+    return match.group(1).decode("ascii", "ignore") if match else None
+
+
+def _text(node: LexborNode | None) -> str:
+    return " ".join(node.text(strip=True).split()) if node is not None else ""
+
+
+def _attr(node: LexborNode | None, name: str) -> str:
+    if node is None:
+        return ""
+    value = node.attributes.get(name)
+    return value.strip() if value else ""
+
+
+def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
+    """Parse one HTML page fetched from `url` (its final URL, after redirects)."""
+    tree = LexborHTMLParser(decode(body, charset))
+    base = url
+    base_href = _attr(tree.css_first("base[href]"), "href")
+    if base_href:
+        base = resolve_link(url, base_href) or url
+
+    title = _text(tree.css_first("title")) or _text(tree.css_first("h1"))
+    description = _attr(tree.css_first('meta[name="description" i]'), "content") or _attr(
+        tree.css_first('meta[property="og:description" i]'), "content"
+    )
+    language = _attr(tree.css_first("html"), "lang") or _attr(
+        tree.css_first('meta[http-equiv="content-language" i]'), "content"
+    )
+    canonical_href = _attr(tree.css_first('link[rel="canonical" i]'), "href")
+    canonical = (resolve_link(base, canonical_href) or "") if canonical_href else ""
+
+    links: list[str] = []
+    seen: set[str] = set()
+    for anchor in tree.css("a[href], area[href]"):
+        link = resolve_link(base, anchor.attributes.get("href") or "")
+        if link and link not in seen:
+            seen.add(link)
+            links.append(link)
+
+    for node in tree.css(_DROP):
+        node.decompose()
+    content = next((n for n in (tree.css_first(s) for s in _CONTENT_SELECTORS) if n is not None), None)
+    html = (content.html if content is not None else tree.html) or ""
+    markdown = ((html_to_markdown.convert(html, _MARKDOWN).content or "").strip() + "\n") if html else ""
+
+    digest = hashlib.sha256()
+    digest.update(title.encode())
+    digest.update(b"\0")
+    digest.update(markdown.encode())
+    return ParsedPage(
+        title=title,
+        description=description,
+        language=language,
+        canonical=canonical,
+        links=links,
+        markdown=markdown,
+        content_hash=digest.hexdigest(),
+        word_count=len(_WORD.findall(markdown)),
+    )
+
+
+class Parser:
+    """Parses small pages inline and large ones in a process pool (created on first need)."""
+
+    def __init__(self, *, inline_limit: int, processes: int = 1) -> None:
+        self.inline_limit = inline_limit
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def parse(self, url: str, body: bytes, charset: str | None) -> ParsedPage:
+        if len(body) <= self.inline_limit or self.processes <= 0:
+            return parse_page(url, body, charset)
+        if self._pool is None:
+            # spawn: the parent runs an event loop, gRPC and database threads that fork would copy.
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, parse_page, url, body, charset)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

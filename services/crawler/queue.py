@@ -1,0 +1,54 @@
+"""URL tasks on the queue: UrlTask protobuf bodies, the request id in a header as well."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from libs.amqp import InProcessQueue, OutgoingMessage, QueueSpec, RabbitQueue, TaskQueue
+from libs.logs import REQUEST_ID_HEADER
+from quaero.v1 import url_task_pb2
+from services.crawler.settings import CrawlerSettings
+from services.crawler.store import Task
+
+log = logging.getLogger(__name__)
+
+
+def encode(task: Task) -> OutgoingMessage:
+    body = url_task_pb2.UrlTask(
+        job_id=task.job_id, url_id=task.url_id, url=task.url, depth=task.depth, request_id=task.request_id
+    ).SerializeToString()
+    return OutgoingMessage(body, {REQUEST_ID_HEADER: task.request_id} if task.request_id else {})
+
+
+def decode(body: bytes) -> url_task_pb2.UrlTask:
+    task = url_task_pb2.UrlTask()
+    task.ParseFromString(body)
+    if not task.job_id or not task.url_id:
+        raise ValueError("a UrlTask needs job_id and url_id")
+    return task
+
+
+async def publish(queue: TaskQueue, tasks: Sequence[Task]) -> bool:
+    """Publish with pipelined confirms. False when the broker is unreachable: the URLs keep their
+    lease, and the pump republishes them once it expires, so nothing is lost."""
+    if not tasks:
+        return True
+    try:
+        await queue.publish([encode(t) for t in tasks])
+    except Exception as exc:
+        log.warning("publishing %d task(s) failed (%s); the pump will republish them", len(tasks), exc)
+        return False
+    return True
+
+
+def queue_spec(settings: CrawlerSettings) -> QueueSpec:
+    return QueueSpec(name=settings.queue_name, delivery_limit=settings.delivery_limit)
+
+
+async def open_queue(settings: CrawlerSettings, *, connection_name: str) -> TaskQueue:
+    """RabbitMQ when QUAERO_AMQP_URL is set, else the in-process queue (embedded mode)."""
+    spec = queue_spec(settings)
+    if settings.amqp_url:
+        return await RabbitQueue.connect(settings.amqp_url, spec, connection_name=connection_name)
+    return InProcessQueue(spec)

@@ -1,0 +1,653 @@
+"""Settling URLs: one transaction records what fetching a batch of a job's URLs found.
+
+For each batch (one job, any number of URLs), in one transaction:
+1. claim the URLs still `queued` (a settled URL means a duplicate delivery: dropped, acked);
+2. upsert the documents of the pages;
+3. record each URL's outcome;
+4. insert the URLs the pages link to (keeping the smaller depth, reopening a URL found nearer a
+   seed when its depth had cut it short; skipped ones with their reason);
+5. update the job's counters in one statement (`RETURNING` them): its row lock orders
+   concurrent batches, and the one that leaves nothing pending completes the job (a
+   compare-and-set from `running`);
+6. lease the next tasks (at most `concurrency` in flight), append events and logs.
+The caller commits, publishes the leased tasks and acks the deliveries.
+
+`max_pages` is a budget of stored pages. A batch that could overflow it is retried with the
+job's row locked from the start, so exactly `max_pages` pages are stored, never more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.db import Database, utcnow
+from services.crawler.fetch import Auth, Robots
+from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, canonical_url, host_of, url_key
+from services.crawler.parse import ParsedPage
+from services.crawler.store import (
+    DOCUMENTS,
+    DONE,
+    FAILED,
+    JOBS,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    URLS,
+    Task,
+    append_event,
+    append_logs,
+    dialect_insert,
+    dispatch,
+    event_payload,
+    finish_job,
+    job_channel,
+)
+
+log = logging.getLogger(__name__)
+
+# Outcome kinds.
+PAGE = "page"
+REDIRECT = "redirect"
+RETRY = "retry"
+MAX_REDIRECTS = 10
+
+
+@dataclass
+class Outcome:
+    """What happened to one URL of a job."""
+
+    url_id: int
+    kind: str  # page, redirect, failed, skipped, retry
+    url: str = ""
+    http_status: int | None = None
+    reason: str = ""
+    detail: str = ""
+    # redirect: the canonical target.
+    location: str | None = None
+    page: ParsedPage | None = None
+    # page: its links, canonical.
+    links: list[str] = field(default_factory=list)
+    # retry: when to try again.
+    retry_at: datetime | None = None
+    fetched: bool = True
+    fetched_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a worker needs to know about a job, read once per job."""
+
+    id: str
+    source_id: str
+    scope: Scope
+    obey_robots: bool
+    rate_limit_ms: int
+    auth: Auth | None
+    request_id: str
+
+
+def job_context(row: Any) -> JobContext:
+    """A job's scope and fetch options, from its crawl_jobs row."""
+    cfg = row.config
+    filters = (row.source_snapshot or {}).get("filters") or {}
+    seeds = list(row.seed_urls)
+    scope = Scope.build(
+        seeds,
+        allowed_domains=cfg.get("allowed_domains", []),
+        allow_subdomains=bool(cfg.get("allow_subdomains", False)),
+        include_sets=[cfg.get("include_patterns", []), filters.get("include_patterns", [])],
+        excludes=[*cfg.get("exclude_patterns", []), *filters.get("exclude_patterns", [])],
+        max_depth=int(cfg.get("max_depth", 2)),
+        follow_links=bool(cfg.get("follow_links", True)),
+    )
+    auth = None
+    if row.auth and (row.auth.get("headers") or row.auth.get("cookies")):
+        base = (row.source_snapshot or {}).get("base_url") or (seeds[0] if seeds else "")
+        hostname = (canonical_url(base) or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+        auth = Auth(hostname=hostname, headers=row.auth.get("headers") or {}, cookies=row.auth.get("cookies") or {})
+    return JobContext(
+        id=row.id,
+        source_id=row.source_id,
+        scope=scope,
+        obey_robots=bool(cfg.get("obey_robots", True)),
+        rate_limit_ms=int(cfg.get("rate_limit", 0)),
+        auth=auth,
+        request_id=row.request_id or "",
+    )
+
+
+@dataclass
+class Settled:
+    # The URL ids this batch settled (the rest were settled already: duplicate deliveries).
+    claimed: set[int] = field(default_factory=set)
+    tasks: list[Task] = field(default_factory=list)
+    # url_key -> depth now recorded in the frontier, for the worker's cache of known URLs.
+    known: dict[str, int] = field(default_factory=dict)
+    status: str = RUNNING
+
+
+class _BudgetOverflow(Exception):
+    """The batch would store more pages than the budget left: redo it with the job locked."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
+    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
+            return True
+        name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
+        return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
+    return False
+
+
+async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
+    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
+    delay = 0.05
+    for n in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if n == attempts or not is_transient(exc):
+                raise
+            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class _Candidate:
+    url: str
+    depth: int
+    hops: int
+    discovered_from: str
+    reason: str | None
+
+
+class Settler:
+    """Runs the settle transaction for a worker."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_attempts: int = 3,
+        retry_backoff: float = 2.0,
+        progress_interval: float = 0.5,
+        robots_lookup: Callable[[str], Robots | None] = lambda _host: None,
+        before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.db = db
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self.progress_interval = progress_interval
+        self.robots_lookup = robots_lookup
+        # A test hook: awaited inside the transaction just before the counter update.
+        self.before_counters = before_counters
+
+    async def settle(self, ctx: JobContext, outcomes: list[Outcome], known: Mapping[str, int]) -> Settled:
+        what = f"settling {len(outcomes)} URL(s) of job {ctx.id}"
+        try:
+            return await retrying(what, lambda: self._settle_once(ctx, outcomes, known, lock_job_first=False))  # type: ignore[no-any-return]
+        except _BudgetOverflow:
+            return await retrying(what, lambda: self._settle_once(ctx, outcomes, known, lock_job_first=True))  # type: ignore[no-any-return]
+
+    async def _settle_once(
+        self, ctx: JobContext, outcomes: list[Outcome], known: Mapping[str, int], *, lock_job_first: bool
+    ) -> Settled:
+        async with self.db.session() as session:
+            return await self._settle(session, ctx, outcomes, known, lock_job_first)
+
+    async def _settle(
+        self,
+        session: AsyncSession,
+        ctx: JobContext,
+        outcomes: list[Outcome],
+        known: Mapping[str, int],
+        lock_job_first: bool,
+    ) -> Settled:
+        now = utcnow()
+        result = Settled()
+        budget_left: int | None = None
+        if lock_job_first:
+            job = (
+                await session.execute(
+                    select(JOBS.c.status, JOBS.c.result_count, JOBS.c.max_pages)
+                    .where(JOBS.c.id == ctx.id)
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if job is None:
+                return result
+            budget_left = max(0, job.max_pages - job.result_count)
+
+        # 1. Claim.
+        by_id = {o.url_id: o for o in outcomes}
+        claim = (
+            select(URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.document_id, URLS.c.attempts, URLS.c.redirect_hops)
+            .where(URLS.c.id.in_(sorted(by_id)), URLS.c.job_id == ctx.id, URLS.c.state == QUEUED)
+            .order_by(URLS.c.id)
+            .with_for_update()
+        )
+        rows = {r.id: r for r in await session.execute(claim)}
+        if not rows:
+            return result
+        result.claimed = set(rows)
+
+        deltas = {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
+        logs: list[tuple[str, str]] = []
+        updates: list[dict[str, Any]] = []
+        pages: list[tuple[Outcome, Any]] = []
+        candidates: dict[str, _Candidate] = {}
+        scope = ctx.scope
+
+        def record(o: Outcome, row: Any, state: str, **values: Any) -> None:
+            updates.append(
+                {
+                    "b_id": row.id,
+                    "b_state": state,
+                    "b_reason": values.get("reason", ""),
+                    "b_detail": values.get("detail", "")[:2000],
+                    "b_status": o.http_status,
+                    "b_redirected_to": values.get("redirected_to"),
+                    "b_document_id": values.get("document_id"),
+                    "b_links_cut": values.get("links_cut", False),
+                    "b_attempts": row.attempts + (1 if o.fetched else 0),
+                    "b_next_attempt_at": values.get("next_attempt_at"),
+                }
+            )
+
+        for url_id in sorted(rows):
+            o, row = by_id[url_id], rows[url_id]
+            kind, detail = o.kind, o.detail
+            if kind == RETRY and o.fetched and row.attempts + 1 >= self.max_attempts:
+                kind, detail = FAILED, f"gave up after {row.attempts + 1} attempts: {o.detail}"
+            if kind == PAGE:
+                pages.append((o, row))
+            elif kind == REDIRECT:
+                record(o, row, DONE, redirected_to=o.location)
+                deltas["completed"] += 1
+                deltas["pending"] -= 1
+                if o.location:
+                    hops = row.redirect_hops + 1
+                    reason = self._reason(ctx, o.location, row.depth)
+                    if reason is None and hops > MAX_REDIRECTS:
+                        reason = REDIRECT_LIMIT
+                    _add(candidates, _Candidate(o.location, row.depth, hops, row.url, reason))
+                logs.append(("debug", f"Redirected ({o.http_status}): {row.url} -> {o.location}"))
+            elif kind == FAILED:
+                record(o, row, FAILED, reason=o.reason, detail=detail)
+                deltas["completed"] += 1
+                deltas["failed"] += 1
+                deltas["pending"] -= 1
+                status = f" {o.http_status}" if o.http_status else ""
+                logs.append(("warn", f"Failed ({o.reason}{status}): {row.url} {detail}".rstrip()))
+            elif kind == SKIPPED:
+                record(o, row, SKIPPED, reason=o.reason, detail=o.detail)
+                deltas["skipped"] += 1
+                deltas["total"] -= 1
+                deltas["pending"] -= 1
+                logs.append(("debug", f"Skipped ({o.reason}): {row.url}"))
+            else:  # RETRY: back in the frontier, due later; the pump publishes it then.
+                due = o.retry_at or now + timedelta(seconds=self.retry_backoff * 2**row.attempts)
+                record(o, row, QUEUED, reason=o.reason, detail=o.detail, next_attempt_at=due)
+                if o.fetched:
+                    status = f" {o.http_status}" if o.http_status else ""
+                    logs.append(
+                        ("warn", f"Will retry ({o.reason}{status}) at {due.isoformat(timespec='seconds')}: {row.url}")
+                    )
+
+        # 2. Documents (within the budget).
+        pages.sort(key=lambda p: (p[1].depth, p[1].id))
+        stored: list[tuple[Outcome, Any]] = []
+        for o, row in pages:
+            if row.document_id is None and budget_left is not None:
+                if budget_left <= 0:
+                    record(o, row, SKIPPED, reason=BUDGET)
+                    deltas["skipped"] += 1
+                    deltas["total"] -= 1
+                    deltas["pending"] -= 1
+                    continue
+                budget_left -= 1
+            stored.append((o, row))
+        doc_ids = await self._upsert_documents(session, ctx, stored, now)
+        for o, row in stored:
+            cut = scope.follow_links and row.depth >= scope.max_depth and bool(o.links)
+            record(o, row, DONE, document_id=doc_ids[row.id], links_cut=cut)
+            deltas["completed"] += 1
+            deltas["pending"] -= 1
+            if row.document_id is None:
+                deltas["result"] += 1
+            if scope.follow_links:
+                for link in o.links:
+                    reason = self._reason(ctx, link, row.depth + 1)
+                    _add(candidates, _Candidate(link, row.depth + 1, 0, row.url, reason))
+            logs.append(("debug", f"Stored ({o.http_status}): {row.url} (depth {row.depth}, {len(o.links)} links)"))
+
+        # 3. Outcomes.
+        if updates:
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    reason=bindparam("b_reason"),
+                    detail=bindparam("b_detail"),
+                    http_status=bindparam("b_status"),
+                    redirected_to=bindparam("b_redirected_to"),
+                    document_id=func.coalesce(
+                        bindparam("b_document_id", type_=URLS.c.document_id.type), URLS.c.document_id
+                    ),
+                    links_cut=bindparam("b_links_cut"),
+                    attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next_attempt_at", type_=URLS.c.next_attempt_at.type),
+                    published_at=None,
+                    updated_at=now,
+                ),
+                updates,
+            )
+
+        # 4. Discovered URLs.
+        if candidates:
+            await self._discover(session, ctx, candidates, known, deltas, result, budget_full=budget_left == 0, now=now)
+
+        # 5. Counters.
+        if self.before_counters is not None:
+            await self.before_counters(ctx.id, outcomes)
+        await self._count(session, ctx, deltas, logs, result, guard_budget=not lock_job_first, now=now)
+        return result
+
+    def _reason(self, ctx: JobContext, url: str, depth: int) -> str | None:
+        reason = ctx.scope.reason(url, depth)
+        if reason is None and ctx.obey_robots:
+            robots = self.robots_lookup(host_of(url))
+            if robots is not None and not robots.allowed(url):
+                return ROBOTS
+        return reason
+
+    async def _upsert_documents(
+        self, session: AsyncSession, ctx: JobContext, stored: list[tuple[Outcome, Any]], now: datetime
+    ) -> dict[int, str]:
+        if not stored:
+            return {}
+        values = []
+        for o, row in stored:
+            page = o.page
+            assert page is not None
+            metadata = {
+                "description": page.description,
+                "language": page.language,
+                "canonical": page.canonical,
+                "status_code": o.http_status,
+                "depth": row.depth,
+                "fetched_at": o.fetched_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "content_hash": page.content_hash,
+                "word_count": page.word_count,
+                "links": len(o.links),
+            }
+            values.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "source_id": ctx.source_id,
+                    "url_key": url_key(row.url),
+                    "url": row.url,
+                    "host": host_of(row.url),
+                    "title": page.title,
+                    "markdown": page.markdown,
+                    "metadata": metadata,
+                    "content_hash": page.content_hash,
+                    "word_count": page.word_count,
+                    "job_id": ctx.id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        insert = dialect_insert(self.db, DOCUMENTS).values(values)
+        excluded = insert.excluded
+        insert = insert.on_conflict_do_update(
+            index_elements=["source_id", "url_key"],
+            set_={
+                "url": excluded.url,
+                "host": excluded.host,
+                "title": excluded.title,
+                "markdown": excluded.markdown,
+                "metadata": excluded.metadata,
+                "word_count": excluded.word_count,
+                "job_id": excluded.job_id,
+                # A content hash tells a changed page from an unchanged one.
+                "updated_at": case(
+                    (DOCUMENTS.c.content_hash == excluded.content_hash, DOCUMENTS.c.updated_at),
+                    else_=excluded.updated_at,
+                ),
+                "content_hash": excluded.content_hash,
+            },
+        ).returning(DOCUMENTS.c.id, DOCUMENTS.c.url_key)
+        ids = {r.url_key: r.id for r in await session.execute(insert)}
+        return {row.id: ids[url_key(row.url)] for _, row in stored}
+
+    async def _discover(
+        self,
+        session: AsyncSession,
+        ctx: JobContext,
+        candidates: dict[str, _Candidate],
+        known: Mapping[str, int],
+        deltas: dict[str, int],
+        result: Settled,
+        *,
+        budget_full: bool,
+        now: datetime,
+    ) -> None:
+        # URLs this worker knows are recorded at this depth or nearer: nothing to do for them.
+        todo = {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
+        if not todo:
+            return
+        existing = {
+            r.url_key: r
+            for r in await session.execute(
+                select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
+                    URLS.c.job_id == ctx.id, URLS.c.url_key.in_(sorted(todo))
+                )
+            )
+        }
+        fresh = sorted(k for k in todo if k not in existing)
+        if fresh:
+            rows = []
+            for k in fresh:
+                c = todo[k]
+                reason = c.reason or (BUDGET if budget_full else None)
+                rows.append(
+                    {
+                        "job_id": ctx.id,
+                        "url_key": k,
+                        "url": c.url,
+                        "host": host_of(c.url),
+                        "depth": c.depth,
+                        "state": SKIPPED if reason else QUEUED,
+                        "reason": reason or "",
+                        "redirect_hops": c.hops,
+                        "discovered_from": c.discovered_from,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            insert = (
+                dialect_insert(self.db, URLS)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
+                .returning(URLS.c.url_key, URLS.c.state)
+            )
+            inserted = {r.url_key: r.state for r in await session.execute(insert)}
+            for k, state in inserted.items():
+                result.known[k] = todo[k].depth
+                if state == QUEUED:
+                    deltas["total"] += 1
+                    deltas["pending"] += 1
+                else:
+                    deltas["skipped"] += 1
+            raced = [k for k in fresh if k not in inserted]
+            if raced:
+                # Inserted by a concurrent batch since we looked: handle them as existing URLs.
+                for r in await session.execute(
+                    select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
+                        URLS.c.job_id == ctx.id, URLS.c.url_key.in_(raced)
+                    )
+                ):
+                    existing[r.url_key] = r
+        nearer = []
+        for k, r in existing.items():
+            if r.depth > todo[k].depth:
+                nearer.append(r.id)
+            else:
+                result.known[k] = r.depth
+        if nearer:
+            await self._reopen(session, ctx, nearer, todo, deltas, result, budget_full=budget_full, now=now)
+
+    async def _reopen(
+        self,
+        session: AsyncSession,
+        ctx: JobContext,
+        ids: list[int],
+        todo: dict[str, _Candidate],
+        deltas: dict[str, int],
+        result: Settled,
+        *,
+        budget_full: bool,
+        now: datetime,
+    ) -> None:
+        """URLs found nearer a seed than recorded take the smaller depth; one skipped for its
+        depth, or fetched with its links cut, is queued again, so the result never depends on
+        the order pages were fetched in."""
+        rows = await session.execute(
+            select(URLS.c.id, URLS.c.url_key, URLS.c.depth, URLS.c.state, URLS.c.reason, URLS.c.links_cut)
+            .where(URLS.c.id.in_(sorted(ids)))
+            .order_by(URLS.c.id)
+            .with_for_update()
+        )
+        for r in rows:
+            c = todo[r.url_key]
+            if r.depth <= c.depth:
+                result.known[r.url_key] = r.depth
+                continue
+            values: dict[str, Any] = {"depth": c.depth, "discovered_from": c.discovered_from, "updated_at": now}
+            admitted = c.reason is None and not budget_full
+            if r.state == SKIPPED and r.reason == DEPTH:
+                if admitted:
+                    values.update(state=QUEUED, reason="", detail="", published_at=None, next_attempt_at=None)
+                    deltas["skipped"] -= 1
+                    deltas["total"] += 1
+                    deltas["pending"] += 1
+            elif r.state == DONE and r.links_cut and admitted:
+                values.update(state=QUEUED, links_cut=False, published_at=None, next_attempt_at=None)
+                deltas["completed"] -= 1
+                deltas["pending"] += 1
+            await session.execute(update(URLS).where(URLS.c.id == r.id).values(**values))
+            result.known[r.url_key] = c.depth
+
+    async def _count(
+        self,
+        session: AsyncSession,
+        ctx: JobContext,
+        deltas: dict[str, int],
+        logs: list[tuple[str, str]],
+        result: Settled,
+        *,
+        guard_budget: bool,
+        now: datetime,
+    ) -> None:
+        cutoff = now - timedelta(seconds=self.progress_interval)
+        counters = (
+            update(JOBS)
+            .where(JOBS.c.id == ctx.id)
+            .values(
+                total_urls=JOBS.c.total_urls + deltas["total"],
+                completed_urls=JOBS.c.completed_urls + deltas["completed"],
+                failed_urls=JOBS.c.failed_urls + deltas["failed"],
+                pending_urls=JOBS.c.pending_urls + deltas["pending"],
+                skipped_urls=JOBS.c.skipped_urls + deltas["skipped"],
+                result_count=JOBS.c.result_count + deltas["result"],
+                updated_at=now,
+                progress_event_at=_changed_at_if_older(JOBS.c.progress_event_at, cutoff, now),
+            )
+            .returning(*JOBS.c)
+        )
+        if guard_budget and deltas["result"]:
+            counters = counters.where(JOBS.c.result_count + deltas["result"] <= JOBS.c.max_pages)
+        job = (await session.execute(counters)).one_or_none()
+        if job is None:
+            raise _BudgetOverflow
+        events = False
+        if job.status == RUNNING and job.result_count >= job.max_pages:
+            job = await self._skip_over_budget(session, ctx, job, logs, now)
+        if job.status == RUNNING and job.pending_urls <= 0:
+            await append_logs(session, ctx.id, logs, now)
+            logs = []
+            result.status = await finish_job(self.db, session, ctx.id, now) or job.status
+            events = True
+        elif job.status == RUNNING:
+            result.tasks = await dispatch(session, ctx.id, job.concurrency, job.request_id or ctx.request_id, now)
+            if job.progress_event_at == now:
+                await append_event(session, ctx.id, "progress", event_payload(job), now)
+                events = True
+        else:
+            result.status = job.status
+        await append_logs(session, ctx.id, logs, now)
+        if events:
+            await self.db.notify(session, job_channel(ctx.id))
+
+    async def _skip_over_budget(
+        self, session: AsyncSession, ctx: JobContext, job: Any, logs: list[tuple[str, str]], now: datetime
+    ) -> Any:
+        """The budget is spent: every URL still queued is skipped (in-flight tasks are dropped
+        by their claim)."""
+        dropped = len(
+            (
+                await session.execute(
+                    update(URLS)
+                    .where(URLS.c.job_id == ctx.id, URLS.c.state == QUEUED)
+                    .values(state=SKIPPED, reason=BUDGET, published_at=None, updated_at=now)
+                    .returning(URLS.c.id)
+                )
+            ).all()
+        )
+        if not dropped:
+            return job
+        logs.append(("info", f"Page budget of {job.max_pages} reached: {dropped} queued URL(s) skipped"))
+        return (
+            await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == ctx.id)
+                .values(
+                    total_urls=JOBS.c.total_urls - dropped,
+                    pending_urls=JOBS.c.pending_urls - dropped,
+                    skipped_urls=JOBS.c.skipped_urls + dropped,
+                )
+                .returning(*JOBS.c)
+            )
+        ).one()
+
+
+def _add(candidates: dict[str, _Candidate], c: _Candidate) -> None:
+    """Keep the nearest sighting of each URL in a batch."""
+    key = url_key(c.url)
+    seen = candidates.get(key)
+    if seen is None or c.depth < seen.depth:
+        candidates[key] = c
+
+
+def _changed_at_if_older(column: Any, cutoff: datetime, now: datetime) -> Any:
+    return case((column.is_(None), now), (column < cutoff, now), else_=column)

@@ -1,0 +1,775 @@
+"""The crawler's tables and the SQL of crawl jobs, job logs, events and documents.
+
+Settling URLs (the hot path of the workers) lives in settle.py; dispatching tasks, shared by
+both, is `dispatch` here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
+from libs.errors import Aborted, InvalidArgument, NotFound
+from services.crawler.frontier import host_of, url_key
+
+# Job statuses.
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+# Frontier states.
+QUEUED = "queued"
+DONE = "done"
+SKIPPED = "skipped"
+# FAILED and CANCELLED are shared with job statuses.
+
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JsonType,
+        list[Any]: JsonType,
+    }
+
+
+class CrawlJobRow(Base):
+    __tablename__ = "crawl_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, default="")
+    source_id: Mapped[str] = mapped_column(Text)
+    source_type: Mapped[str] = mapped_column(String(32), default="web")
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]]
+    source_snapshot: Mapped[dict[str, Any]]
+    seed_urls: Mapped[list[Any]]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+    job_definition_id: Mapped[str | None] = mapped_column(String(128))
+    execution_id: Mapped[str | None] = mapped_column(String(64))
+    step_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    rerun_of: Mapped[str | None] = mapped_column(String(36))
+    max_depth: Mapped[int] = mapped_column(Integer)
+    max_pages: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    auth: Mapped[dict[str, Any] | None]
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    total_urls: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed_urls: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_urls: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_urls: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped_urls: Mapped[int] = mapped_column(BigInteger, default=0)
+    result_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    progress_event_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class CrawlUrlRow(Base):
+    __tablename__ = "crawl_urls"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    url_key: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)
+    depth: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    redirected_to: Mapped[str | None] = mapped_column(Text)
+    document_id: Mapped[str | None] = mapped_column(String(36))
+    links_cut: Mapped[bool] = mapped_column(Boolean, default=False)
+    redirect_hops: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    publications: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    discovered_from: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+
+    pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    source_id: Mapped[str] = mapped_column(Text)
+    url_key: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    markdown: Mapped[str] = mapped_column(Text, default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    word_count: Mapped[int] = mapped_column(Integer, default=0)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JobLogRow(Base):
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class JobEventRow(Base):
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class HostSlotRow(Base):
+    __tablename__ = "host_slots"
+
+    host: Mapped[str] = mapped_column(Text, primary_key=True)
+    next_at: Mapped[datetime]
+
+
+class RobotsRow(Base):
+    __tablename__ = "robots_cache"
+
+    host: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime]
+
+
+JOBS = cast(Table, CrawlJobRow.__table__)
+URLS = cast(Table, CrawlUrlRow.__table__)
+DOCUMENTS = cast(Table, DocumentRow.__table__)
+LOGS = cast(Table, JobLogRow.__table__)
+EVENTS = cast(Table, JobEventRow.__table__)
+HOST_SLOTS = cast(Table, HostSlotRow.__table__)
+ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
+
+
+def dialect_insert(db: Database, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the database in use."""
+    return (postgresql.insert if db.is_postgres else sqlite.insert)(table)
+
+
+def job_channel(job_id: str) -> str:
+    """The notifier channel woken when a job's events change."""
+    return f"crawl_job_{job_id.replace('-', '')}"
+
+
+def progress_of(job: Any) -> dict[str, Any]:
+    total = int(job.total_urls)
+    completed = int(job.completed_urls)
+    return {
+        "total_urls": total,
+        "completed_urls": completed,
+        "failed_urls": int(job.failed_urls),
+        "pending_urls": int(job.pending_urls),
+        "skipped_urls": int(job.skipped_urls),
+        "percentage": round(completed / total * 100, 2) if total else 0.0,
+    }
+
+
+def event_payload(job: Any, **extra: Any) -> dict[str, Any]:
+    return {"status": job.status, "progress": progress_of(job), "result_count": int(job.result_count), **extra}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A URL to publish as a UrlTask."""
+
+    job_id: str
+    url_id: int
+    url: str
+    depth: int
+    request_id: str
+
+
+@dataclass
+class JobSpec:
+    """A crawl job to create."""
+
+    name: str
+    source_id: str
+    source_type: str
+    config: dict[str, Any]
+    source_snapshot: dict[str, Any]
+    auth: dict[str, Any] | None
+    seed_urls: list[str]
+    metadata: dict[str, Any]
+    step_key: str | None = None
+    request_id: str = ""
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class ListFilter:
+    status: str | None = None
+    job_definition_id: str | None = None
+    execution_id: str | None = None
+    source_id: str | None = None
+
+
+async def append_event(session: AsyncSession, job_id: str, type_: str, payload: dict[str, Any], now: datetime) -> None:
+    await session.execute(EVENTS.insert().values(job_id=job_id, type=type_, payload=payload, created_at=now))
+
+
+async def append_logs(session: AsyncSession, job_id: str, entries: Sequence[tuple[str, str]], now: datetime) -> None:
+    if entries:
+        await session.execute(
+            LOGS.insert(),
+            [{"job_id": job_id, "level": LEVELS[lvl], "message": msg, "created_at": now} for lvl, msg in entries],
+        )
+
+
+async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request_id: str, now: datetime) -> list[Task]:
+    """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first.
+
+    Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
+    never both see the same free slots."""
+    in_flight = (
+        await session.execute(
+            select(func.count())
+            .select_from(URLS)
+            .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
+        )
+    ).scalar_one()
+    free = concurrency - int(in_flight)
+    if free <= 0:
+        return []
+    due = (
+        select(URLS.c.id)
+        .where(
+            URLS.c.job_id == job_id,
+            URLS.c.state == QUEUED,
+            URLS.c.published_at.is_(None),
+            or_(URLS.c.next_attempt_at.is_(None), URLS.c.next_attempt_at <= now),
+        )
+        .order_by(URLS.c.depth, URLS.c.id)
+        .limit(free)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        update(URLS)
+        .where(URLS.c.id.in_(due), URLS.c.state == QUEUED, URLS.c.published_at.is_(None))
+        .values(published_at=now, publications=URLS.c.publications + 1)
+        .returning(URLS.c.id, URLS.c.url, URLS.c.depth)
+    )
+    return [Task(job_id, r.id, r.url, r.depth, request_id) for r in rows]
+
+
+class CrawlStore:
+    """Crawl jobs, their logs and events, documents: one unit of work per method."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ----------------------------------------------------------------------------- creating
+
+    async def create_jobs(self, specs: Sequence[JobSpec]) -> tuple[list[CrawlJobRow], list[Task]]:
+        """Create jobs (or find those a replayed step already created, by step_key) with their
+        seeds queued, in one transaction. Returns every job and the first tasks to publish."""
+        now = utcnow()
+        jobs: list[CrawlJobRow] = []
+        tasks: list[Task] = []
+        async with self.db.session() as session:
+            for spec in specs:
+                if spec.step_key is not None:
+                    existing = (
+                        await session.execute(select(CrawlJobRow).where(CrawlJobRow.step_key == spec.step_key))
+                    ).scalar_one_or_none()
+                    if existing is not None:
+                        jobs.append(existing)
+                        continue
+                cfg = spec.config
+                values = {
+                    "id": spec.id,
+                    "name": spec.name,
+                    "source_id": spec.source_id,
+                    "source_type": spec.source_type,
+                    "status": RUNNING,
+                    "config": cfg,
+                    "source_snapshot": spec.source_snapshot,
+                    "seed_urls": spec.seed_urls,
+                    "metadata": spec.metadata,
+                    "job_definition_id": spec.metadata.get("job_definition_id") or None,
+                    "execution_id": spec.metadata.get("execution_id") or None,
+                    "step_key": spec.step_key,
+                    "rerun_of": spec.metadata.get("rerun_of") or None,
+                    "max_depth": cfg["max_depth"],
+                    "max_pages": cfg["max_pages"],
+                    "concurrency": cfg["concurrency"],
+                    "auth": spec.auth,
+                    "request_id": spec.request_id,
+                    "total_urls": len(spec.seed_urls),
+                    "pending_urls": len(spec.seed_urls),
+                    "created_at": now,
+                    "updated_at": now,
+                    "started_at": now,
+                }
+                insert = dialect_insert(self.db, JOBS).values(**values)
+                if spec.step_key is not None:
+                    # A concurrent replay of the same step may be inserting it right now.
+                    insert = insert.on_conflict_do_nothing(index_elements=["step_key"])
+                created = (await session.execute(insert.returning(JOBS.c.id))).scalar_one_or_none()
+                if created is None:
+                    existing = (
+                        await session.execute(select(CrawlJobRow).where(CrawlJobRow.step_key == spec.step_key))
+                    ).scalar_one()
+                    jobs.append(existing)
+                    continue
+                await session.execute(
+                    URLS.insert(),
+                    [
+                        {
+                            "job_id": spec.id,
+                            "url_key": url_key(seed),
+                            "url": seed,
+                            "host": host_of(seed),
+                            "depth": 0,
+                            "state": QUEUED,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for seed in spec.seed_urls
+                    ],
+                )
+                job = (await session.execute(select(CrawlJobRow).where(CrawlJobRow.id == spec.id))).scalar_one()
+                await append_event(session, job.id, "created", event_payload(job), now)
+                await append_event(session, job.id, "started", event_payload(job), now)
+                await append_logs(
+                    session,
+                    job.id,
+                    [("info", f"Crawl started: {len(spec.seed_urls)} seed URL(s): {', '.join(spec.seed_urls)}")],
+                    now,
+                )
+                tasks.extend(await dispatch(session, job.id, job.concurrency, spec.request_id, now))
+                await self.db.notify(session, job_channel(job.id))
+                jobs.append(job)
+        return jobs, tasks
+
+    async def rerun_job(self, job_id: str, request_id: str) -> tuple[CrawlJobRow, list[Task]]:
+        original = await self.get_job(job_id)
+        if original.status == RUNNING:
+            raise Aborted(f"crawl job {job_id} is running: cancel it or wait for it to finish before a rerun")
+        metadata = {
+            "job_definition_id": original.metadata_.get("job_definition_id", ""),
+            "rerun_of": original.id,
+        }
+        spec = JobSpec(
+            name=original.name,
+            source_id=original.source_id,
+            source_type=original.source_type,
+            config=dict(original.config),
+            source_snapshot=dict(original.source_snapshot),
+            auth=original.auth,
+            seed_urls=list(original.seed_urls),
+            metadata=metadata,
+            request_id=request_id,
+        )
+        jobs, tasks = await self.create_jobs([spec])
+        return jobs[0], tasks
+
+    # ------------------------------------------------------------------------------ reading
+
+    async def get_job(self, job_id: str) -> CrawlJobRow:
+        async with self.db.read() as session:
+            job = await session.get(CrawlJobRow, job_id)
+        if job is None:
+            raise NotFound(f"crawl job {job_id} not found")
+        return job
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[CrawlJobRow]:
+        async with self.db.read() as session:
+            rows = (await session.execute(select(CrawlJobRow).where(CrawlJobRow.id.in_(job_ids)))).scalars().all()
+        by_id = {r.id: r for r in rows}
+        return [by_id[i] for i in job_ids if i in by_id]
+
+    async def list_jobs(self, flt: ListFilter, pg: Page) -> tuple[list[CrawlJobRow], int]:
+        conditions = []
+        if flt.status:
+            conditions.append(CrawlJobRow.status == flt.status)
+        if flt.job_definition_id:
+            conditions.append(CrawlJobRow.job_definition_id == flt.job_definition_id)
+        if flt.execution_id:
+            conditions.append(CrawlJobRow.execution_id == flt.execution_id)
+        if flt.source_id:
+            conditions.append(CrawlJobRow.source_id == flt.source_id)
+        column = getattr(CrawlJobRow, pg.order_by)
+        order = [column.desc() if pg.descending else column.asc(), CrawlJobRow.id]
+        async with self.db.read() as session:
+            total = (await session.execute(select(func.count()).select_from(JOBS).where(*conditions))).scalar_one()
+            rows = (
+                (
+                    await session.execute(
+                        select(CrawlJobRow).where(*conditions).order_by(*order).limit(pg.limit).offset(pg.offset)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return list(rows), int(total)
+
+    async def job_stats(self) -> dict[str, int]:
+        async with self.db.read() as session:
+            rows = await session.execute(select(JOBS.c.status, func.count()).group_by(JOBS.c.status))
+            counts = {status: int(n) for status, n in rows}
+        return {"total": sum(counts.values()), **counts}
+
+    async def events_after(self, job_id: str, after_id: int, limit: int = 500) -> list[JobEventRow]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(JobEventRow)
+                .where(JobEventRow.job_id == job_id, JobEventRow.id > after_id)
+                .order_by(JobEventRow.id)
+                .limit(limit)
+            )
+            return list(rows.scalars().all())
+
+    async def job_with_last_event(self, job_id: str) -> tuple[CrawlJobRow, int]:
+        """The job and the id of its last event, read together."""
+        async with self.db.read() as session:
+            job = await session.get(CrawlJobRow, job_id)
+            if job is None:
+                raise NotFound(f"crawl job {job_id} not found")
+            last = (await session.execute(select(func.max(EVENTS.c.id)).where(EVENTS.c.job_id == job_id))).scalar_one()
+        return job, int(last or 0)
+
+    async def list_logs(self, job_id: str, min_level: int, ascending: bool, pg: Page) -> tuple[list[JobLogRow], int]:
+        await self.get_job(job_id)
+        conditions = [JobLogRow.job_id == job_id, JobLogRow.level >= min_level]
+        async with self.db.read() as session:
+            total = (await session.execute(select(func.count()).select_from(LOGS).where(*conditions))).scalar_one()
+            rows = await session.execute(
+                select(JobLogRow)
+                .where(*conditions)
+                .order_by(JobLogRow.id.asc() if ascending else JobLogRow.id.desc())
+                .limit(pg.limit)
+                .offset(pg.offset)
+            )
+            return list(rows.scalars().all()), int(total)
+
+    async def list_urls(self, job_id: str, state: str | None, reason: str, pg: Page) -> tuple[list[CrawlUrlRow], int]:
+        await self.get_job(job_id)
+        conditions = [CrawlUrlRow.job_id == job_id]
+        if state:
+            conditions.append(CrawlUrlRow.state == state)
+        if reason:
+            conditions.append(CrawlUrlRow.reason == reason)
+        async with self.db.read() as session:
+            total = (await session.execute(select(func.count()).select_from(URLS).where(*conditions))).scalar_one()
+            rows = await session.execute(
+                select(CrawlUrlRow).where(*conditions).order_by(CrawlUrlRow.id).limit(pg.limit).offset(pg.offset)
+            )
+            return list(rows.scalars().all()), int(total)
+
+    # ----------------------------------------------------------------------------- changing
+
+    async def cancel_job(self, job_id: str, reason: str = "cancelled") -> CrawlJobRow:
+        async with self.db.session() as session:
+            job = await self._cancel(session, job_id, reason)
+            if job is None:
+                current = await session.get(CrawlJobRow, job_id)
+                if current is None:
+                    raise NotFound(f"crawl job {job_id} not found")
+                raise Aborted(f"crawl job {job_id} is {current.status}: only a running job can be cancelled")
+        return job
+
+    async def cancel_execution(self, execution_id: str, reason: str) -> list[str]:
+        async with self.db.session() as session:
+            ids = (
+                (
+                    await session.execute(
+                        select(JOBS.c.id)
+                        .where(JOBS.c.execution_id == execution_id, JOBS.c.status == RUNNING)
+                        .order_by(JOBS.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            cancelled = []
+            for job_id in ids:
+                if await self._cancel(session, job_id, reason) is not None:
+                    cancelled.append(job_id)
+        return cancelled
+
+    async def _cancel(self, session: AsyncSession, job_id: str, reason: str) -> CrawlJobRow | None:
+        """Compare-and-set running -> cancelled; queued URLs become cancelled; one event."""
+        now = utcnow()
+        claimed = (
+            await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.status == RUNNING)
+                .values(status=CANCELLED, error=reason, completed_at=now, updated_at=now)
+                .returning(JOBS.c.id)
+            )
+        ).scalar_one_or_none()
+        if claimed is None:
+            return None
+        dropped = (
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
+                .values(state=CANCELLED, reason="cancelled", published_at=None, updated_at=now)
+                .returning(URLS.c.id)
+            )
+        ).all()
+        await session.execute(
+            update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - len(dropped))
+        )
+        job = (
+            await session.execute(
+                select(CrawlJobRow).where(CrawlJobRow.id == job_id).execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        await append_event(session, job_id, CANCELLED, event_payload(job, error=reason), now)
+        await append_logs(
+            session, job_id, [("warn", f"Crawl cancelled ({reason}): {len(dropped)} queued URL(s) dropped")], now
+        )
+        await self.db.notify(session, job_channel(job_id))
+        return job
+
+    async def delete_job(self, job_id: str) -> None:
+        async with self.db.session() as session:
+            job = await session.get(CrawlJobRow, job_id)
+            if job is None:
+                raise NotFound(f"crawl job {job_id} not found")
+            if job.status == RUNNING:
+                raise Aborted(f"crawl job {job_id} is running: cancel it before deleting it")
+            for table in (EVENTS, LOGS, URLS):
+                await session.execute(delete(table).where(table.c.job_id == job_id))
+            await session.execute(update(DOCUMENTS).where(DOCUMENTS.c.job_id == job_id).values(job_id=None))
+            await session.execute(delete(JOBS).where(JOBS.c.id == job_id))
+
+    async def complete_idle_jobs(self) -> int:
+        """Finish running jobs with nothing pending (a safety net: settles normally do it)."""
+        async with self.db.session() as session:
+            ids = (
+                (
+                    await session.execute(
+                        select(JOBS.c.id).where(JOBS.c.status == RUNNING, JOBS.c.pending_urls <= 0).limit(100)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for job_id in ids:
+                await finish_job(self.db, session, job_id, utcnow())
+        return len(ids)
+
+    # ---------------------------------------------------------------------------- documents
+
+    def _document_filters(self, source_id: str, job_id: str) -> list[Any]:
+        conditions: list[Any] = []
+        if source_id:
+            conditions.append(DocumentRow.source_id == source_id)
+        if job_id:
+            conditions.append(
+                DocumentRow.id.in_(
+                    select(URLS.c.document_id).where(URLS.c.job_id == job_id, URLS.c.document_id.is_not(None))
+                )
+            )
+        return conditions
+
+    async def list_documents(self, source_id: str, job_id: str, pg: Page) -> tuple[list[DocumentRow], int]:
+        conditions = self._document_filters(source_id, job_id)
+        column = getattr(DocumentRow, pg.order_by)
+        columns = [c for c in DocumentRow.__table__.c if c.name != "markdown"]
+        async with self.db.read() as session:
+            total = (await session.execute(select(func.count()).select_from(DOCUMENTS).where(*conditions))).scalar_one()
+            rows = await session.execute(
+                select(*columns)
+                .where(*conditions)
+                .order_by(column.desc() if pg.descending else column.asc(), DocumentRow.pk)
+                .limit(pg.limit)
+                .offset(pg.offset)
+            )
+            return [_document(r) for r in rows], int(total)
+
+    async def get_document(self, document_id: str) -> DocumentRow:
+        async with self.db.read() as session:
+            row = (await session.execute(select(DocumentRow).where(DocumentRow.id == document_id))).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"document {document_id} not found")
+        return row
+
+    async def search_documents(
+        self, query: str, source_id: str, job_id: str, limit: int, offset: int
+    ) -> tuple[list[tuple[DocumentRow, str]], int]:
+        """Full-text search over title and content, best matches first, with a snippet."""
+        conditions = self._document_filters(source_id, job_id)
+        columns = [c for c in DocumentRow.__table__.c if c.name != "markdown"]
+        async with self.db.read() as session:
+            if self.db.is_postgres:
+                tsquery = func.websearch_to_tsquery(literal_column("'english'"), query)
+                search: Any = literal_column("documents.search")
+                match = search.op("@@")(tsquery)
+                total = (
+                    await session.execute(select(func.count()).select_from(DOCUMENTS).where(match, *conditions))
+                ).scalar_one()
+                ranked = (
+                    select(*columns, func.ts_rank(search, tsquery).label("rank"))
+                    .where(match, *conditions)
+                    .order_by(text("rank DESC"), DocumentRow.pk)
+                    .limit(limit)
+                    .offset(offset)
+                    .subquery()
+                )
+                snippet = func.ts_headline(
+                    literal_column("'english'"),
+                    func.left(DOCUMENTS.c.markdown, 20000),
+                    tsquery,
+                    "MaxFragments=2, MinWords=5, MaxWords=25, StartSel=**, StopSel=**",
+                )
+                rows = await session.execute(
+                    select(ranked, snippet.label("snippet"))
+                    .join(DOCUMENTS, DOCUMENTS.c.pk == ranked.c.pk)
+                    .order_by(ranked.c.rank.desc(), ranked.c.pk)
+                )
+            else:
+                fts = text("documents_fts")
+                match_query = _fts5_query(query)
+                base: Any = (
+                    select(literal_column("documents_fts.rowid").label("rowid"))
+                    .select_from(fts)
+                    .where(literal_column("documents_fts").op("MATCH")(match_query))
+                )
+                ids = base.subquery()
+                total = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(DOCUMENTS)
+                        .where(DOCUMENTS.c.pk.in_(select(ids.c.rowid)), *conditions)
+                    )
+                ).scalar_one()
+                rows = await session.execute(
+                    select(
+                        *columns,
+                        literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"),
+                    )
+                    .select_from(fts)
+                    .join(DOCUMENTS, DOCUMENTS.c.pk == literal_column("documents_fts.rowid"))
+                    .where(literal_column("documents_fts").op("MATCH")(match_query), *conditions)
+                    .order_by(literal_column("bm25(documents_fts, 10.0, 1.0)"), DOCUMENTS.c.pk)
+                    .limit(limit)
+                    .offset(offset)
+                )
+            return [(_document(r), r.snippet or "") for r in rows], int(total)
+
+
+def _fts5_query(query: str) -> str:
+    """User words as an FTS5 query: every word must appear (quoted, so no syntax errors)."""
+    words = [w.replace('"', "") for w in query.split()]
+    return " ".join(f'"{w}"' for w in words if w)
+
+
+def _document(row: Any) -> DocumentRow:
+    mapping = row._mapping
+    doc = DocumentRow()
+    for column in DocumentRow.__table__.c:
+        if column.name in mapping:
+            setattr(doc, "metadata_" if column.name == "metadata" else column.name, mapping[column.name])
+    if "markdown" not in mapping:
+        doc.markdown = ""
+    return doc
+
+
+async def seed_summary(session: AsyncSession, job_id: str) -> str:
+    rows = await session.execute(
+        select(URLS.c.url, URLS.c.state, URLS.c.reason, URLS.c.http_status, URLS.c.detail)
+        .where(URLS.c.job_id == job_id, URLS.c.depth == 0)
+        .order_by(URLS.c.id)
+        .limit(5)
+    )
+    parts = []
+    for r in rows:
+        why = r.reason or r.state
+        if r.http_status:
+            why += f" {r.http_status}"
+        if r.detail:
+            why += f": {r.detail}"
+        parts.append(f"{r.url} ({why})")
+    return "; ".join(parts)
+
+
+async def finish_job(db: Database, session: AsyncSession, job_id: str, now: datetime) -> str | None:
+    """Compare-and-set a running job with nothing pending to completed, or failed when it
+    stored no page. Appends the one terminal event. Returns the new status, None if another
+    transaction got there first."""
+    stored = (await session.execute(select(JOBS.c.result_count).where(JOBS.c.id == job_id))).scalar_one_or_none()
+    if stored is None:
+        return None
+    status, error = COMPLETED, ""
+    if not stored:
+        status, error = FAILED, f"no seed produced a page: {await seed_summary(session, job_id)}"
+    done = (
+        await session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == RUNNING, JOBS.c.pending_urls <= 0)
+            .values(status=status, error=error, completed_at=now, updated_at=now)
+            .returning(*JOBS.c)
+        )
+    ).one_or_none()
+    if done is None:
+        return None
+    await append_event(session, job_id, status, event_payload(done, error=error) if error else event_payload(done), now)
+    counts = progress_of(done)
+    message = (
+        f"Crawl {status}: {done.result_count} page(s) stored, {counts['completed_urls']}/{counts['total_urls']} "
+        f"URLs settled ({counts['failed_urls']} failed), {counts['skipped_urls']} skipped"
+    )
+    await append_logs(
+        session, job_id, [("info" if status == COMPLETED else "error", message + (f"; {error}" if error else ""))], now
+    )
+    await db.notify(session, job_channel(job_id))
+    return status
+
+
+def lease_cutoff(now: datetime, visibility_timeout: float) -> datetime:
+    return now - timedelta(seconds=visibility_timeout)
+
+
+def level_from_name(name: str) -> int:
+    if name not in LEVELS:
+        raise InvalidArgument.field("level", f"must be one of {', '.join(LEVELS)}")
+    return LEVELS[name]

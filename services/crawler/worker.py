@@ -1,0 +1,432 @@
+"""Crawl workers: consume URL tasks, fetch and parse pages, settle them, publish what they found.
+
+A worker is a pipeline of three stages joined by in-memory queues:
+- the gate takes deliveries as they come and checks them against the database in batches (a
+  task for a settled URL or a job that is not running is acked at once, never fetched);
+- one asyncio task per delivery fetches and parses its page into an `Outcome`;
+- the settler takes every outcome ready, settles them per job in one transaction, publishes
+  the leased tasks with pipelined confirms, then acks the deliveries.
+`python -m services.crawler.worker` runs one; the crawler server runs one in-process in embedded
+mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from libs.amqp import Consumer, Delivery, TaskQueue
+from libs.db import Database, utcnow
+from libs.grpc_server import run_process
+from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
+from quaero.v1 import url_task_pb2
+from services.crawler import queue as tasks_queue
+from services.crawler.fetch import Fetcher, FetchResult, Robots
+from services.crawler.frontier import ROBOTS, canonical_link, canonical_url, host_of
+from services.crawler.parse import Parser
+from services.crawler.settings import CrawlerSettings
+from services.crawler.settle import (
+    FAILED,
+    PAGE,
+    REDIRECT,
+    RETRY,
+    SKIPPED,
+    JobContext,
+    Outcome,
+    Settler,
+    job_context,
+    retrying,
+)
+from services.crawler.store import (
+    HOST_SLOTS,
+    JOBS,
+    QUEUED,
+    ROBOTS_CACHE,
+    RUNNING,
+    URLS,
+    RobotsRow,
+    dialect_insert,
+)
+
+log = logging.getLogger(__name__)
+
+# A politeness slot further away than this is not waited for: the URL goes back to the
+# frontier with a due time, and the pump publishes it then (no prefetch slot held asleep).
+MAX_SLOT_WAIT = 2.0
+KNOWN_URLS_PER_JOB = 200_000
+JOBS_REMEMBERED = 64
+
+
+@dataclass
+class _Work:
+    ctx: JobContext
+    outcome: Outcome
+    delivery: Delivery
+
+
+class Worker:
+    """One consumer of the URL task queue. Dependencies come in through the constructor."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: TaskQueue,
+        fetcher: Fetcher,
+        parser: Parser,
+        settings: CrawlerSettings,
+        *,
+        before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
+        parse: Callable[[str, bytes, str | None], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.fetcher = fetcher
+        self.parser = parser
+        self.settings = settings
+        self._parse = parse or parser.parse
+        self._robots: dict[str, tuple[Robots, float]] = {}
+        self._robots_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.settler = Settler(
+            db,
+            max_attempts=settings.max_attempts,
+            retry_backoff=settings.retry_backoff,
+            robots_lookup=self._robots_known,
+            before_counters=before_counters,
+        )
+        self._contexts: OrderedDict[str, JobContext] = OrderedDict()
+        self._known: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._ready: asyncio.Queue[_Work] = asyncio.Queue()
+        self._consumer: Consumer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------------------ running
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._gate(), name="worker-gate"),
+            asyncio.create_task(self._settle_loop(), name="worker-settler"),
+        ]
+        self._consumer = await self.queue.consume(self._on_delivery, prefetch=self.settings.worker_prefetch)
+
+    async def stop(self) -> None:
+        """Stop consuming; whatever was not acked is delivered again (to another worker)."""
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.cancel()
+            self._consumer = None
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        self._loops.clear()
+        self.parser.close()
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        self._inbox.put_nowait(delivery)
+
+    async def _gate(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty() and len(batch) < 256:
+                batch.append(self._inbox.get_nowait())
+            try:
+                await self._admit(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checking %d task(s) failed; they will be delivered again", len(batch))
+                for delivery in batch:
+                    await _settle_delivery(delivery, requeue=True)
+
+    async def _admit(self, batch: list[Delivery]) -> None:
+        tasks: list[tuple[Delivery, url_task_pb2.UrlTask]] = []
+        for delivery in batch:
+            try:
+                tasks.append((delivery, tasks_queue.decode(delivery.body)))
+            except Exception:
+                log.error("dropping an unreadable task to the dead-letter queue")
+                await _settle_delivery(delivery, requeue=False)
+        if not tasks:
+            return
+        states = await retrying("checking tasks", lambda: self._states([t.url_id for _, t in tasks]))
+        now = utcnow()
+        for delivery, task in tasks:
+            state = states.get(task.url_id)
+            if state is None or state[0] != QUEUED or state[1] != RUNNING or (state[2] is not None and state[2] > now):
+                # Settled already, job cancelled or finished, or not due yet: nothing to do.
+                await _settle_delivery(delivery, requeue=False, ack=True)
+                continue
+            work = asyncio.create_task(self._run(delivery, task))
+            self._tasks.add(work)
+            work.add_done_callback(self._tasks.discard)
+
+    async def _states(self, url_ids: list[int]) -> dict[int, tuple[str, str, datetime | None]]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(URLS.c.id, URLS.c.state, JOBS.c.status, URLS.c.next_attempt_at)
+                .join(JOBS, JOBS.c.id == URLS.c.job_id)
+                .where(URLS.c.id.in_(url_ids))
+            )
+            return {r.id: (r.state, r.status, r.next_attempt_at) for r in rows}
+
+    async def _run(self, delivery: Delivery, task: url_task_pb2.UrlTask) -> None:
+        rid = task.request_id or delivery.headers.get(REQUEST_ID_HEADER)
+        with request_context(rid if isinstance(rid, str) else None), log_context(job_id=task.job_id):
+            try:
+                ctx = await self._context(task.job_id)
+                outcome = await self._process(ctx, task)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("processing %s failed; the task goes back to the queue", task.url)
+                await _settle_delivery(delivery, requeue=True)
+                return
+            self._ready.put_nowait(_Work(ctx, outcome, delivery))
+
+    async def _settle_loop(self) -> None:
+        while True:
+            batch = [await self._ready.get()]
+            while not self._ready.empty() and len(batch) < 512:
+                batch.append(self._ready.get_nowait())
+            by_job: dict[str, list[_Work]] = defaultdict(list)
+            for work in batch:
+                by_job[work.ctx.id].append(work)
+            for job_id, works in by_job.items():
+                await self._settle(job_id, works)
+
+    async def _settle(self, job_id: str, works: list[_Work]) -> None:
+        ctx = works[0].ctx
+        known = self._known_urls(job_id)
+        with request_context(ctx.request_id or None), log_context(job_id=job_id):
+            try:
+                settled = await self.settler.settle(ctx, [w.outcome for w in works], known)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("settling %d URL(s) failed; their tasks go back to the queue", len(works))
+                for work in works:
+                    await _settle_delivery(work.delivery, requeue=True)
+                return
+            known.update(settled.known)
+            if len(known) > KNOWN_URLS_PER_JOB:
+                known.clear()
+            await tasks_queue.publish(self.queue, settled.tasks)
+            for work in works:
+                await _settle_delivery(work.delivery, requeue=False, ack=True)
+
+    # ----------------------------------------------------------------------------- one task
+
+    async def _process(self, ctx: JobContext, task: url_task_pb2.UrlTask) -> Outcome:
+        url = task.url
+        if ctx.obey_robots:
+            robots = await self._robots_for(url)
+            if not robots.allowed(url):
+                return Outcome(task.url_id, SKIPPED, url=url, reason=ROBOTS, fetched=False)
+            delay = max(ctx.rate_limit_ms / 1000, robots.delay())
+        else:
+            delay = ctx.rate_limit_ms / 1000
+        if delay > 0:
+            start = await self._claim_slot(host_of(url), delay)
+            if start > time.time() + MAX_SLOT_WAIT:
+                return Outcome(task.url_id, RETRY, url=url, reason="politeness", fetched=False, retry_at=_at(start))
+            await asyncio.sleep(max(0.0, start - time.time()))
+        fetched_at = utcnow()
+        result = await self.fetcher.fetch(url, ctx.auth)
+        return await self._outcome(task, url, result, fetched_at)
+
+    async def _outcome(self, task: url_task_pb2.UrlTask, url: str, r: FetchResult, fetched_at: datetime) -> Outcome:
+        def make(kind: str, **values: Any) -> Outcome:
+            return Outcome(task.url_id, kind, url=url, http_status=r.status or None, fetched_at=fetched_at, **values)
+
+        if r.error is not None:
+            return make(RETRY, reason="fetch_error", detail=r.error, retry_at=None)
+        if r.skip_reason is not None:
+            return make(SKIPPED, reason=r.skip_reason, detail=r.content_type)
+        if r.status == 429 or r.status >= 500:
+            retry_at = _at(time.time() + r.retry_after) if r.retry_after is not None else None
+            return make(RETRY, reason="http_status", detail=f"HTTP {r.status}", retry_at=retry_at)
+        if 300 <= r.status < 400:
+            target = canonical_url(r.location) if r.location else None
+            if target is None:
+                return make(FAILED, reason="http_status", detail="redirect without a usable Location")
+            return make(REDIRECT, location=target)
+        if not 200 <= r.status < 300 or r.body is None:
+            return make(FAILED, reason="http_status", detail=f"HTTP {r.status}")
+        page = await self._parse(url, r.body, r.charset)
+        links = [c for c in (canonical_link(link) for link in page.links) if c]
+        return make(PAGE, page=page, links=links)
+
+    # ------------------------------------------------------------------------ job contexts
+
+    async def _context(self, job_id: str) -> JobContext:
+        ctx = self._contexts.get(job_id)
+        if ctx is None:
+            ctx = await retrying("reading a job", lambda: self._load_context(job_id))
+            self._contexts[job_id] = ctx
+            while len(self._contexts) > JOBS_REMEMBERED:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(job_id)
+        return ctx
+
+    async def _load_context(self, job_id: str) -> JobContext:
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(
+                        JOBS.c.id,
+                        JOBS.c.source_id,
+                        JOBS.c.config,
+                        JOBS.c.source_snapshot,
+                        JOBS.c.seed_urls,
+                        JOBS.c.auth,
+                        JOBS.c.request_id,
+                    ).where(JOBS.c.id == job_id)
+                )
+            ).one()
+        return job_context(row)
+
+    def _known_urls(self, job_id: str) -> dict[str, int]:
+        known = self._known.get(job_id)
+        if known is None:
+            known = self._known[job_id] = {}
+            while len(self._known) > JOBS_REMEMBERED:
+                self._known.popitem(last=False)
+        return known
+
+    # ------------------------------------------------------------------------------ robots
+
+    def _robots_known(self, host: str) -> Robots | None:
+        cached = self._robots.get(host)
+        if cached is None or cached[1] < time.monotonic():
+            return None
+        return cached[0]
+
+    async def _robots_for(self, url: str) -> Robots:
+        host = host_of(url)
+        known = self._robots_known(host)
+        if known is not None:
+            return known
+        async with self._robots_locks[host]:
+            known = self._robots_known(host)
+            if known is not None:
+                return known
+            status, body = await retrying("reading robots.txt", lambda: self._robots_from_db(host))
+            if status is None:
+                status, body = await self.fetcher.robots(f"{url.split('://', 1)[0]}://{host}")
+                await retrying("caching robots.txt", lambda: self._save_robots(host, status, body))
+            robots = Robots.parse(status, body, self.settings.user_agent)
+            self._robots[host] = (robots, time.monotonic() + self.settings.robots_ttl)
+            return robots
+
+    async def _robots_from_db(self, host: str) -> tuple[int | None, str]:
+        async with self.db.read() as session:
+            row = await session.get(RobotsRow, host)
+        if row is None or row.fetched_at < utcnow() - timedelta(seconds=self.settings.robots_ttl):
+            return None, ""
+        return row.status, row.body
+
+    async def _save_robots(self, host: str, status: int, body: str) -> None:
+        now = utcnow()
+        async with self.db.session() as session:
+            insert = dialect_insert(self.db, ROBOTS_CACHE).values(host=host, status=status, body=body, fetched_at=now)
+            await session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["host"], set_={"status": status, "body": body, "fetched_at": now}
+                )
+            )
+
+    # ------------------------------------------------------------------------- politeness
+
+    async def _claim_slot(self, host: str, delay: float) -> float:
+        """The time (epoch seconds) this worker may send its request to `host`: one slot per
+        `delay` seconds, shared by every worker process through the database."""
+
+        async def claim() -> float:
+            now = utcnow()
+            table = HOST_SLOTS
+            async with self.db.session() as session:
+                await session.execute(
+                    dialect_insert(self.db, table)
+                    .values(host=host, next_at=now)
+                    .on_conflict_do_nothing(index_elements=["host"])
+                )
+                current = (
+                    await session.execute(select(table.c.next_at).where(table.c.host == host).with_for_update())
+                ).scalar_one()
+                start = max(current, now)
+                if start <= now + timedelta(seconds=MAX_SLOT_WAIT):
+                    await session.execute(
+                        table.update().where(table.c.host == host).values(next_at=start + timedelta(seconds=delay))
+                    )
+                return start.timestamp()
+
+        return await retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=utcnow().tzinfo)
+
+
+async def _settle_delivery(delivery: Delivery, *, requeue: bool, ack: bool = False) -> None:
+    """Ack or reject; a broker that went away already requeued the message, so failures pass."""
+    try:
+        if ack:
+            await delivery.ack()
+        else:
+            await delivery.reject(requeue=requeue)
+    except Exception as exc:
+        log.debug("could not settle a delivery (%s); the broker will deliver it again", exc)
+
+
+# ------------------------------------------------------------------------------------ process
+
+
+def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **hooks: Any) -> Worker:
+    fetcher = Fetcher(
+        user_agent=settings.user_agent,
+        timeout=settings.fetch_timeout,
+        max_body=settings.max_body_bytes,
+        connections=max(16, settings.worker_prefetch),
+    )
+    parser = Parser(inline_limit=settings.parse_inline_limit, processes=settings.parse_processes)
+    return Worker(db, queue, fetcher, parser, settings, **hooks)
+
+
+async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
+    """Consume URL tasks until `stop` is set."""
+    service_var.set("crawler-worker")
+    async with AsyncExitStack() as stack:
+        db = Database(settings.database_url_for("crawler"), "crawler", pool_size=settings.db_pool_size)
+        stack.push_async_callback(db.close)
+        queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler-worker")
+        stack.push_async_callback(queue.close)
+        worker = build_worker(db, queue, settings)
+        stack.push_async_callback(worker.fetcher.close)
+        await worker.start()
+        stack.push_async_callback(worker.stop)
+        log.info("crawl worker consuming", extra={"queue": settings.queue_name})
+        await stop.wait()
+        log.info("crawl worker shutting down")
+
+
+def main() -> None:
+    settings = CrawlerSettings()
+    configure_logging("crawler-worker", settings.log_level)
+    settings.require_shared_infrastructure(amqp=True)
+    run_process(lambda stop: serve(settings, stop))
+
+
+if __name__ == "__main__":
+    main()
