@@ -20,7 +20,8 @@ app = typer.Typer(help="Documents: the crawled pages as Markdown, searchable.", 
 
 JobOption = Annotated[str | None, typer.Option("--job", "-j", help="Only documents this crawl job fetched.")]
 SourceOption = Annotated[str | None, typer.Option("--source", help="Only documents of this source id.")]
-_SNIPPET_MARK = re.compile(r"</?(b|mark)>")
+# The crawler marks matches in a snippet with ** on both sides.
+_MATCH_MARK = "**"
 
 
 @app.command("list")
@@ -68,9 +69,17 @@ def search(
         console.print(Text(d["title"] or d["url"], style="bold"))
         console.print(Text(f"{d['url']}  ·  {d['id']}", style="dim"))
         if d.get("snippet"):
-            console.print(Text(" ".join(_SNIPPET_MARK.sub("", d["snippet"]).split())))
+            console.print(snippet(d["snippet"]))
         console.print()
     output.footer(len(page["documents"]), page["total_count"], "matches")
+
+
+def snippet(text: str) -> Text:
+    """The passage on one line, its matches in bold."""
+    out = Text()
+    for i, part in enumerate(" ".join(text.split()).split(_MATCH_MARK)):
+        out.append(part, style="bold yellow" if i % 2 else "")
+    return out
 
 
 @app.command("show")

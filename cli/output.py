@@ -32,9 +32,14 @@ STATUS_STYLES = {
 }
 
 
+# Wide enough that piped output keeps one row per line for grep and cut.
+_PIPE_WIDTH = 240
+
+
 def stdout() -> Console:
     # Built per call so that it writes to whatever sys.stdout is now (tests swap it).
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() else _PIPE_WIDTH
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
 
 
 def stderr() -> Console:
@@ -88,7 +93,10 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str =
     if not rows:
         stderr().print(f"[dim]{empty}[/dim]")
         return
-    grid = Table(*columns, box=None, header_style="bold", pad_edge=False)
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        # Fold rather than cut: an id must stay whole to be copied into the next command.
+        grid.add_column(column, overflow="fold")
     for row in rows:
         grid.add_row(*(_cell(cell) for cell in row))
     stdout().print(grid)

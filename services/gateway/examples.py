@@ -177,7 +177,7 @@ DOCUMENT_SUMMARY: dict[str, Any] = {
     "url": "https://docs.python.org/3/tutorial/introduction.html",
     "title": "An Informal Introduction to Python",
     "metadata": _METADATA,
-    "snippet": "… Python's <b>lists</b> can be indexed and sliced …",
+    "snippet": "… Python's **lists** can be indexed and sliced …",
     "created_at": "2025-01-10T09:00:02.000Z",
     "updated_at": "2025-01-10T09:00:02.000Z",
 }

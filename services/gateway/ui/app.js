@@ -78,10 +78,10 @@ function fields(pairs) {
   return h("dl", { class: "fields" }, pairs.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value ?? "-")]));
 }
 
-// Snippets mark matches with <b>…</b> (or <mark>); show them highlighted, everything else as text.
+// Snippets mark matches with **…**; show them highlighted, everything else as text.
 function snippet(text) {
   const out = h("p", { class: "snippet" });
-  const parts = String(text || "").split(/<\/?(?:b|mark)>/);
+  const parts = String(text || "").split("**");
   parts.forEach((part, i) => out.append(i % 2 ? h("mark", {}, part) : document.createTextNode(part)));
   return out;
 }
