@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -12,8 +12,9 @@ from rich.text import Text
 from cli import output
 from cli.client import Api, call
 from cli.errors import USAGE, CliError
-from libs.definition_files import Document, iter_files, read_file
-from libs.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from libs.definition_files import Document
 
 _COLLECTION = {"source": "sources", "job_definition": "job-definitions"}
 _NOUN = {"source": "source", "job_definition": "job definition"}
@@ -22,6 +23,9 @@ _NOUN = {"source": "source", "job_definition": "job definition"}
 def _read(paths: list[Path]) -> list[Document]:
     """Every document in the files (folders are read recursively); a bad file stops it all
     before anything is sent, so nothing is applied half-way."""
+    from libs.definition_files import iter_files, read_file
+    from libs.errors import InvalidArgument
+
     docs: list[Document] = []
     for root in paths:
         if not root.exists():

@@ -12,7 +12,6 @@ from cli import output
 from cli.client import Api, Target, call
 from cli.errors import USAGE, CliError
 from cli.watch import Outcome, watch
-from libs.step_config import check_http_url
 
 
 async def _start(api: Api, definition_id: str) -> dict[str, Any]:
@@ -84,6 +83,8 @@ def crawl_definition(
     url: str, depth: int | None, max_pages: int | None, include: list[str], exclude: list[str]
 ) -> dict[str, Any]:
     """The definition `quaero crawl` creates or replaces; unset options keep the crawler's defaults."""
+    from libs.step_config import check_http_url
+
     problem = check_http_url(url)
     if problem:
         raise CliError(f"URL: {problem}", USAGE)

@@ -15,9 +15,6 @@ from typer._click import exceptions as click_errors
 from cli import apply, definitions, docs, execute, executions, jobs
 from cli.client import DEFAULT_URL, Target
 from cli.errors import FAILURE, INTERRUPTED, USAGE, CliError
-from libs.grpc_server import run_process
-from libs.logs import configure_logging
-from libs.settings import CommonSettings
 
 app = typer.Typer(
     help="Quaero: crawl websites into a searchable knowledge base, driven by job definitions.",
@@ -51,6 +48,9 @@ def connect(
 def up() -> None:
     """Start gateway, executor, crawler and workers in one process (embedded defaults)."""
     from cli.up import run_embedded
+    from libs.grpc_server import run_process
+    from libs.logs import configure_logging
+    from libs.settings import CommonSettings
 
     settings = CommonSettings()
     configure_logging("quaero", settings.log_level)
@@ -61,6 +61,8 @@ def up() -> None:
 def migrate() -> None:
     """Create or upgrade every service's tables (PostgreSQL schemas or SQLite files)."""
     from cli.up import migrate_all
+    from libs.logs import configure_logging
+    from libs.settings import CommonSettings
 
     settings = CommonSettings()
     configure_logging("migrate", settings.log_level)
