@@ -1,0 +1,128 @@
+"""Changing crawl jobs through the REST API: cancel, rerun, delete, and the 409s when the job's
+state forbids it. A gate holds the site's pages back, so a job is reliably still running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tests.support.local_site import LocalSite
+from tests.support.runs import define, execute, jobs, wait_for, wait_until
+from tests.support.services import Stack, running_stack
+
+
+class GatedSite(LocalSite):
+    """Pages wait for `gate` to open (robots.txt does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def _handle(self, request: Request) -> Response:
+        if request.url.path != "/robots.txt":
+            await self.gate.wait()
+        return await super()._handle(request)
+
+
+@pytest.fixture
+async def stack(backend: dict[str, Any]) -> AsyncIterator[Stack]:
+    async with running_stack(backend) as s:
+        yield s
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[GatedSite]:
+    site = GatedSite()
+    site.add("/", "Gated index", ["/one.html"])
+    site.add("/one.html", "One")
+    async with site.serve():
+        try:
+            yield site
+        finally:
+            site.gate.set()
+
+
+async def start_crawl(stack: Stack, site: LocalSite) -> tuple[str, dict[str, Any]]:
+    """Execute a one-step crawl of `site`; returns the execution id and its (running) crawl job."""
+    await define(
+        stack,
+        {"id": "gated", "steps": [{"name": "crawl", "action": "crawl", "config": {"start_urls": [site.url("/")]}}]},
+    )
+    execution_id = (await execute(stack, "gated"))["execution_id"]
+    found = await wait_until(lambda: jobs(stack, execution_id=execution_id))
+    return execution_id, found[0]
+
+
+async def test_cancel_a_running_job_then_again_is_409(stack: Stack, site: GatedSite) -> None:
+    execution_id, job = await start_crawl(stack, site)
+
+    cancelled = await stack.http.post(f"/api/jobs/{job['id']}/cancel")
+    again = await stack.http.post(f"/api/jobs/{job['id']}/cancel")
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["id"] == job["id"]
+    assert again.status_code == 409 and again.json()["error"]["code"] == "ABORTED"
+    assert (await wait_for(stack, execution_id))["status"] == "failed"  # a cancelled crawl fails its step
+
+
+async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, site: GatedSite) -> None:
+    execution_id, job = await start_crawl(stack, site)
+
+    while_running = await stack.http.delete(f"/api/jobs/{job['id']}")
+    site.gate.set()
+    await wait_for(stack, execution_id)
+    deleted = await stack.http.delete(f"/api/jobs/{job['id']}")
+
+    assert while_running.status_code == 409 and while_running.json()["error"]["code"] == "ABORTED"
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert (await stack.http.get(f"/api/jobs/{job['id']}")).status_code == 404
+
+
+async def test_rerun_is_201_and_the_new_job_really_runs(stack: Stack, site: GatedSite) -> None:
+    site.gate.set()
+    execution_id, job = await start_crawl(stack, site)
+    await wait_for(stack, execution_id)
+
+    response = await stack.http.post(f"/api/jobs/{job['id']}/rerun")
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["original_job_id"] == job["id"] and body["new_job_id"] != job["id"]
+    assert response.headers["location"] == f"/api/jobs/{body['new_job_id']}"
+
+    async def finished() -> dict[str, Any] | None:
+        rerun = (await stack.http.get(f"/api/jobs/{body['new_job_id']}")).json()
+        return rerun if rerun["status"] in ("completed", "failed", "cancelled") else None
+
+    rerun = await wait_until(finished, timeout=60)
+    assert rerun["status"] == "completed" and rerun["result_count"] == 2
+    assert rerun["metadata"]["rerun_of"] == job["id"]
+    assert rerun["metadata"]["job_definition_id"] == "gated"
+
+
+@pytest.mark.parametrize("action", ["cancel", "rerun"])
+async def test_actions_on_an_unknown_job_are_404(stack: Stack, action: str) -> None:
+    response = await stack.http.post(f"/api/jobs/ghost/{action}")
+
+    assert response.status_code == 404 and response.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_execute_records_the_cli_trigger(stack: Stack, site: GatedSite) -> None:
+    site.gate.set()
+    await define(
+        stack, {"id": "t", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url("/")]}}]}
+    )
+
+    started = await stack.http.post("/api/job-definitions/t/execute", params={"trigger": "cli"})
+    plain = await stack.http.post("/api/job-definitions/t/execute")
+    refused = await stack.http.post("/api/job-definitions/t/execute", params={"trigger": "schedule"})
+
+    assert started.status_code == 202 and plain.status_code == 202
+    assert (await wait_for(stack, started.json()["execution_id"]))["trigger"] == "cli"
+    assert (await wait_for(stack, plain.json()["execution_id"]))["trigger"] == "api"
+    assert refused.status_code == 400 and refused.json()["error"]["details"][0]["field"] == "trigger"
