@@ -23,7 +23,13 @@ _SCRAPE_TIMEOUT = 3.0
 _EXECUTION_STATUS = execution_pb2.ExecutionStatus.DESCRIPTOR
 
 
-@router.get("/healthz", summary="Liveness of the gateway (never needs the API token)")
+@router.get(
+    "/healthz",
+    responses={
+        200: {"description": "The gateway is up", "content": {"application/json": {"example": {"status": "ok"}}}}
+    },
+    summary="Liveness of the gateway (never needs the API token)",
+)
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
