@@ -39,11 +39,12 @@ _PIPE_WIDTH = 240
 def stdout() -> Console:
     # Built per call so that it writes to whatever sys.stdout is now (tests swap it).
     width = None if sys.stdout.isatty() else _PIPE_WIDTH
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
 
 def stderr() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    # soft_wrap: a message stays on one line, however long (errors must be one line).
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -3,30 +3,15 @@ state forbids it. A gate holds the site's pages back, so a job is reliably still
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
+from tests.support.gated_site import GatedSite
 from tests.support.local_site import LocalSite
 from tests.support.runs import define, execute, jobs, wait_for, wait_until
 from tests.support.services import Stack, running_stack
-
-
-class GatedSite(LocalSite):
-    """Pages wait for `gate` to open (robots.txt does not)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-
-    async def _handle(self, request: Request) -> Response:
-        if request.url.path != "/robots.txt":
-            await self.gate.wait()
-        return await super()._handle(request)
 
 
 @pytest.fixture
@@ -40,11 +25,12 @@ async def site() -> AsyncIterator[GatedSite]:
     site = GatedSite()
     site.add("/", "Gated index", ["/one.html"])
     site.add("/one.html", "One")
+    site.close()
     async with site.serve():
         try:
             yield site
         finally:
-            site.gate.set()
+            site.open()
 
 
 async def start_crawl(stack: Stack, site: LocalSite) -> tuple[str, dict[str, Any]]:
@@ -74,7 +60,7 @@ async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, 
     execution_id, job = await start_crawl(stack, site)
 
     while_running = await stack.http.delete(f"/api/jobs/{job['id']}")
-    site.gate.set()
+    site.open()
     await wait_for(stack, execution_id)
     deleted = await stack.http.delete(f"/api/jobs/{job['id']}")
 
@@ -84,7 +70,7 @@ async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, 
 
 
 async def test_rerun_is_201_and_the_new_job_really_runs(stack: Stack, site: GatedSite) -> None:
-    site.gate.set()
+    site.open()
     execution_id, job = await start_crawl(stack, site)
     await wait_for(stack, execution_id)
 
@@ -113,7 +99,7 @@ async def test_actions_on_an_unknown_job_are_404(stack: Stack, action: str) -> N
 
 
 async def test_execute_records_the_cli_trigger(stack: Stack, site: GatedSite) -> None:
-    site.gate.set()
+    site.open()
     await define(
         stack, {"id": "t", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url("/")]}}]}
     )
