@@ -15,6 +15,10 @@ const EXECUTION_EVENTS = [
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith("aria-") && typeof value === "boolean") {
+      el.setAttribute(key, String(value)); // ARIA states are spelled "true" and "false"
+      continue;
+    }
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "class") el.className = value;
@@ -293,17 +297,21 @@ async function jobPage(page, [id]) {
     }
   };
 
+  // Only the latest request may fill the panel: a slow answer for a tab the user already left
+  // must not replace the one they are looking at.
+  let ticket = 0;
   const drawPanel = async () => {
+    const mine = ++ticket;
     page.state.tab = current;
     tabBar.replaceChildren(...Object.entries(tabs).map(([key, label]) =>
       h("button", { role: "tab", "aria-selected": key === current, "data-tab": key, onclick: () => { current = key; drawPanel(); } }, label)));
+    let nodes;
     try {
-      if (current === "logs") await drawLogs();
-      else if (current === "urls") await drawUrls();
-      else await drawDocuments();
+      nodes = await (current === "logs" ? drawLogs() : current === "urls" ? drawUrls() : drawDocuments());
     } catch (error) {
-      panel.replaceChildren(h("p", { class: "muted" }, error.message));
+      nodes = [h("p", { class: "muted" }, error.message)];
     }
+    if (mine === ticket) panel.replaceChildren(...nodes);
   };
 
   const select = (name, values, value, onchange) => h("select", { name, "aria-label": name, onchange: (e) => onchange(e.target.value) },
@@ -312,38 +320,38 @@ async function jobPage(page, [id]) {
   const drawLogs = async () => {
     const level = page.state.level || "";
     const data = await api(`/api/jobs/${id}/logs${qs({ level, limit: 200 })}`);
-    panel.replaceChildren(
+    return [
       h("div", { class: "row", style: "margin: 10px 0" }, "Level",
         select("level", [["", "all"], ["debug", "debug +"], ["info", "info +"], ["warn", "warn +"], ["error", "error"]], level,
-          (value) => { page.state.level = value; drawLogs(); }),
+          (value) => { page.state.level = value; drawPanel(); }),
         h("span", { class: "muted" }, `${data.total_count} lines, newest first`)),
       table(["Time", "Level", "Message"], data.logs.map((l) => [when(l.timestamp), badge(l.level), h("span", { class: "wrap" }, l.message)]), "No log lines."),
-    );
+    ];
   };
 
   const drawUrls = async () => {
     const state = page.state.urlState || "";
     const data = await api(`/api/jobs/${id}/urls${qs({ state, limit: 200 })}`);
-    panel.replaceChildren(
+    return [
       h("div", { class: "row", style: "margin: 10px 0" }, "State",
         select("state", [["", "all"], ["queued", "queued"], ["done", "done"], ["failed", "failed"], ["skipped", "skipped"], ["cancelled", "cancelled"]], state,
-          (value) => { page.state.urlState = value; drawUrls(); }),
+          (value) => { page.state.urlState = value; drawPanel(); }),
         h("span", { class: "muted" }, `${data.total_count} urls`)),
       table(["URL", "Depth#", "State", "Reason", "HTTP#", "Document"], data.urls.map((u) => [
         h("span", { class: "wrap" }, u.url), u.depth, badge(u.state), u.reason || "-", u.http_status || "-",
         u.document_id ? link(`#/documents/${u.document_id}`, short(u.document_id)) : (u.redirected_to ? `→ ${u.redirected_to}` : "-"),
       ]), "No URLs."),
-    );
+    ];
   };
 
   const drawDocuments = async () => {
     const data = await api(`/api/jobs/${id}/documents?limit=200`);
-    panel.replaceChildren(
+    return [
       h("p", { class: "muted" }, `${data.total_count} documents`),
       table(["Title", "URL", "Updated"], data.documents.map((d) => [
         link(`#/documents/${d.id}`, d.title || d.url), h("span", { class: "wrap" }, d.url), when(d.updated_at),
       ]), "No documents yet."),
-    );
+    ];
   };
 
   drawHead();
@@ -353,8 +361,8 @@ async function jobPage(page, [id]) {
     follow(page, `/api/jobs/${id}/events`, JOB_EVENTS, (data, type) => {
       job = data.job;
       drawHead();
-      if (TERMINAL.has(type) || type === "progress") drawPanel();
-    });
+      if (type === "progress") drawPanel();
+    }, () => drawPanel()); // the end: the job finished (perhaps before the stream opened)
   }
 }
 
@@ -393,11 +401,14 @@ async function executionPage(page, [id]) {
   };
   const chain = await ancestors();
 
+  let ticket = 0;
   const draw = async () => {
+    const mine = ++ticket;
     const [jobs, children] = await Promise.all([
       api(`/api/jobs?execution_id=${id}&limit=200&order_dir=asc`),
       api(`/api/executions?parent_execution_id=${id}&order_dir=asc&limit=100`),
     ]);
+    if (mine !== ticket) return; // a later draw has newer data
     const jobsById = Object.fromEntries(jobs.jobs.map((j) => [j.id, j]));
     const childStatus = Object.fromEntries(children.executions.map((c) => [c.id, c.status]));
     const e = execution;
