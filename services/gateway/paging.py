@@ -7,8 +7,11 @@ from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Query
 
+# The services take 32-bit offsets (and nobody pages two billion items deep).
+MAX_OFFSET = 2**31 - 1
+
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (at most 500).")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
 OrderDir = Annotated[Literal["asc", "desc"], Query(description="Sort direction.")]
 
 

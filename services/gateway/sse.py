@@ -21,6 +21,7 @@ from libs import metrics
 
 KEEPALIVE_SECONDS = 15.0
 _END = object()
+_MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit
 
 
 class EventStreamResponse(StreamingResponse):
@@ -29,11 +30,17 @@ class EventStreamResponse(StreamingResponse):
 
 def _last_event_id(
     last_event_id: Annotated[
-        int | None, Query(ge=0, description="Resume after this event id (for clients that cannot set headers).")
+        int | None,
+        Query(ge=0, le=_MAX_EVENT_ID, description="Resume after this event id (for clients that cannot set headers)."),
     ] = None,
     last_event_id_header: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="Resume after this event id (browsers send it on reconnect)."),
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=_MAX_EVENT_ID,
+            description="Resume after this event id (browsers send it on reconnect).",
+        ),
     ] = None,
 ) -> int:
     """The header wins over the query parameter; 0 (or neither) starts with a snapshot."""
