@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
 from tests.support.local_site import LocalSite, small_site
 from tests.support.runs import add_source, define, events, execute, get_execution, jobs, wait_for, wait_until
@@ -155,10 +156,11 @@ async def test_wait_for_completion_holds_later_steps(stack: Stack, site: LocalSi
     summary_started = next(i for i, (t, p) in enumerate(history) if t == "step_started" and p["step_index"] == 1)
     assert crawl_done < summary_started
     assert job["status"] == "completed" and job["result_count"] == 5
-    # The summary document counts the crawled pages: it ran after the crawl finished.
-    summary = [d for d in (await stack.http.get("/api/documents", params={"q": "summary"})).json().get("documents", [])]
-    if summary:
-        assert "5" in (await stack.http.get(f"/api/documents/{summary[0]['id']}")).json()["markdown"]
+    # The summary counts every crawled page: it ran after the crawl had finished.
+    [summary_done] = [p for t, p in history if t == "step_completed" and p["step_index"] == 1]
+    assert summary_done["result"]["documents"] == 5
+    document = await stack.crawler.GetDocument(cr.GetDocumentRequest(id=summary_done["result"]["document_id"]))
+    assert "- Documents: 5" in document.document.markdown
 
 
 async def test_wait_for_completion_false_ends_the_step_when_jobs_exist(stack: Stack) -> None:
