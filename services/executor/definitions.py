@@ -127,10 +127,11 @@ def validate_definition(
     *,
     actions: Collection[str],
     known_sources: Collection[str],
-    graph: Mapping[str, Sequence[str]],
+    graph: Mapping[str, Sequence[str]] | None,
 ) -> list[FieldViolation]:
     """Every problem with `d`, each naming its field. `graph` maps the other stored definitions'
-    ids to their post-jobs; `known_sources` are the stored source ids."""
+    ids to their post-jobs (None: no cycle check, as when executing: run time skips a post-job
+    already in the lineage); `known_sources` are the stored source ids."""
     v: list[FieldViolation] = []
     if not d.id:
         v.append(FieldViolation("id", "is required"))
@@ -177,7 +178,7 @@ def validate_definition(
     for i, post_job in enumerate(d.post_jobs):
         if not post_job:
             v.append(FieldViolation(f"post_jobs[{i}]", "must not be empty"))
-    if d.id and d.post_jobs:
+    if d.id and d.post_jobs and graph is not None:
         cycle = find_cycle(d.id, {**graph, d.id: d.post_jobs})
         if cycle:
             v.append(FieldViolation("post_jobs", "cycle " + " -> ".join(cycle)))

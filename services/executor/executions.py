@@ -72,7 +72,7 @@ class Executions:
             raise FailedPrecondition(f"job definition {definition_id!r} is disabled")
         actions = await self.catalogue.actions.names([s.action for s in definition.steps])
         sources = await self.catalogue.store.find_sources(definition.sources)
-        violations = validate_definition(definition, actions=actions, known_sources=set(sources), graph={})
+        violations = validate_definition(definition, actions=actions, known_sources=set(sources), graph=None)
         if violations:
             raise InvalidArgument(
                 f"job definition {definition_id!r} is invalid: " + "; ".join(str(v) for v in violations), violations

@@ -158,14 +158,9 @@ class Ledger:
                 if existing is not None:
                     return existing, True
             if execution.parent_execution_id:
-                existing_row = await session.scalar(
-                    select(ExecutionRow).where(
-                        ExecutionRow.parent_execution_id == execution.parent_execution_id,
-                        ExecutionRow.job_definition_id == execution.job_definition_id,
-                    )
-                )
-                if existing_row is not None:
-                    return _execution(existing_row), True
+                existing_child = await self._child(session, execution)
+                if existing_child is not None:
+                    return existing_child, True
             row = ExecutionRow(
                 id=execution.id,
                 job_definition_id=execution.job_definition_id,
@@ -185,8 +180,15 @@ class Ledger:
                 created_at=now,
                 updated_at=now,
             )
-            session.add(row)
-            await session.flush()
+            try:
+                async with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:
+                # A concurrent trigger started this post-job first: answer with its execution.
+                existing_child = await self._child(session, execution) if execution.parent_execution_id else None
+                if existing_child is None:
+                    raise
+                return existing_child, True
             await self._event(
                 session,
                 row.id,
@@ -194,6 +196,15 @@ class Ledger:
                 {"trigger": row.trigger, "parent_execution_id": row.parent_execution_id, "lineage": row.lineage},
             )
             return _execution(row), False
+
+    async def _child(self, session: AsyncSession, execution: Execution) -> Execution | None:
+        row = await session.scalar(
+            select(ExecutionRow).where(
+                ExecutionRow.parent_execution_id == execution.parent_execution_id,
+                ExecutionRow.job_definition_id == execution.job_definition_id,
+            )
+        )
+        return _execution(row) if row is not None else None
 
     async def _claim_idempotency_key(
         self, session: AsyncSession, execution: Execution, now: datetime

@@ -20,7 +20,7 @@ import grpc
 
 from libs.db import utcnow
 from libs.logs import log_context
-from libs.proto_json import dict_to_struct, enum_to_str, enum_value
+from libs.proto_json import dict_to_struct, enum_to_str, enum_value, struct_to_dict
 from libs.step_config import RetryPolicy, parse_retry_policy
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
 from services.executor.convert import source_to_proto
@@ -321,11 +321,10 @@ class Runner:
             jobs = [job_summary(j, source_types) for j in (finished.jobs if finished else [])]
             if ok:
                 step.status, step.failed_sources = COMPLETED, []
-                if not await self.ledger.save_steps(
-                    execution,
-                    self.owner,
-                    [("step_completed", {"step_index": step.index, "attempt": attempt, "jobs": jobs})],
-                ):
+                payload = {"step_index": step.index, "attempt": attempt, "jobs": jobs}
+                if finished is not None and finished.HasField("result"):
+                    payload["result"] = struct_to_dict(finished.result)  # e.g. corpus_summary's document_id
+                if not await self.ledger.save_steps(execution, self.owner, [("step_completed", payload)]):
                     raise LostExecution
                 return True
             step.error = error

@@ -103,6 +103,8 @@ class Scheduler:
     async def _loop(self, stop: asyncio.Event) -> None:
         last_reload = self.clock.now()
         while not stop.is_set():
+            # Cleared before the checks below, so a reload asked for meanwhile is never lost.
+            self._wake.clear()
             now = self.clock.now()
             if self._reload_wanted or (now - last_reload).total_seconds() >= RELOAD_EVERY:
                 self._reload_wanted = False
@@ -117,11 +119,8 @@ class Scheduler:
                 fire_at = entry.next_at
                 entry.next_at = next_fire(entry.definition.schedule, max(fire_at, now))
                 await self._fire(entry.definition, fire_at)
-            if due:
+            if due or self._reload_wanted:
                 continue
-            self._wake.clear()
-            if stop.is_set():
-                break
             wake_at = min([e.next_at for e in self._entries.values()], default=None)
             horizon = now.timestamp() + RELOAD_EVERY
             until = (
@@ -140,8 +139,18 @@ class Scheduler:
                     entries[d.id] = old
                 else:
                     entries[d.id] = _Entry(d, next_fire(d.schedule, now))
+                    log.info(
+                        "definition scheduled",
+                        extra={
+                            "job_definition_id": d.id,
+                            "schedule": d.schedule,
+                            "next_fire": entries[d.id].next_at.isoformat(),
+                        },
+                    )
             if d.auto_start and await self.ledger.claim_auto_start(d.id, d.version):
                 await self._start(d, reason="auto_start")
+        for gone in self._entries.keys() - entries.keys():
+            log.info("definition unscheduled", extra={"job_definition_id": gone})
         self._entries = entries
 
     async def _fire(self, definition: JobDefinition, fire_at: datetime) -> None:

@@ -3,12 +3,7 @@ PostgreSQL and RabbitMQ, driven through the REST API."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,67 +12,21 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Process:
-    def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
-        self.module, self.log = module, log
-        self.handle = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT
-        )
-
-    def wait_for_log(self, message: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    entry = json.loads(line)
-                    if entry.get("message") == message:
-                        return entry  # type: ignore[no-any-return]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{self.module} never logged {message!r}:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def port(self, message: str) -> int:
-        return int(self.wait_for_log(message)["address"].rsplit(":", 1)[1])
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.handle.close()
-        return self.proc.returncode
+from tests.support.processes import Process, service_env
 
 
 @pytest.fixture
 def services(pg_url: str, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
-    env = {
-        **os.environ,
-        "QUAERO_DATABASE_URL": pg_url,
-        "QUAERO_AMQP_URL": amqp_url,
-        "QUAERO_BIND_HOST": "127.0.0.1",
-        "QUAERO_CRAWLER_PORT": "0",
-        "QUAERO_EXECUTOR_PORT": "0",
-        "QUAERO_GATEWAY_PORT": "0",
-        "QUAERO_GATEWAY_GRPC_PORT": "0",
-        "QUAERO_QUEUE_NAME": f"quaero.e2e.{tmp_path.name[-12:]}",
-    }
+    env = service_env(pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}")
     procs: list[Process] = []
     try:
         crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
         procs.append(crawler)
-        crawler_port = crawler.port("gRPC server listening")
+        crawler_port = crawler.port()
         env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler_port}"
         executor = Process("services.executor.server", env, tmp_path / "executor.log")
         procs.append(executor)
-        executor_port = executor.port("gRPC server listening")
+        executor_port = executor.port()
         env["QUAERO_EXECUTOR_ADDR"] = f"127.0.0.1:{executor_port}"
         gateway = Process("services.gateway.server", env, tmp_path / "gateway.log")
         procs.append(gateway)

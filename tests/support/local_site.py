@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -57,8 +58,7 @@ class LocalSite:
             return PlainTextResponse("not found", status_code=404)
         return HTMLResponse(self.pages[path])
 
-    @contextlib.asynccontextmanager
-    async def serve(self) -> AsyncIterator[LocalSite]:
+    def _server(self) -> tuple[uvicorn.Server, socket.socket]:
         app = Starlette(routes=[Route("/{path:path}", self._handle)])
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -66,12 +66,31 @@ class LocalSite:
         self.port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        return server, sock
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[LocalSite]:
+        """Serve from the test's event loop."""
+        server, sock = self._server()
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             yield self
         finally:
             server.should_exit = True
             await task
+            sock.close()
+
+    @contextlib.contextmanager
+    def serve_in_thread(self) -> Iterator[LocalSite]:
+        """Serve from a thread of its own, for synchronous tests that block while processes work."""
+        server, sock = self._server()
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.should_exit = True
+            thread.join(10)
             sock.close()
 
 

@@ -1,0 +1,81 @@
+"""docker-compose.yml and the Dockerfile cannot be run here (no Docker engine), so check what can
+go wrong without one: every command a container runs exists, and every variable set is a setting."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cli.main import app as cli_app
+from libs.settings import CommonSettings
+from services.crawler.settings import CrawlerSettings
+from services.executor.settings import ExecutorSettings
+from services.gateway.settings import GatewaySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SETTINGS: list[type[CommonSettings]] = [CommonSettings, ExecutorSettings, CrawlerSettings, GatewaySettings]
+QUAERO_SERVICES = {
+    name: spec for name, spec in COMPOSE["services"].items() if spec.get("image", "").startswith("quaero")
+}
+
+
+def known_variables() -> set[str]:
+    return {f"QUAERO_{field.upper()}" for cls in SETTINGS for field in cls.model_fields}
+
+
+def test_compose_runs_the_production_topology() -> None:
+    assert set(COMPOSE["services"]) >= {
+        "postgres",
+        "rabbitmq",
+        "migrate",
+        "executor",
+        "crawler",
+        "crawler-worker",
+        "gateway",
+    }
+    for infra in ("postgres", "rabbitmq"):
+        assert "healthcheck" in COMPOSE["services"][infra]
+
+
+@pytest.mark.parametrize("name", sorted(QUAERO_SERVICES))
+def test_every_command_exists(name: str) -> None:
+    command: list[str] = QUAERO_SERVICES[name]["command"]
+    if command[:2] == ["python", "-m"]:
+        assert importlib.util.find_spec(command[2]) is not None, f"{name}: no module {command[2]}"
+        module = importlib.import_module(command[2])
+        assert callable(getattr(module, "main", None)), f"{name}: {command[2]} has no main()"
+    else:
+        assert command[0] == "quaero"
+        names = {c.name or c.callback.__name__ for c in cli_app.registered_commands}  # type: ignore[union-attr]
+        assert command[1] in names, f"{name}: no `quaero {command[1]}` command"
+    for probe in QUAERO_SERVICES[name].get("healthcheck", {}).get("test", [])[1:3]:
+        if probe == "-m":
+            assert importlib.util.find_spec("libs.healthcheck") is not None
+
+
+@pytest.mark.parametrize("name", sorted(QUAERO_SERVICES))
+def test_every_variable_is_a_setting(name: str) -> None:
+    environment: dict[str, Any] = QUAERO_SERVICES[name].get("environment", {})
+    unknown = {key for key in environment if key.startswith("QUAERO_")} - known_variables()
+    assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
+
+
+def test_dockerfile_entry_points_exist() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = re.search(r'^CMD \["quaero", "(\w+)"\]', dockerfile, re.MULTILINE)
+    assert cmd and cmd.group(1) == "up"
+    for copied in re.findall(r"^COPY (\S+) \./", dockerfile, re.MULTILINE):
+        if not copied.startswith("--"):
+            assert (ROOT / copied).exists(), f"Dockerfile copies missing {copied}"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(v for v in known_variables() if f"`{v}`" not in readme)
+    assert not missing, f"README configuration table lacks {missing}"
