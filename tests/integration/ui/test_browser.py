@@ -161,6 +161,11 @@ async def test_executions_show_their_post_jobs_and_lineage(stack: Stack, page: P
     await expect(page.locator(".lineage")).to_have_text("birds→tidy")
     await expect(page.locator("h1 + .badge")).to_have_text("completed", timeout=60_000)
 
+    await page.locator("header nav a", has_text="Jobs").click()
+    await expect(page.locator("tbody tr")).to_have_count(1)  # a reindex step has no crawl job
+    await expect(page.locator("tbody .progress")).to_have_attribute("aria-valuenow", "100")
+    await expect(page.locator(".stat", has_text="completed").locator("b")).to_have_text("1")
+
 
 async def test_definitions_can_be_disabled_and_enabled(stack: Stack, page: Page) -> None:
     await page.goto(stack.base_url + "/#/definitions")
