@@ -27,11 +27,20 @@ async def _follow(api: Api, started: dict[str, Any], as_json: bool) -> Outcome:
     return await watch(api, started["execution_id"], console)
 
 
+def _as_json(outcome: Outcome) -> dict[str, Any]:
+    """The execution, its crawl jobs, and the same for each post-job execution it started."""
+    return {
+        "execution": outcome.execution,
+        "jobs": outcome.jobs,
+        "post_job_executions": [_as_json(child) for child in outcome.children],
+    }
+
+
 def _conclude(outcome: Outcome, as_json: bool) -> None:
     """Print how it ended; a failed or cancelled execution is an error (exit 1)."""
     execution = outcome.execution
     if as_json:
-        output.print_json({"execution": execution, "jobs": outcome.jobs})
+        output.print_json(_as_json(outcome))
     else:
         output.stdout().print(
             f"{execution['status'].capitalize()}: {outcome.documents} documents "

@@ -106,10 +106,14 @@ async def test_execute_watch_follows_the_post_jobs_it_starts(stack: Stack, site:
     assert parent["trigger"] == "cli" and child["trigger"] == "post_job"
 
     shown = await quaero("executions", "show", child["id"])
+    as_json = json.loads((await quaero("execute", "birds", "--watch", "--json")).out)
 
     assert shown.code == 0
     assert re.search(r"lineage\s+birds → tidy", shown.out)
     assert re.search(rf"parent\s+{parent['id']}", shown.out)
+    assert as_json["execution"]["status"] == "completed" and len(as_json["jobs"]) == 1
+    (tidy,) = as_json["post_job_executions"]
+    assert tidy["execution"]["job_definition_id"] == "tidy" and tidy["execution"]["status"] == "completed"
 
 
 async def test_execute_without_watch_returns_at_once(stack: Stack, site: GatedSite, quaero: Any) -> None:
