@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from quaero.v1 import executor_service_pb2 as ex
 from tests.support.gated_site import GatedSite
 from tests.support.local_site import LocalSite
 from tests.support.runs import define, execute, jobs, wait_for, wait_until
@@ -112,3 +113,30 @@ async def test_execute_records_the_cli_trigger(stack: Stack, site: GatedSite) ->
     assert (await wait_for(stack, started.json()["execution_id"]))["trigger"] == "cli"
     assert (await wait_for(stack, plain.json()["execution_id"]))["trigger"] == "api"
     assert refused.status_code == 400 and refused.json()["error"]["details"][0]["field"] == "trigger"
+
+
+async def test_execution_events_resumed_mid_run_lose_nothing(stack: Stack, site: GatedSite) -> None:
+    execution_id, _ = await start_crawl(stack, site)
+    url = f"/api/executions/{execution_id}/events"
+    seen: list[int] = []
+    async with stack.http.stream("GET", url) as response:
+        lines = response.aiter_lines()
+        async for line in lines:  # the snapshot first, while the site holds the crawl
+            if line.startswith("id: "):
+                snapshot = int(line[4:])
+                break
+        site.open()
+        async for line in lines:  # one live event, then the client goes away
+            if line.startswith("id: "):
+                seen.append(int(line[4:]))
+                break
+    await wait_for(stack, execution_id)
+
+    resumed = await stack.http.get(url, headers={"Last-Event-ID": str(seen[-1])})
+    seen += [int(line[4:]) for line in resumed.text.splitlines() if line.startswith("id: ")]
+    everything = [
+        m.event.id async for m in stack.executor.WatchExecution(ex.WatchExecutionRequest(id=execution_id, replay=True))
+    ]
+
+    assert seen == [i for i in everything if i > snapshot]
+    assert resumed.text.rstrip().endswith("event: end\ndata: {}")
