@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -17,6 +18,11 @@ T = TypeVar("T")
 
 # A stream is re-opened after a dropped connection this many times in a row before giving up.
 _STREAM_RETRIES = 5
+
+
+def segment(value: str) -> str:
+    """A value as one path segment: `a/b` must name the id `a/b`, not another route."""
+    return quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Api:
         """Replace `item_id` in `collection` (`job-definitions`, `sources`), or create it when
         there is none; returns "created" or "updated"."""
         try:
-            await self.put(f"/api/{collection}/{item_id}", body)
+            await self.put(f"/api/{collection}/{segment(item_id)}", body)
             return "updated"
         except CliError as exc:
             if exc.status != 404:

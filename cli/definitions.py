@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cli import output
-from cli.client import Api, Target, call
+from cli.client import Api, Target, call, segment
 
 app = typer.Typer(help="Job definitions: what to crawl, how, and what runs next.", no_args_is_help=True)
 
@@ -52,7 +52,7 @@ def list_definitions(
 @app.command("show")
 def show(ctx: typer.Context, definition_id: IdArgument, as_json: output.JsonFlag = False) -> None:
     """Show one job definition with its steps."""
-    d = call(ctx.obj, lambda api: api.get(f"/api/job-definitions/{definition_id}"))
+    d = call(ctx.obj, lambda api: api.get(f"/api/job-definitions/{segment(definition_id)}"))
     if as_json:
         output.print_json(d)
         return
@@ -83,14 +83,16 @@ def show(ctx: typer.Context, definition_id: IdArgument, as_json: output.JsonFlag
 @app.command("delete")
 def delete(ctx: typer.Context, definition_id: IdArgument) -> None:
     """Delete a job definition (its executions and documents stay)."""
-    call(ctx.obj, lambda api: api.delete(f"/api/job-definitions/{definition_id}"))
+    call(ctx.obj, lambda api: api.delete(f"/api/job-definitions/{segment(definition_id)}"))
     output.stdout().print(f"Deleted job definition {definition_id}")
 
 
 async def _set_enabled(api: Api, definition_id: str, enabled: bool) -> dict[str, Any]:
-    definition: dict[str, Any] = await api.get(f"/api/job-definitions/{definition_id}")
+    definition: dict[str, Any] = await api.get(f"/api/job-definitions/{segment(definition_id)}")
     body = {k: v for k, v in definition.items() if k not in ("created_at", "updated_at")}
-    saved: dict[str, Any] = await api.put(f"/api/job-definitions/{definition_id}", {**body, "enabled": enabled})
+    saved: dict[str, Any] = await api.put(
+        f"/api/job-definitions/{segment(definition_id)}", {**body, "enabled": enabled}
+    )
     return saved
 
 

@@ -13,7 +13,7 @@ import typer
 from rich.text import Text
 
 from cli import output
-from cli.client import Api, call
+from cli.client import Api, call, segment
 from cli.errors import USAGE, CliError
 
 app = typer.Typer(help="Documents: the crawled pages as Markdown, searchable.", no_args_is_help=True)
@@ -89,7 +89,7 @@ def show(
     as_json: output.JsonFlag = False,
 ) -> None:
     """Print a document's Markdown (with --json: every field)."""
-    doc = call(ctx.obj, lambda api: api.get(f"/api/documents/{document_id}"))
+    doc = call(ctx.obj, lambda api: api.get(f"/api/documents/{segment(document_id)}"))
     if as_json:
         output.print_json(doc)
         return

@@ -9,22 +9,33 @@ from urllib.parse import urlsplit
 import typer
 
 from cli import output
-from cli.client import Api, Target, call
+from cli.client import Api, Target, call, segment
 from cli.errors import USAGE, CliError
 from cli.watch import Outcome, watch
 
 
 async def _start(api: Api, definition_id: str) -> dict[str, Any]:
-    started: dict[str, Any] = await api.post(f"/api/job-definitions/{definition_id}/execute", trigger="cli")
+    started: dict[str, Any] = await api.post(f"/api/job-definitions/{segment(definition_id)}/execute", trigger="cli")
     return started
 
 
-async def _follow(api: Api, started: dict[str, Any], as_json: bool) -> Outcome:
+async def _run(api: Api, definition_id: str, *, watch_it: bool, as_json: bool) -> None:
+    """Start an execution; then either say so and return, or follow it to its end."""
+    started = await _start(api, definition_id)
+    if not watch_it:
+        if as_json:
+            output.print_json(started)
+        else:
+            output.stdout().print(
+                f"Started execution {started['execution_id']} of {started['job_definition_id']}; "
+                f"follow it with: quaero executions show {started['execution_id']}"
+            )
+        return
     console = output.stderr()
     console.print(
         f"Started execution [bold]{started['execution_id']}[/bold] of [bold]{started['job_definition_id']}[/bold]"
     )
-    return await watch(api, started["execution_id"], console)
+    _conclude(await watch(api, started["execution_id"], console), as_json)
 
 
 def _as_json(outcome: Outcome) -> dict[str, Any]:
@@ -62,21 +73,7 @@ def execute(
 ) -> None:
     """Execute a job definition (recorded with trigger `cli`)."""
     target: Target = ctx.obj
-
-    async def run(api: Api) -> None:
-        started = await _start(api, definition_id)
-        if not watch_it:
-            if as_json:
-                output.print_json(started)
-            else:
-                output.stdout().print(
-                    f"Started execution {started['execution_id']} of {started['job_definition_id']}; "
-                    f"follow it with: quaero executions show {started['execution_id']}"
-                )
-            return
-        _conclude(await _follow(api, started, as_json), as_json)
-
-    call(target, run)
+    call(target, lambda api: _run(api, definition_id, watch_it=watch_it, as_json=as_json))
 
 
 def crawl_definition_id(url: str) -> str:
@@ -148,13 +145,6 @@ def crawl(
 
     async def run(api: Api) -> None:
         await api.upsert("job-definitions", definition["id"], definition)
-        started = await _start(api, definition["id"])
-        if not watch_it:
-            if as_json:
-                output.print_json(started)
-            else:
-                output.stdout().print(f"Started execution {started['execution_id']} of {definition['id']}")
-            return
-        _conclude(await _follow(api, started, as_json), as_json)
+        await _run(api, definition["id"], watch_it=watch_it, as_json=as_json)
 
     call(target, run)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cli import output
-from cli.client import Api, call
+from cli.client import Api, call, segment
 
 app = typer.Typer(help="Executions: each run of a job definition and the post-jobs it started.", no_args_is_help=True)
 
@@ -54,7 +54,7 @@ def list_executions(
 
 async def _with_lineage(api: Api, execution_id: str) -> dict[str, Any]:
     """The execution, its ancestors' executions (oldest first) and the executions it started."""
-    execution: dict[str, Any] = await api.get(f"/api/executions/{execution_id}")
+    execution: dict[str, Any] = await api.get(f"/api/executions/{segment(execution_id)}")
     ancestors: list[dict[str, Any]] = []
     parent_id = execution["parent_execution_id"]
     while parent_id and len(ancestors) < 50:

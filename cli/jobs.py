@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cli import output
-from cli.client import call
+from cli.client import call, segment
 
 app = typer.Typer(help="Crawl jobs: one per source per crawl step, with progress and logs.", no_args_is_help=True)
 
@@ -84,7 +84,7 @@ def _print_job(job: dict[str, Any]) -> None:
 @app.command("show")
 def show(ctx: typer.Context, job_id: IdArgument, as_json: output.JsonFlag = False) -> None:
     """Show a crawl job with its progress counters."""
-    job = call(ctx.obj, lambda api: api.get(f"/api/jobs/{job_id}"))
+    job = call(ctx.obj, lambda api: api.get(f"/api/jobs/{segment(job_id)}"))
     if as_json:
         output.print_json(job)
     else:
@@ -94,7 +94,7 @@ def show(ctx: typer.Context, job_id: IdArgument, as_json: output.JsonFlag = Fals
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: IdArgument, as_json: output.JsonFlag = False) -> None:
     """Cancel a running crawl job."""
-    job = call(ctx.obj, lambda api: api.post(f"/api/jobs/{job_id}/cancel"))
+    job = call(ctx.obj, lambda api: api.post(f"/api/jobs/{segment(job_id)}/cancel"))
     if as_json:
         output.print_json(job)
     else:
@@ -104,7 +104,7 @@ def cancel(ctx: typer.Context, job_id: IdArgument, as_json: output.JsonFlag = Fa
 @app.command("rerun")
 def rerun(ctx: typer.Context, job_id: IdArgument, as_json: output.JsonFlag = False) -> None:
     """Run a crawl job again as a new job (same seeds, config and source)."""
-    result = call(ctx.obj, lambda api: api.post(f"/api/jobs/{job_id}/rerun"))
+    result = call(ctx.obj, lambda api: api.post(f"/api/jobs/{segment(job_id)}/rerun"))
     if as_json:
         output.print_json(result)
     else:
@@ -124,7 +124,7 @@ def logs(
     page = call(
         ctx.obj,
         lambda api: api.get(
-            f"/api/jobs/{job_id}/logs", level=level, order="asc" if oldest_first else "desc", limit=limit
+            f"/api/jobs/{segment(job_id)}/logs", level=level, order="asc" if oldest_first else "desc", limit=limit
         ),
     )
     if as_json:
