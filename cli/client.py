@@ -21,7 +21,10 @@ _STREAM_RETRIES = 5
 
 
 def segment(value: str) -> str:
-    """A value as one path segment: `a/b` must name the id `a/b`, not another route."""
+    """An id as one path segment (spaces and the like escaped). No id holds a slash, and a
+    server decodes `%2F` before routing, so one is refused here rather than reach another route."""
+    if "/" in value:
+        raise CliError(f"ID {value!r}: ids never contain '/'", USAGE)
     return quote(value, safe="")
 
 

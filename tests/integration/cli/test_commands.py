@@ -160,6 +160,8 @@ async def test_jobs_docs_and_executions_after_a_crawl(
         (["docs", "show", "ghost"], 1, "quaero: document ghost not found"),
         (["executions", "show", "ghost"], 1, "quaero: execution 'ghost' not found"),
         (["docs", "search", " "], 2, "quaero: QUERY: must not be empty"),
+        (["definitions", "show", "a/b"], 2, "quaero: ID 'a/b': ids never contain '/'"),
+        (["jobs", "show", "a b"], 1, "quaero: crawl job a b not found"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
