@@ -123,26 +123,28 @@ class Api:
         return items
 
     async def events(self, path: str, *, after: int = 0) -> AsyncIterator[Event]:
-        """The events of an SSE route until its `end` frame. A dropped stream is re-opened with
-        Last-Event-ID, so no event is lost or repeated."""
+        """The events of an SSE route, re-opening the stream with Last-Event-ID whenever it closes
+        (nothing is lost or repeated) until the gateway answers 204: the resource has finished
+        and nothing follows. Callers usually stop earlier, at the terminal event."""
         last, failures = after, 0
         while True:
             headers = {"Accept": "text/event-stream"}
             if last:
                 headers["Last-Event-ID"] = str(last)
+            received = False
             try:
                 async with self._client.stream(
                     "GET", path, headers=headers, timeout=httpx.Timeout(10.0, read=60.0)
                 ) as response:
+                    if response.status_code == 204:
+                        return
                     if response.status_code >= 400:
                         await response.aread()
                         raise self._error(response)
                     async for event in _parse(response.aiter_lines()):
-                        if event.type == "end":
-                            return
                         if event.type == "error":
                             break  # the service side failed: re-open after the last event
-                        failures = 0
+                        received, failures = True, 0
                         if event.id is not None:
                             last = event.id
                         yield event
@@ -151,6 +153,8 @@ class Api:
                     raise self._unreachable() from exc
             except httpx.TransportError:
                 pass  # re-open below
+            if received:
+                continue  # a clean close after events: re-open at once
             failures += 1
             if failures > _STREAM_RETRIES:
                 raise CliError(f"lost the event stream {path} from {self.base_url}")

@@ -101,7 +101,7 @@ class Watcher:
                 for summary in payload.get("jobs", []):
                     if summary.get("crawl_job_id") in self._bars:
                         self._update(summary["crawl_job_id"], summary)
-            if kind in TERMINAL:
+            if kind in TERMINAL or (kind == "snapshot" and execution["status"] in TERMINAL):
                 break
         if not execution or execution["status"] not in TERMINAL:
             execution = await self.api.get(f"/api/executions/{execution_id}")

@@ -140,10 +140,12 @@ CONFLICT_RESPONSE: dict[str, Any] = {"model": Error, "description": "The resourc
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Server-Sent Events: `snapshot`, then one event per state change, then `end`. "
-        "Each `data` is JSON; each `id` is the event id to resume after.",
+        "description": "Server-Sent Events: a `snapshot` (unless resuming), then one event per state change; "
+        "the stream closes after the terminal event. Each `data` is JSON; each `id` is the event id to "
+        "resume after.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
+    204: {"description": "Resuming a finished resource with no event after Last-Event-ID: stop reconnecting."},
     # Errors come before the stream starts, as JSON (spelled out: the route's media type is SSE).
     **{
         status: {

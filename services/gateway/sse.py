@@ -1,8 +1,10 @@
 """Server-Sent Events from a gRPC watch stream, resumable with Last-Event-ID.
 
 Each event's SSE id is its event row id (the snapshot's is the last event folded into it), so a
-client that reconnects with `Last-Event-ID` gets every later event and loses none. After the
-terminal event the stream sends `event: end` (no id) and closes: clients stop reconnecting.
+client that reconnects with `Last-Event-ID` gets every later event and loses none. The stream
+closes after the terminal event (or after the snapshot of a finished resource). A browser then
+reconnects with the last id; for a finished resource with nothing after that id the answer is
+204, which tells EventSource to stop reconnecting.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import Depends, Header, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from libs import metrics
 
@@ -67,12 +69,39 @@ async def _pump(call: Any, queue: asyncio.Queue[Any]) -> None:
         await queue.put(_END)
 
 
-def sse_response(call: Any, render: Callable[[Any], tuple[int, str, dict[str, Any]]]) -> EventStreamResponse:
+def _headers() -> dict[str, str]:
+    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def sse_response(
+    call: Any, render: Callable[[Any], tuple[int, str, dict[str, Any]]], *, finished: bool
+) -> Response:
     """Stream `call` (a gRPC server stream) as SSE; `render` turns a message into (id, type, data).
 
-    A comment line every 15 s keeps proxies from closing an idle stream. The gRPC call is
-    cancelled when the client goes away. An `error` frame carries no id, so a reconnecting client
-    resumes after the last real event."""
+    `finished`: the resource had ended when the request came. Its stream is then short and
+    already complete, so it is read first: nothing left to send is a 204.
+
+    Otherwise a comment line every 15 s keeps proxies from closing an idle stream, and the gRPC
+    call is cancelled when the client goes away. An `error` frame carries no id, so a
+    reconnecting client resumes after the last real event."""
+    if finished:
+        try:
+            messages = [message async for message in call]
+        except grpc.aio.AioRpcError as exc:
+            messages, failure = [], exc
+        else:
+            failure = None
+        if not messages and failure is None:
+            return Response(status_code=204, headers=_headers())
+
+        async def replay() -> AsyncIterator[str]:
+            yield "retry: 2000\n\n"
+            for message in messages:
+                yield frame(*render(message))
+            if failure is not None:
+                yield frame(None, "error", {"code": failure.code().name, "message": failure.details() or ""})
+
+        return EventStreamResponse(replay(), headers=_headers())
 
     async def body() -> AsyncIterator[str]:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
@@ -87,7 +116,6 @@ def sse_response(call: Any, render: Callable[[Any], tuple[int, str, dict[str, An
                     yield ": keep-alive\n\n"
                     continue
                 if item is _END:
-                    yield frame(None, "end", {})
                     return
                 if isinstance(item, grpc.aio.AioRpcError):
                     yield frame(None, "error", {"code": item.code().name, "message": item.details() or ""})
@@ -100,4 +128,4 @@ def sse_response(call: Any, render: Callable[[Any], tuple[int, str, dict[str, An
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
 
-    return EventStreamResponse(body(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStreamResponse(body(), headers=_headers())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -25,6 +25,8 @@ Execution = model_for(
 )
 ExecutionList = list_model("ExecutionList", "executions", Execution)
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+_TERMINAL = {execution_pb2.EXECUTION_STATUS_COMPLETED, execution_pb2.EXECUTION_STATUS_FAILED,
+             execution_pb2.EXECUTION_STATUS_CANCELLED}  # fmt: skip
 # Triggers a caller may claim; `schedule` and `post_job` belong to the executor.
 _TRIGGERS = {"api": execution_pb2.TRIGGER_API, "cli": execution_pb2.TRIGGER_CLI}
 
@@ -157,14 +159,15 @@ async def cancel_execution(request: Request, id: str) -> JSONResponse:
     responses=SSE_RESPONSES,
     summary="Follow an execution: a snapshot, then every event until it ends (resume with Last-Event-ID)",
 )
-async def execution_events(request: Request, id: str, after: LastEventId) -> EventStreamResponse:
+async def execution_events(request: Request, id: str, after: LastEventId) -> Response:
     stub = _stub(request)
     # Fail fast (404) before committing to a 200 stream.
-    await stub.GetExecution(ex.GetExecutionRequest(id=id))
+    current = (await stub.GetExecution(ex.GetExecutionRequest(id=id))).execution
     call = stub.WatchExecution(ex.WatchExecutionRequest(id=id, after_event_id=after))
 
     def render(message: ex.WatchExecutionResponse) -> tuple[int, str, dict[str, Any]]:
         event = to_dict(message.event)
         return message.event.id, message.event.type, {"event": event, "execution": execution_json(message.execution)}
 
-    return sse_response(call, render)
+    finished = after > 0 and current.status in _TERMINAL
+    return await sse_response(call, render, finished=finished)

@@ -27,6 +27,8 @@ JobLogList = list_model("JobLogList", "logs", JobLog)
 CrawlUrl = model_for(crawl_job_pb2.CrawlUrl.DESCRIPTOR)
 CrawlUrlList = list_model("CrawlUrlList", "urls", CrawlUrl)
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+_TERMINAL = {crawl_job_pb2.CRAWL_JOB_STATUS_COMPLETED, crawl_job_pb2.CRAWL_JOB_STATUS_FAILED,
+             crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED}  # fmt: skip
 UrlState = Literal["queued", "done", "failed", "skipped", "cancelled"]
 # `warning` is what Python's logging calls it; the API answers with `warn`.
 LogLevel = Literal["debug", "info", "warn", "warning", "error"]
@@ -227,10 +229,10 @@ async def job_documents(
     responses=SSE_RESPONSES,
     summary="Follow a crawl job: a snapshot, then every event until it ends (resume with Last-Event-ID)",
 )
-async def job_events(request: Request, id: str, after: LastEventId) -> EventStreamResponse:
+async def job_events(request: Request, id: str, after: LastEventId) -> Response:
     stub = _stub(request)
     # Fail fast (404) before committing to a 200 stream.
-    await stub.GetCrawlJob(cr.GetCrawlJobRequest(id=id))
+    current = (await stub.GetCrawlJob(cr.GetCrawlJobRequest(id=id))).crawl_job
     call = stub.WatchCrawlJob(cr.WatchCrawlJobRequest(id=id, after_event_id=after))
 
     def render(message: cr.WatchCrawlJobResponse) -> tuple[int, str, dict[str, Any]]:
@@ -240,4 +242,5 @@ async def job_events(request: Request, id: str, after: LastEventId) -> EventStre
             {"event": to_dict(message.event), "job": job_json(message.crawl_job)},
         )
 
-    return sse_response(call, render)
+    finished = after > 0 and current.status in _TERMINAL
+    return await sse_response(call, render, finished=finished)

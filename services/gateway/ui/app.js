@@ -128,15 +128,18 @@ function qs(params) {
   return text ? `?${text}` : "";
 }
 
-// A watched SSE stream: `onData` gets each event's JSON; closed at `end` (the server's last
-// frame) and when the page changes. The browser reconnects by itself with Last-Event-ID.
-function follow(page, url, types, onData, onEnd) {
+// A watched SSE stream: `onData` gets each event's JSON. It is closed once `done(data)` says the
+// resource finished, and when the page changes; until then the browser reconnects by itself
+// with Last-Event-ID (and stops on its own when the gateway answers 204).
+function follow(page, url, types, onData, done) {
   const source = new EventSource(url, { withCredentials: true });
-  for (const type of types) source.addEventListener(type, (event) => onData(JSON.parse(event.data), type));
-  source.addEventListener("end", () => {
-    source.close();
-    if (onEnd) onEnd();
-  });
+  for (const type of types) {
+    source.addEventListener(type, (event) => {
+      const data = JSON.parse(event.data);
+      onData(data, type);
+      if (done(data)) source.close();
+    });
+  }
   page.cleanup(() => source.close());
   return source;
 }
@@ -361,8 +364,9 @@ async function jobPage(page, [id]) {
     follow(page, `/api/jobs/${id}/events`, JOB_EVENTS, (data, type) => {
       job = data.job;
       drawHead();
-      if (type === "progress") drawPanel();
-    }, () => drawPanel()); // the end: the job finished (perhaps before the stream opened)
+      // Finished (perhaps before the stream opened: then the snapshot says so) or moving.
+      if (type === "progress" || TERMINAL.has(job.status)) drawPanel();
+    }, (data) => TERMINAL.has(data.job.status));
   }
 }
 
@@ -452,7 +456,9 @@ async function executionPage(page, [id]) {
       execution = data.execution;
       // Events come in bursts; redraw at most every 300 ms.
       pending = pending || setTimeout(() => { pending = null; draw().catch((error) => flash(error.message)); }, 300);
-    }, () => page.every(2000, () => draw(), { times: 3 }));
+      // Once it ends, its post-jobs run: show how they get on for a little while.
+      if (TERMINAL.has(execution.status)) page.every(2000, () => draw(), { times: 3 });
+    }, (data) => TERMINAL.has(data.execution.status));
   } else if (execution.post_jobs.triggered.length) {
     page.every(2000, () => draw(), { times: 5 });
   }

@@ -257,13 +257,17 @@ def parse_sse(text: str) -> list[tuple[int | None, str, dict[str, Any]]]:
     return frames
 
 
-async def test_job_events_start_with_a_snapshot_and_end(crawled: Crawled) -> None:
-    response = await crawled.http.get(f"/api/jobs/{crawled.job['id']}/events")
-
+async def test_a_finished_job_streams_its_snapshot_then_204_on_reconnect(crawled: Crawled) -> None:
+    url = f"/api/jobs/{crawled.job['id']}/events"
+    response = await crawled.http.get(url)
     frames = parse_sse(response.text)
+
+    reconnect = await crawled.http.get(url, headers={"Last-Event-ID": str(frames[0][0])})
+
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert [f[1] for f in frames] == ["snapshot", "end"]
+    assert [f[1] for f in frames] == ["snapshot"]
     assert frames[0][2]["job"]["status"] == "completed" and frames[0][0] > 0
+    assert reconnect.status_code == 204 and reconnect.content == b""  # EventSource stops reconnecting
 
 
 async def test_job_events_resume_after_last_event_id_without_loss(crawled: Crawled) -> None:
@@ -278,7 +282,7 @@ async def test_job_events_resume_after_last_event_id_without_loss(crawled: Crawl
     assert len(ids) >= 3 and ids == sorted(ids)
     assert [f[0] for f in resumed if f[0] is not None] == [i for i in ids if i > middle]
     assert resumed == by_query
-    assert resumed[-2][1] == "completed" and resumed[-1][1] == "end"
+    assert resumed[-1][1] == "completed"
 
 
 async def test_execution_events_resume_after_last_event_id_without_loss(crawled: Crawled) -> None:
@@ -290,10 +294,10 @@ async def test_execution_events_resume_after_last_event_id_without_loss(crawled:
 
     resumed = parse_sse((await crawled.http.get(url, headers={"Last-Event-ID": str(middle)})).text)
 
-    assert [f[1] for f in snapshot] == ["snapshot", "end"] and snapshot[0][0] == ids[-1]
-    assert [f[0] for f in resumed if f[0] is not None] == [i for i in ids if i > middle]
-    assert [f[1] for f in everything][-2:] == ["completed", "end"]
-    assert all(f[2]["execution"]["id"] == crawled.execution["id"] for f in resumed if f[1] != "end")
+    assert [f[1] for f in snapshot] == ["snapshot"] and snapshot[0][0] == ids[-1]
+    assert [f[0] for f in resumed] == [i for i in ids if i > middle]
+    assert everything[-1][1] == "completed"
+    assert all(f[2]["execution"]["id"] == crawled.execution["id"] for f in resumed)
 
 
 async def test_bad_last_event_id_is_400(crawled: Crawled) -> None:
