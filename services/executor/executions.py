@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from libs.db import utcnow
 from libs.errors import Aborted, FailedPrecondition, InvalidArgument
@@ -20,7 +21,7 @@ from libs.logs import log_context
 from services.executor.catalogue import Catalogue
 from services.executor.definitions import JobDefinition, validate_definition
 from services.executor.ledger import Ledger, channel
-from services.executor.model import CANCELLED, TERMINAL, Execution, ExecutionEvent, StepState
+from services.executor.model import CANCELLED, RUNNING, TERMINAL, Execution, ExecutionEvent, StepState
 from services.executor.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,10 @@ class Executions:
 
         NotFound for an unknown definition, FailedPrecondition when it is disabled, InvalidArgument
         when it no longer validates (a source was deleted, an action disappeared)."""
-        definition = await self.catalogue.store.get_definition(definition_id)
+        definition, sources = await self.catalogue.store.definition_with_sources(definition_id)
         if not definition.enabled:
             raise FailedPrecondition(f"job definition {definition_id!r} is disabled")
         actions = await self.catalogue.actions.names([s.action for s in definition.steps])
-        sources = await self.catalogue.store.find_sources(definition.sources)
         violations = validate_definition(definition, actions=actions, known_sources=set(sources), graph=None)
         if violations:
             raise InvalidArgument(
@@ -79,26 +79,40 @@ class Executions:
             )
         now = utcnow()
         timeout = definition.timeout_seconds
-        snapshot = snapshot_of(definition)
+        steps = [StepState(index=i, name=s.name, action=s.action) for i, s in enumerate(definition.steps)]
+        # Recorded as started, its first step as sent (attempt 1), in the transaction that creates
+        # the execution: the runner then sends that step as a replay, with no write before it.
+        steps[0].status, steps[0].attempts = RUNNING, 1
         execution = Execution(
             id=str(uuid.uuid4()),
             job_definition_id=definition.id,
             job_name=definition.name,
-            definition=snapshot,
-            status="pending",
+            definition=snapshot_of(definition),
+            status=RUNNING,
             trigger=trigger,
             lineage=[*parent.lineage, parent.job_definition_id] if parent else [],
-            steps=[StepState(index=i, name=s.name, action=s.action) for i, s in enumerate(definition.steps)],
+            steps=steps,
             parent_execution_id=parent.id if parent else None,
             idempotency_key=idempotency_key or None,
             owner=self.owner,
             deadline=now + timedelta(seconds=timeout) if timeout else None,
         )
-        created, replayed = await self.ledger.create(execution, lease_seconds=self.lease_seconds)
+        created_event = {
+            "trigger": trigger,
+            "parent_execution_id": execution.parent_execution_id,
+            "lineage": execution.lineage,
+        }
+        first_step = {"step_index": 0, "name": steps[0].name, "action": steps[0].action, "attempt": 1}
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("created", created_event),
+            ("started", {}),
+            ("step_started", first_step),
+        ]
+        created, replayed = await self.ledger.create(execution, lease_seconds=self.lease_seconds, events=events)
         if not replayed:
             with log_context(execution_id=created.id, job_definition_id=definition.id):
                 log.info(
-                    "execution created", extra={"trigger": trigger, "parent_execution_id": created.parent_execution_id}
+                    "execution started", extra={"trigger": trigger, "parent_execution_id": created.parent_execution_id}
                 )
             self.runner.start(created)
         return created, replayed

@@ -6,12 +6,13 @@ appends its event in the same transaction, then wakes watchers after commit.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Integer, String, Text, and_, func, insert, or_, select, update
+from sqlalchemy import ForeignKey, Integer, String, Table, Text, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from libs.db import Database, Page, UtcDateTime, utcnow
@@ -22,7 +23,6 @@ from services.executor.model import (
     POST_DONE,
     POST_PENDING,
     RUNNING,
-    TERMINAL,
     Execution,
     ExecutionEvent,
     PostJobOutcome,
@@ -98,35 +98,67 @@ class AutoStartRow(Base):
     created_at: Mapped[datetime]
 
 
+EXECUTIONS = cast(Table, ExecutionRow.__table__)
+EVENTS = cast(Table, ExecutionEventRow.__table__)
+KEYS = cast(Table, IdempotencyKeyRow.__table__)
+FIRINGS = cast(Table, ScheduleFiringRow.__table__)
+AUTO_STARTS = cast(Table, AutoStartRow.__table__)
+_UNFINISHED = (PENDING, RUNNING)
+
+
 def _outcomes(items: list[dict[str, Any]]) -> list[PostJobOutcome]:
     return [PostJobOutcome(**item) for item in items]
 
 
-def _execution(row: ExecutionRow) -> Execution:
+def _execution(row: Any) -> Execution:
+    r = row._mapping if hasattr(row, "_mapping") else row
     return Execution(
-        id=row.id,
-        job_definition_id=row.job_definition_id,
-        job_name=row.job_name,
-        definition=dict(row.definition),
-        status=row.status,
-        trigger=row.trigger,
-        lineage=list(row.lineage),
-        steps=[StepState.from_json(s) for s in row.steps],
-        parent_execution_id=row.parent_execution_id,
-        post_jobs_state=row.post_jobs_state,
-        triggered=_outcomes(row.post_jobs.get("triggered", [])),
-        skipped=_outcomes(row.post_jobs.get("skipped", [])),
-        error_code=row.error_code,
-        error_message=row.error_message,
-        idempotency_key=row.idempotency_key,
-        owner=row.owner,
-        lease_until=row.lease_until,
-        deadline=row.deadline,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
+        id=r["id"],
+        job_definition_id=r["job_definition_id"],
+        job_name=r["job_name"],
+        definition=dict(r["definition"]),
+        status=r["status"],
+        trigger=r["trigger"],
+        lineage=list(r["lineage"]),
+        steps=[StepState.from_json(s) for s in r["steps"]],
+        parent_execution_id=r["parent_execution_id"],
+        post_jobs_state=r["post_jobs_state"],
+        triggered=_outcomes(r["post_jobs"].get("triggered", [])),
+        skipped=_outcomes(r["post_jobs"].get("skipped", [])),
+        error_code=r["error_code"],
+        error_message=r["error_message"],
+        idempotency_key=r["idempotency_key"],
+        owner=r["owner"],
+        lease_until=r["lease_until"],
+        deadline=r["deadline"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
     )
+
+
+_INSERT_EXECUTION = insert(EXECUTIONS)
+_INSERT_EVENT = insert(EVENTS)
+
+
+@functools.cache
+def _cas_statement(
+    columns: tuple[str, ...], from_status: tuple[str, ...], by_owner: bool, post_jobs_pending: bool
+) -> Any:
+    """One prepared UPDATE per shape: values travel as parameters, so SQLAlchemy neither rebuilds
+    the statement nor recomputes its cache key on every state change."""
+    conditions = [EXECUTIONS.c.id == bindparam("c_id"), EXECUTIONS.c.status.in_(from_status)]
+    if by_owner:
+        conditions.append(EXECUTIONS.c.owner == bindparam("c_owner"))
+    if post_jobs_pending:
+        conditions.append(EXECUTIONS.c.post_jobs_state == POST_PENDING)
+    values: dict[str, Any] = {"updated_at": bindparam("v_updated_at", type_=EXECUTIONS.c.updated_at.type)}
+    for column in columns:
+        value: Any = bindparam(f"v_{column}", type_=EXECUTIONS.c[column].type)
+        # A resumed execution keeps the time it first started.
+        values[column] = func.coalesce(EXECUTIONS.c.started_at, value) if column == "started_at" else value
+    return update(EXECUTIONS).where(and_(*conditions)).values(values)
 
 
 def channel(execution_id: str) -> str:
@@ -134,117 +166,132 @@ def channel(execution_id: str) -> str:
     return "exec_" + execution_id.replace("-", "")
 
 
+Events = list[tuple[str, dict[str, Any]]]
+
+
 class Ledger:
+    """All statements are SQLAlchemy Core on plain connections: the ledger is on the path of every
+    execution, and a session's unit of work costs several times more CPU than the SQL itself."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def _event(
-        self, session: AsyncSession, execution_id: str, type: str, payload: dict[str, Any] | None = None
-    ) -> None:
-        session.add(ExecutionEventRow(execution_id=execution_id, type=type, payload=payload or {}, created_at=utcnow()))
-        await self.db.notify(session, channel(execution_id))
+    async def _events(self, conn: AsyncConnection, execution_id: str, events: Events) -> None:
+        if not events:
+            return
+        now = utcnow()
+        rows = [{"execution_id": execution_id, "type": t, "payload": p or {}, "created_at": now} for t, p in events]
+        await conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        if not self.db.is_postgres:
+            # On PostgreSQL a trigger on execution_events notifies (migration 0003).
+            await self.db.notify(conn, channel(execution_id))
+
+    async def _get(self, conn: AsyncConnection, execution_id: str) -> Execution | None:
+        row = (await conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id))).first()
+        return _execution(row) if row is not None else None
 
     # ----------------------------------------------------------------------------- create
 
-    async def create(self, execution: Execution, *, lease_seconds: float) -> tuple[Execution, bool]:
-        """Insert a new execution owned by `execution.owner` (with its `created` event).
+    async def create(self, execution: Execution, *, lease_seconds: float, events: Events) -> tuple[Execution, bool]:
+        """Insert a new execution owned by `execution.owner`, with its first events.
 
         Returns (execution, replayed): with an idempotency key used for the same definition
         within 24 hours, or for a post-job the parent already started, the existing execution."""
         now = utcnow()
-        async with self.db.session() as session:
+        values = {
+            "id": execution.id,
+            "job_definition_id": execution.job_definition_id,
+            "job_name": execution.job_name,
+            "definition": execution.definition,
+            "status": execution.status,
+            "trigger": execution.trigger,
+            "parent_execution_id": execution.parent_execution_id,
+            "lineage": execution.lineage,
+            "steps": execution.steps_json(),
+            "post_jobs_state": execution.post_jobs_state,
+            "post_jobs": execution.post_jobs_json(),
+            "error_code": "",
+            "error_message": "",
+            "idempotency_key": execution.idempotency_key,
+            "owner": execution.owner,
+            "lease_until": now + timedelta(seconds=lease_seconds) if execution.owner else None,
+            "deadline": execution.deadline,
+            "created_at": now,
+            "updated_at": now,
+            "started_at": now if execution.status == RUNNING else None,
+            "completed_at": None,
+        }
+        async with self.db.connection() as conn:
             if execution.idempotency_key:
-                existing = await self._claim_idempotency_key(session, execution, now)
+                existing = await self._claim_idempotency_key(conn, execution, now)
                 if existing is not None:
                     return existing, True
             if execution.parent_execution_id:
-                existing_child = await self._child(session, execution)
-                if existing_child is not None:
-                    return existing_child, True
-            row = ExecutionRow(
-                id=execution.id,
-                job_definition_id=execution.job_definition_id,
-                job_name=execution.job_name,
-                definition=execution.definition,
-                status=PENDING,
-                trigger=execution.trigger,
-                parent_execution_id=execution.parent_execution_id,
-                lineage=execution.lineage,
-                steps=execution.steps_json(),
-                post_jobs_state=execution.post_jobs_state,
-                post_jobs=execution.post_jobs_json(),
-                idempotency_key=execution.idempotency_key,
-                owner=execution.owner,
-                lease_until=now + timedelta(seconds=lease_seconds) if execution.owner else None,
-                deadline=execution.deadline,
-                created_at=now,
-                updated_at=now,
-            )
-            try:
-                async with session.begin_nested():
-                    session.add(row)
-            except IntegrityError:
-                # A concurrent trigger started this post-job first: answer with its execution.
-                existing_child = await self._child(session, execution) if execution.parent_execution_id else None
-                if existing_child is None:
-                    raise
-                return existing_child, True
-            await self._event(
-                session,
-                row.id,
-                "created",
-                {"trigger": row.trigger, "parent_execution_id": row.parent_execution_id, "lineage": row.lineage},
-            )
-            return _execution(row), False
+                child = await self._child(conn, execution)
+                if child is not None:
+                    return child, True
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(_INSERT_EXECUTION, values)
+                except IntegrityError:
+                    # A concurrent trigger started this post-job first: answer with its execution.
+                    child = await self._child(conn, execution)
+                    if child is None:
+                        raise
+                    return child, True
+            else:
+                await conn.execute(_INSERT_EXECUTION, values)
+            await self._events(conn, execution.id, events)
+        return _execution(values), False
 
-    async def _child(self, session: AsyncSession, execution: Execution) -> Execution | None:
-        row = await session.scalar(
-            select(ExecutionRow).where(
-                ExecutionRow.parent_execution_id == execution.parent_execution_id,
-                ExecutionRow.job_definition_id == execution.job_definition_id,
+    async def _child(self, conn: AsyncConnection, execution: Execution) -> Execution | None:
+        row = (
+            await conn.execute(
+                select(EXECUTIONS).where(
+                    EXECUTIONS.c.parent_execution_id == execution.parent_execution_id,
+                    EXECUTIONS.c.job_definition_id == execution.job_definition_id,
+                )
             )
-        )
+        ).first()
         return _execution(row) if row is not None else None
 
     async def _claim_idempotency_key(
-        self, session: AsyncSession, execution: Execution, now: datetime
+        self, conn: AsyncConnection, execution: Execution, now: datetime
     ) -> Execution | None:
-        key_row = await session.get(
-            IdempotencyKeyRow, (execution.job_definition_id, execution.idempotency_key), with_for_update=True
-        )
-        if key_row is not None and key_row.created_at > now - IDEMPOTENCY_WINDOW:
-            existing = await session.get(ExecutionRow, key_row.execution_id)
+        key = (KEYS.c.job_definition_id == execution.job_definition_id) & (KEYS.c.key == execution.idempotency_key)
+        found = (await conn.execute(select(KEYS).where(key).with_for_update())).first()
+        if found is not None and found.created_at > now - IDEMPOTENCY_WINDOW:
+            existing = await self._get(conn, found.execution_id)
             if existing is not None:
-                return _execution(existing)
-        if key_row is None:
-            try:
-                async with session.begin_nested():
-                    session.add(
-                        IdempotencyKeyRow(
-                            job_definition_id=execution.job_definition_id,
-                            key=execution.idempotency_key,
-                            execution_id=execution.id,
-                            created_at=now,
-                        )
-                    )
-            except IntegrityError:
-                # Another request with the same key won the race: answer with its execution.
-                key_row = await session.get(IdempotencyKeyRow, (execution.job_definition_id, execution.idempotency_key))
-                existing = await session.get(ExecutionRow, key_row.execution_id) if key_row else None
-                return _execution(existing) if existing is not None else None
-        else:
+                return existing
+        if found is not None:
             # The key is older than the window: it now names this execution.
-            key_row.execution_id, key_row.created_at = execution.id, now
+            await conn.execute(update(KEYS).where(key).values(execution_id=execution.id, created_at=now))
+            return None
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    insert(KEYS).values(
+                        job_definition_id=execution.job_definition_id,
+                        key=execution.idempotency_key,
+                        execution_id=execution.id,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Another request with the same key won the race: answer with its execution.
+            winner = (await conn.execute(select(KEYS.c.execution_id).where(key))).scalar()
+            return await self._get(conn, winner) if winner else None
         return None
 
     # ------------------------------------------------------------------------------- read
 
     async def get(self, execution_id: str) -> Execution:
-        async with self.db.read() as session:
-            row = await session.get(ExecutionRow, execution_id)
-            if row is None:
-                raise NotFound(f"execution {execution_id!r} not found")
-            return _execution(row)
+        async with self.db.read_connection() as conn:
+            execution = await self._get(conn, execution_id)
+        if execution is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        return execution
 
     async def list_executions(
         self,
@@ -256,125 +303,104 @@ class Ledger:
     ) -> tuple[list[Execution], int]:
         filters = []
         if job_definition_id:
-            filters.append(ExecutionRow.job_definition_id == job_definition_id)
+            filters.append(EXECUTIONS.c.job_definition_id == job_definition_id)
         if status:
-            filters.append(ExecutionRow.status == status)
+            filters.append(EXECUTIONS.c.status == status)
         if parent_execution_id:
-            filters.append(ExecutionRow.parent_execution_id == parent_execution_id)
-        column = getattr(ExecutionRow, p.order_by)
-        order = [column.desc() if p.descending else column.asc(), ExecutionRow.id]
-        async with self.db.read() as session:
-            total = await session.scalar(select(func.count()).select_from(ExecutionRow).where(*filters))
-            rows = await session.scalars(
-                select(ExecutionRow).where(*filters).order_by(*order).limit(p.limit).offset(p.offset)
+            filters.append(EXECUTIONS.c.parent_execution_id == parent_execution_id)
+        column = EXECUTIONS.c[p.order_by]
+        order = [column.desc() if p.descending else column.asc(), EXECUTIONS.c.id]
+        async with self.db.read_connection() as conn:
+            total = (await conn.execute(select(func.count()).select_from(EXECUTIONS).where(*filters))).scalar()
+            rows = await conn.execute(
+                select(EXECUTIONS).where(*filters).order_by(*order).limit(p.limit).offset(p.offset)
             )
             return [_execution(r) for r in rows], int(total or 0)
 
     async def events_after(self, execution_id: str, after: int, limit: int = 500) -> list[ExecutionEvent]:
-        async with self.db.read() as session:
-            rows = await session.scalars(
-                select(ExecutionEventRow)
-                .where(ExecutionEventRow.execution_id == execution_id, ExecutionEventRow.id > after)
-                .order_by(ExecutionEventRow.id)
+        async with self.db.read_connection() as conn:
+            rows = await conn.execute(
+                select(EVENTS)
+                .where(EVENTS.c.execution_id == execution_id, EVENTS.c.id > after)
+                .order_by(EVENTS.c.id)
                 .limit(limit)
             )
             return [ExecutionEvent(r.id, r.execution_id, r.type, dict(r.payload), r.created_at) for r in rows]
 
     async def snapshot(self, execution_id: str) -> tuple[Execution, int]:
         """The execution and the id of the last event folded into it, read together."""
-        async with self.db.read() as session:
-            row = await session.get(ExecutionRow, execution_id)
-            if row is None:
+        async with self.db.read_connection() as conn:
+            execution = await self._get(conn, execution_id)
+            if execution is None:
                 raise NotFound(f"execution {execution_id!r} not found")
-            last = await session.scalar(
-                select(func.max(ExecutionEventRow.id)).where(ExecutionEventRow.execution_id == execution_id)
-            )
-            return _execution(row), int(last or 0)
+            last = (
+                await conn.execute(select(func.max(EVENTS.c.id)).where(EVENTS.c.execution_id == execution_id))
+            ).scalar()
+            return execution, int(last or 0)
 
     # ------------------------------------------------------------------------ ownership
 
     async def claim(self, execution_id: str, owner: str, lease_seconds: float) -> Execution | None:
         """Take (or keep) the right to drive an unfinished execution whose lease is free."""
         now = utcnow()
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(ExecutionRow)
-                .where(
-                    ExecutionRow.id == execution_id,
-                    ExecutionRow.status.in_([PENDING, RUNNING]),
-                    or_(ExecutionRow.owner.is_(None), ExecutionRow.owner == owner, ExecutionRow.lease_until < now),
+        async with self.db.connection() as conn:
+            row = (
+                await conn.execute(
+                    update(EXECUTIONS)
+                    .where(
+                        EXECUTIONS.c.id == execution_id,
+                        EXECUTIONS.c.status.in_(_UNFINISHED),
+                        or_(EXECUTIONS.c.owner.is_(None), EXECUTIONS.c.owner == owner, EXECUTIONS.c.lease_until < now),
+                    )
+                    .values(owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+                    .returning(*EXECUTIONS.c)
                 )
-                .values(owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                return None
-            row = await session.get(ExecutionRow, execution_id, populate_existing=True)
-            return _execution(row) if row else None
+            ).first()
+            return _execution(row) if row is not None else None
 
     async def renew(self, owner: str, execution_ids: list[str], lease_seconds: float) -> set[str]:
         """Extend the leases this instance holds; returns the ids it still owns."""
         if not execution_ids:
             return set()
         now = utcnow()
-        async with self.db.session() as session:
-            await session.execute(
-                update(ExecutionRow)
+        async with self.db.connection() as conn:
+            rows = await conn.execute(
+                update(EXECUTIONS)
                 .where(
-                    ExecutionRow.id.in_(execution_ids),
-                    ExecutionRow.owner == owner,
-                    ExecutionRow.status.in_([PENDING, RUNNING]),
+                    EXECUTIONS.c.id.in_(execution_ids),
+                    EXECUTIONS.c.owner == owner,
+                    EXECUTIONS.c.status.in_(_UNFINISHED),
                 )
                 .values(lease_until=now + timedelta(seconds=lease_seconds))
+                .returning(EXECUTIONS.c.id)
             )
-            owned = await session.scalars(
-                select(ExecutionRow.id).where(
-                    ExecutionRow.id.in_(execution_ids),
-                    ExecutionRow.owner == owner,
-                    ExecutionRow.status.in_([PENDING, RUNNING]),
-                )
-            )
-            return set(owned)
+            return set(rows.scalars())
 
     async def release(self, owner: str, execution_ids: list[str]) -> None:
         """Give leases up at shutdown so another instance resumes at once."""
         if not execution_ids:
             return
-        async with self.db.session() as session:
-            await session.execute(
-                update(ExecutionRow)
-                .where(ExecutionRow.id.in_(execution_ids), ExecutionRow.owner == owner)
+        async with self.db.connection() as conn:
+            await conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.owner == owner)
                 .values(owner=None, lease_until=None)
             )
 
     async def orphans(self, limit: int = 100) -> list[str]:
         """Unfinished executions nobody drives: their lease expired (or was released)."""
         now = utcnow()
-        async with self.db.read() as session:
-            rows = await session.scalars(
-                select(ExecutionRow.id)
+        async with self.db.read_connection() as conn:
+            rows = await conn.execute(
+                select(EXECUTIONS.c.id)
                 .where(
-                    ExecutionRow.status.in_([PENDING, RUNNING]),
-                    or_(ExecutionRow.owner.is_(None), ExecutionRow.lease_until < now),
+                    EXECUTIONS.c.status.in_(_UNFINISHED),
+                    or_(EXECUTIONS.c.owner.is_(None), EXECUTIONS.c.lease_until < now),
                 )
-                .order_by(ExecutionRow.created_at)
+                .order_by(EXECUTIONS.c.created_at)
                 .limit(limit)
             )
-            return list(rows)
-
-    async def pending_post_jobs(self, older_than: float, limit: int = 100) -> list[str]:
-        """Succeeded executions whose post-job outcomes are still unrecorded."""
-        cutoff = utcnow() - timedelta(seconds=older_than)
-        async with self.db.read() as session:
-            rows = await session.scalars(
-                select(ExecutionRow.id)
-                .where(
-                    ExecutionRow.post_jobs_state == POST_PENDING,
-                    ExecutionRow.status == RUNNING,
-                    ExecutionRow.updated_at < cutoff,
-                )
-                .limit(limit)
-            )
-            return list(rows)
+            return list(rows.scalars())
 
     # ---------------------------------------------------------------------- transitions
 
@@ -384,160 +410,140 @@ class Ledger:
         owner: str | None,
         from_status: tuple[str, ...],
         values: dict[str, Any],
-        events: list[tuple[str, dict[str, Any]]],
-        extra: Any = None,
+        events: Events,
+        *,
+        post_jobs_pending: bool = False,
     ) -> bool:
-        conditions = [ExecutionRow.id == execution_id, ExecutionRow.status.in_(from_status)]
-        if owner is not None:
-            conditions.append(ExecutionRow.owner == owner)
-        if extra is not None:
-            conditions.append(extra)
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(ExecutionRow).where(and_(*conditions)).values(updated_at=utcnow(), **values)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+        """UPDATE ... WHERE id, status in from_status [, owner] [, post_jobs_state = pending];
+        appends `events` when it matched. Returns whether it matched."""
+        statement = _cas_statement(tuple(sorted(values)), from_status, owner is not None, post_jobs_pending)
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(c_id=execution_id, c_owner=owner, v_updated_at=utcnow())
+        async with self.db.connection() as conn:
+            result = await conn.execute(statement, params)
+            if result.rowcount == 0:
                 return False
-            for type, payload in events:
-                await self._event(session, execution_id, type, payload)
+            await self._events(conn, execution_id, events)
             return True
 
-    async def start(self, execution: Execution, owner: str) -> bool:
-        """pending -> running (a resumed execution is already running: nothing to do)."""
-        if execution.status == RUNNING:
-            return True
-        return await self._cas(
-            execution.id, owner, (PENDING,), {"status": RUNNING, "started_at": utcnow()}, [("started", {})]
-        )
-
-    async def save_steps(self, execution: Execution, owner: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
-        """Record step progress; False once the execution is no longer this owner's to drive."""
+    async def save_steps(self, execution: Execution, owner: str, events: Events, *, start: bool = False) -> bool:
+        """Record step progress (with `start`, also pending -> running); False once the execution
+        is no longer this owner's to drive (cancelled, or its lease was taken)."""
+        if start:
+            values = {"steps": execution.steps_json(), "status": RUNNING, "started_at": utcnow()}
+            return await self._cas(execution.id, owner, _UNFINISHED, values, [("started", {}), *events])
         return await self._cas(execution.id, owner, (RUNNING,), {"steps": execution.steps_json()}, events)
 
-    async def finish(self, execution: Execution, owner: str | None, status: str, code: str, message: str) -> bool:
+    async def finish(
+        self,
+        execution: Execution,
+        owner: str | None,
+        status: str,
+        code: str,
+        message: str,
+        events: Events = (),  # type: ignore[assignment]
+    ) -> bool:
         """running (or pending) -> failed/cancelled/completed, with exactly one terminal event."""
         payload = {"error": {"code": code, "message": message}} if code else {}
-        return await self._cas(
-            execution.id,
-            owner,
-            (PENDING, RUNNING),
-            {
-                "status": status,
-                "steps": execution.steps_json(),
-                "error_code": code,
-                "error_message": message,
-                "completed_at": utcnow(),
-                "owner": None,
-                "lease_until": None,
-            },
-            [(status, payload)],
-        )
+        values = {"status": status, "steps": execution.steps_json(), "error_code": code, "error_message": message,
+                  "completed_at": utcnow(), "owner": None, "lease_until": None}  # fmt: skip
+        return await self._cas(execution.id, owner, _UNFINISHED, values, [*events, (status, payload)])
 
-    async def succeed(self, execution: Execution, owner: str) -> bool:
+    async def succeed(self, execution: Execution, owner: str, events: Events = ()) -> bool:  # type: ignore[assignment]
         """Every step succeeded: record the steps and post_jobs_state=pending in one transaction
         (or complete at once when there are no post-jobs)."""
         if not execution.post_jobs:
-            return await self.finish(execution, owner, "completed", "", "")
+            return await self.finish(execution, owner, "completed", "", "", events=events)
+        values = {"steps": execution.steps_json(), "post_jobs_state": POST_PENDING}
         return await self._cas(
-            execution.id,
-            owner,
-            (RUNNING,),
-            {"steps": execution.steps_json(), "post_jobs_state": POST_PENDING},
-            [("steps_succeeded", {"post_jobs": execution.post_jobs})],
+            execution.id, owner, (RUNNING,), values, [*events, ("steps_succeeded", {"post_jobs": execution.post_jobs})]
         )
+
+    async def pending_post_jobs(self, older_than: float, limit: int = 100) -> list[str]:
+        """Succeeded executions whose post-job outcomes are still unrecorded."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        async with self.db.read_connection() as conn:
+            rows = await conn.execute(
+                select(EXECUTIONS.c.id)
+                .where(
+                    EXECUTIONS.c.post_jobs_state == POST_PENDING,
+                    EXECUTIONS.c.status == RUNNING,
+                    EXECUTIONS.c.updated_at < cutoff,
+                )
+                .limit(limit)
+            )
+            return list(rows.scalars())
 
     async def record_post_jobs(
         self, execution_id: str, triggered: list[PostJobOutcome], skipped: list[PostJobOutcome]
     ) -> bool:
         """Store the outcomes and complete the execution (once)."""
         outcomes = outcomes_json(triggered, skipped)
+        values = {"post_jobs_state": POST_DONE, "post_jobs": outcomes, "status": "completed", "completed_at": utcnow(),
+                  "owner": None, "lease_until": None}  # fmt: skip
         return await self._cas(
             execution_id,
             None,
             (RUNNING,),
-            {
-                "post_jobs_state": POST_DONE,
-                "post_jobs": outcomes,
-                "status": "completed",
-                "completed_at": utcnow(),
-                "owner": None,
-                "lease_until": None,
-            },
-            [
-                ("post_jobs_triggered", outcomes),
-                ("completed", {}),
-            ],
-            extra=ExecutionRow.post_jobs_state == POST_PENDING,
+            values,
+            [("post_jobs_triggered", outcomes), ("completed", {})],
+            post_jobs_pending=True,
         )
 
     async def cancel(self, execution_id: str, message: str = "cancelled by request") -> bool:
+        values = {"status": CANCELLED, "error_code": "cancelled", "error_message": message, "completed_at": utcnow(),
+                  "owner": None, "lease_until": None}  # fmt: skip
         return await self._cas(
-            execution_id,
-            None,
-            (PENDING, RUNNING),
-            {
-                "status": CANCELLED,
-                "error_code": "cancelled",
-                "error_message": message,
-                "completed_at": utcnow(),
-                "owner": None,
-                "lease_until": None,
-            },
-            [(CANCELLED, {"error": {"code": "cancelled", "message": message}})],
+            execution_id, None, _UNFINISHED, values, [(CANCELLED, {"error": {"code": "cancelled", "message": message}})]
         )
 
     async def append_event(self, execution_id: str, type: str, payload: dict[str, Any]) -> None:
-        async with self.db.session() as session:
-            await self._event(session, execution_id, type, payload)
+        async with self.db.connection() as conn:
+            await self._events(conn, execution_id, [(type, payload)])
 
     # ------------------------------------------------------------------------ schedules
 
     async def claim_firing(self, job_definition_id: str, fire_at: datetime) -> bool:
         """True for exactly one replica per (definition, firing time)."""
-        async with self.db.session() as session:
-            try:
-                async with session.begin_nested():
-                    await session.execute(
-                        insert(ScheduleFiringRow).values(
-                            job_definition_id=job_definition_id, fire_at=fire_at, skipped="", created_at=utcnow()
-                        )
-                    )
-            except IntegrityError:
-                return False
-            return True
+        return await self._insert_once(
+            FIRINGS, job_definition_id=job_definition_id, fire_at=fire_at, skipped="", created_at=utcnow()
+        )
 
     async def record_firing(
         self, job_definition_id: str, fire_at: datetime, *, execution_id: str = "", skipped: str = ""
     ) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                update(ScheduleFiringRow)
-                .where(ScheduleFiringRow.job_definition_id == job_definition_id, ScheduleFiringRow.fire_at == fire_at)
+        async with self.db.connection() as conn:
+            await conn.execute(
+                update(FIRINGS)
+                .where(FIRINGS.c.job_definition_id == job_definition_id, FIRINGS.c.fire_at == fire_at)
                 .values(execution_id=execution_id or None, skipped=skipped)
             )
 
     async def running_scheduled(self, job_definition_id: str) -> str | None:
         """The id of an unfinished scheduled execution of this definition, if any."""
-        async with self.db.read() as session:
-            return await session.scalar(
-                select(ExecutionRow.id)
-                .where(
-                    ExecutionRow.job_definition_id == job_definition_id,
-                    ExecutionRow.trigger == "schedule",
-                    ExecutionRow.status.not_in(list(TERMINAL)),
+        async with self.db.read_connection() as conn:
+            return (
+                await conn.execute(
+                    select(EXECUTIONS.c.id)
+                    .where(
+                        EXECUTIONS.c.job_definition_id == job_definition_id,
+                        EXECUTIONS.c.trigger == "schedule",
+                        EXECUTIONS.c.status.in_(_UNFINISHED),
+                    )
+                    .limit(1)
                 )
-                .limit(1)
-            )
+            ).scalar()
 
     async def claim_auto_start(self, job_definition_id: str, version: int) -> bool:
-        async with self.db.session() as session:
+        return await self._insert_once(
+            AUTO_STARTS, job_definition_id=job_definition_id, version=version, created_at=utcnow()
+        )
+
+    async def _insert_once(self, table: Any, **values: Any) -> bool:
+        async with self.db.connection() as conn:
             try:
-                async with session.begin_nested():
-                    await session.execute(
-                        insert(AutoStartRow).values(
-                            job_definition_id=job_definition_id, version=version, created_at=utcnow()
-                        )
-                    )
+                async with conn.begin_nested():
+                    await conn.execute(insert(table).values(**values))
             except IntegrityError:
                 return False
             return True

@@ -26,7 +26,17 @@ from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_gr
 from services.executor.convert import source_to_proto
 from services.executor.definitions import Source
 from services.executor.ledger import Ledger
-from services.executor.model import CANCELLED, COMPLETED, FAILED, POST_PENDING, RETRYING, RUNNING, Execution, StepState
+from services.executor.model import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    POST_PENDING,
+    RETRYING,
+    RUNNING,
+    Execution,
+    StepState,
+)
 from services.executor.store import ExecutorStore
 
 log = logging.getLogger(__name__)
@@ -82,9 +92,18 @@ class StepStream:
         self._call: Any = None
 
     async def close(self) -> None:
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
+        """Half-close and let the crawler end the stream (cheaper for both sides than a cancel);
+        cancel if it does not end promptly. Either way no crawl job is touched."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        try:
+            async with asyncio.timeout(5):
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+            call.cancel()
 
     async def run(
         self,
@@ -145,6 +164,7 @@ class Runner:
         self.trigger_post_jobs = trigger_post_jobs
         self._sleep = sleep
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._deferred: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     @property
     def driving(self) -> list[str]:
@@ -184,6 +204,8 @@ class Runner:
                 raise
             except Exception:
                 log.exception("execution driver failed; another pass will resume it")
+            finally:
+                self._deferred.pop(execution.id, None)
 
     async def _after_loss(self, execution_id: str) -> None:
         """If it was cancelled while a step was starting, make sure its crawl jobs stop too."""
@@ -209,11 +231,6 @@ class Runner:
         if execution.status == RUNNING and execution.post_jobs_state == POST_PENDING:
             await self._post_jobs(execution)
             return
-        if not await self.ledger.start(execution, self.owner):
-            raise LostExecution
-        if execution.started_at is None:
-            log.info("execution started", extra={"trigger": execution.trigger})
-        execution.status = RUNNING
         stream = StepStream(self.crawler, execution.id)
         try:
             errors = await self._steps_within_deadline(execution, stream)
@@ -223,10 +240,12 @@ class Runner:
             return  # finished already (failed, or timed out)
         if errors:
             message = f"{len(errors)} error(s): " + "; ".join(errors)
-            if await self.ledger.finish(execution, self.owner, FAILED, "step_failed", message):
+            if await self.ledger.finish(
+                execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+            ):
                 log.warning("execution failed", extra={"error": message})
             return
-        if not await self.ledger.succeed(execution, self.owner):
+        if not await self.ledger.succeed(execution, self.owner, events=self._unsaved(execution)):
             raise LostExecution
         execution.post_jobs_state = POST_PENDING if execution.post_jobs else execution.post_jobs_state
         if execution.post_jobs:
@@ -269,7 +288,8 @@ class Runner:
         for step in execution.steps:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"
-        if await self.ledger.finish(execution, self.owner, FAILED, "timeout", f"execution timed out after {timeout}"):
+        message = f"execution timed out after {timeout}"
+        if await self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution)):
             log.warning("execution timed out", extra={"timeout": timeout})
 
     async def _steps(self, execution: Execution, stream: StepStream) -> list[str] | None:
@@ -288,11 +308,31 @@ class Runner:
             if spec.get("on_error", "fail") == "continue":
                 errors.append(error)
                 continue
-            if await self.ledger.finish(execution, self.owner, FAILED, "step_failed", f"execution failed at {error}"):
+            message = f"execution failed at {error}"
+            if await self.ledger.finish(
+                execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+            ):
                 log.warning("execution failed", extra={"step_index": step.index, "error": step.error})
                 return None
             raise LostExecution
         return errors
+
+    # Events of writes that can wait: a step's completion travels with the next step's start or
+    # with the final status. Losing it in a crash is harmless: the step is then replayed, and the
+    # crawler answers a replayed StepCall with what it already did.
+
+    def _defer(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
+        self._deferred.setdefault(execution.id, []).extend(events)
+
+    def _unsaved(self, execution: Execution) -> list[tuple[str, dict[str, Any]]]:
+        return self._deferred.pop(execution.id, [])
+
+    async def _save(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Record the steps now (with any deferred events); the first write also starts the run."""
+        start = execution.status == PENDING
+        if not await self.ledger.save_steps(execution, self.owner, self._unsaved(execution) + events, start=start):
+            raise LostExecution
+        execution.status = RUNNING
 
     async def _run_step(self, execution: Execution, step: StepState, spec: dict[str, Any], stream: StepStream) -> bool:
         """Run one step to success or final failure (retries included); True on success."""
@@ -306,12 +346,9 @@ class Runner:
             replay = step.status == RUNNING and step.attempts > 0
             attempt = step.attempts if replay else step.attempts + 1
             step.status, step.attempts, step.error = RUNNING, attempt, ""
-            event = (
-                "step_started",
-                {"step_index": step.index, "name": step.name, "action": step.action, "attempt": attempt},
-            )
-            if not await self.ledger.save_steps(execution, self.owner, [] if replay else [event]):
-                raise LostExecution
+            if not replay:  # a replay's state is recorded already
+                started = {"step_index": step.index, "name": step.name, "action": step.action, "attempt": attempt}
+                await self._save(execution, [("step_started", started)])
             source_types: dict[str, str] = {}
             try:
                 finished = await self._call_step(execution, step, spec, attempt, stream, source_types)
@@ -324,8 +361,7 @@ class Runner:
                 payload = {"step_index": step.index, "attempt": attempt, "jobs": jobs}
                 if finished is not None and finished.HasField("result"):
                     payload["result"] = struct_to_dict(finished.result)  # e.g. corpus_summary's document_id
-                if not await self.ledger.save_steps(execution, self.owner, [("step_completed", payload)]):
-                    raise LostExecution
+                self._defer(execution, [("step_completed", payload)])
                 return True
             step.error = error
             step.failed_sources = sorted({j["source_id"] for j in jobs if j["status"] != "completed"})
@@ -340,16 +376,14 @@ class Runner:
                 step.status = FAILED
                 if attempt > 1:
                     step.error = f"failed after {attempt - 1} retries: {error}"
-                if not await self.ledger.save_steps(execution, self.owner, events):
-                    raise LostExecution
+                self._defer(execution, events)
                 return False
             delay = policy.delay(attempt)
             events.append(
                 ("step_retry", {"step_index": step.index, "next_attempt": attempt + 1, "delay_seconds": delay})
             )
             step.status = RETRYING
-            if not await self.ledger.save_steps(execution, self.owner, events):
-                raise LostExecution
+            await self._save(execution, events)
             log.info(
                 "step failed; retrying",
                 extra={"step_index": step.index, "attempt": attempt, "delay": delay, "error": error},
@@ -384,14 +418,12 @@ class Runner:
 
         async def on_event(event: crawler_service_pb2.StepEvent) -> None:
             nonlocal last_progress
-            if event.HasField("accepted"):
+            if event.HasField("accepted") and event.accepted.jobs:
                 ids = [j.crawl_job_id for j in event.accepted.jobs]
-                new = [i for i in ids if i not in step.crawl_job_ids]
-                step.crawl_job_ids.extend(new)
+                step.crawl_job_ids.extend(i for i in ids if i not in step.crawl_job_ids)
                 payload = {"step_index": step.index, "attempt": attempt, "crawl_job_ids": ids,
                            "jobs": [job_summary(j, source_types) for j in event.accepted.jobs]}  # fmt: skip
-                if not await self.ledger.save_steps(execution, self.owner, [("step_accepted", payload)]):
-                    raise LostExecution
+                await self._save(execution, [("step_accepted", payload)])
             elif event.HasField("progress"):
                 now = time.monotonic()
                 if now - last_progress >= PROGRESS_INTERVAL:
@@ -408,12 +440,13 @@ class Runner:
         """The definition's sources, fetched fresh; a retry sends only those whose job failed.
 
         A crawl of sources fails when one is missing; other actions get the ones that exist."""
+        if spec["action"] != "crawl":
+            return []  # other actions name what they work on in their config
         ids: list[str] = list(execution.definition.get("sources", []))
         if attempt > 1 and step.failed_sources:
             ids = [i for i in ids if i in step.failed_sources]
         found = await self.store.find_sources(ids)
         missing = [i for i in ids if i not in found]
-        crawls_sources = spec["action"] == "crawl" and not (spec.get("config") or {}).get("start_urls")
-        if missing and crawls_sources:
+        if missing and not (spec.get("config") or {}).get("start_urls"):
             raise StepFailed(f"failed to fetch sources: source {missing[0]!r} not found")
         return [found[i] for i in ids if i in found]

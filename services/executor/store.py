@@ -165,6 +165,21 @@ class ExecutorStore:
                 raise NotFound(f"job definition {definition_id!r} not found")
             return _definition(row)
 
+    async def definition_with_sources(self, definition_id: str) -> tuple[JobDefinition, dict[str, Source]]:
+        """A definition and the sources it names that exist, read together (one transaction)."""
+        # Core rows (read like the ORM objects by attribute): this is on every execution's path.
+        definitions, source_table = JobDefinitionRow.__table__, SourceRow.__table__
+        async with self.db.read_connection() as conn:
+            row = (await conn.execute(select(definitions).where(definitions.c.id == definition_id))).first()
+            if row is None:
+                raise NotFound(f"job definition {definition_id!r} not found")
+            definition = _definition(row)  # type: ignore[arg-type]
+            sources: dict[str, Source] = {}
+            if definition.sources:
+                rows = await conn.execute(select(source_table).where(source_table.c.id.in_(definition.sources)))
+                sources = {r.id: _source(r) for r in rows}  # type: ignore[arg-type]
+            return definition, sources
+
     async def find_definitions(self, ids: Collection[str]) -> dict[str, JobDefinition]:
         async with self.db.read() as session:
             rows = await session.scalars(select(JobDefinitionRow).where(JobDefinitionRow.id.in_(list(ids))))
