@@ -104,6 +104,15 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Libraries that narrate every connection at INFO.
-    for noisy in ("aio_pika", "aiormq", "httpx", "httpcore", "uvicorn.access", "alembic.runtime.migration"):
+    # Libraries that narrate every connection at INFO, and aiosqlite, whose DEBUG lines carry SQL
+    # parameters (source auth among them): secrets must not reach the logs at any level.
+    for noisy in (
+        "aio_pika",
+        "aiormq",
+        "httpx",
+        "httpcore",
+        "uvicorn.access",
+        "alembic.runtime.migration",
+        "aiosqlite",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,78 +1,76 @@
-"""create_app(): the REST API, wired to the executor and crawler over gRPC."""
+"""create_app(): the REST API, web UI and metrics, wired to the executor and crawler over gRPC."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
-from libs.logs import REQUEST_ID_HEADER, request_context
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
+from services.gateway.auth import TokenAuthMiddleware
 from services.gateway.errors import install_error_handlers
-from services.gateway.routes import definitions, executions, jobs, sources
-from services.gateway.schemas import add_component_schemas
+from services.gateway.middleware import ObserveMiddleware, RequestIdMiddleware
+from services.gateway.routes import definitions, documents, executions, jobs, operations, sources
+from services.gateway.schemas import add_component_schemas, drop_validation_responses
 
 log = logging.getLogger(__name__)
+
+UI_DIR = Path(__file__).parent / "ui"
 
 DESCRIPTION = """Quaero crawls websites into a searchable knowledge base, driven by job definitions.
 
 Errors always have the shape `{"error": {"code", "message", "details": [{"field", "message"}]}}`.
+Lists take `limit` (default 50, at most 500) and `offset`, and answer
+`{<plural>, total_count, limit, offset}`. Every response carries an `X-Request-ID` (yours, if you
+sent one). With `QUAERO_API_TOKEN` set, every route but `/healthz` needs
+`Authorization: Bearer <token>` (or the `quaero_token` cookie the web UI sets).
 """
 
 
-class RequestIdMiddleware:
-    """Adopts the caller's X-Request-ID (or makes one), logs under it, echoes it on the response."""
+def _mount_ui(app: FastAPI) -> None:
+    """The web UI: one HTML shell and its static files, no build step."""
+    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = None
-        for key, value in scope.get("headers", ()):
-            if key == REQUEST_ID_HEADER.encode():
-                incoming = value.decode("latin-1")[:128] or None
-        with request_context(incoming) as rid:
-
-            async def send_with_id(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), rid.encode())]
-                await send(message)
-
-            await self.app(scope, receive, send_with_id)
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def create_app(
     executor: executor_service_pb2_grpc.ExecutorServiceStub,
     crawler: crawler_service_pb2_grpc.CrawlerServiceStub,
+    *,
+    api_token: str | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Quaero", version="0.1.0", description=DESCRIPTION)
     app.state.executor = executor
     app.state.crawler = crawler
     install_error_handlers(app)
-    app.include_router(definitions.router)
-    app.include_router(sources.router)
-    app.include_router(executions.router)
-    app.include_router(jobs.router)
-
-    @app.get("/healthz", tags=["operations"], summary="Liveness of the gateway")
-    async def healthz() -> Any:
-        return JSONResponse({"status": "ok"})
+    for module in (definitions, sources, executions, jobs, documents, operations):
+        app.include_router(module.router)
+    _mount_ui(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             add_component_schemas(schema, [definitions.JobDefinitionInput, sources.SourceInput])
+            drop_validation_responses(schema)
+            if api_token:
+                schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                schema["security"] = [{"bearer": []}]
+                schema["paths"]["/healthz"]["get"]["security"] = []
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # The last added is the outermost: request id, then observation, then the token check.
+    if api_token:
+        app.add_middleware(TokenAuthMiddleware, token=api_token)
+    app.add_middleware(ObserveMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -20,7 +20,7 @@ _INTS = {
     FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
     FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
 }  # fmt: skip
-_cache: dict[tuple[str, str, frozenset[str], str], type[BaseModel]] = {}
+_cache: dict[tuple[str, str, frozenset[str], frozenset[str], str], type[BaseModel]] = {}
 
 
 def _scalar(field: FieldDescriptor, mode: Literal["response", "request"]) -> Any:
@@ -50,11 +50,15 @@ def model_for(
     *,
     mode: Literal["response", "request"] = "response",
     omit: frozenset[str] = frozenset(),
+    nullable: frozenset[str] = frozenset(),
     name: str | None = None,
 ) -> type[BaseModel]:
-    """A pydantic model describing `descriptor` as REST JSON."""
+    """A pydantic model describing `descriptor` as REST JSON.
+
+    `nullable` names fields a route writes as null when unset (an execution's
+    `parent_execution_id` and `error`), which the protobuf types alone cannot tell."""
     model_name = name or (descriptor.name if mode == "response" else f"{descriptor.name}Input")
-    key = (descriptor.full_name, mode, omit, model_name)
+    key = (descriptor.full_name, mode, omit, nullable, model_name)
     if key in _cache:
         return _cache[key]
     fields: dict[str, Any] = {}
@@ -63,20 +67,21 @@ def model_for(
             continue
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             annotation: Any = dict[str, _scalar(field.message_type.fields_by_name["value"], mode)]  # type: ignore[misc]
-            nullable = False
+            is_nullable = False
         elif field.is_repeated:
             annotation = list[_scalar(field, mode)]  # type: ignore[misc]
-            nullable = False
+            is_nullable = False
         else:
             annotation = _scalar(field, mode)
-            nullable = (
-                field.type == FieldDescriptor.TYPE_ENUM
+            is_nullable = (
+                field.name in nullable
+                or field.type == FieldDescriptor.TYPE_ENUM
                 or (field.has_presence and field.type != FieldDescriptor.TYPE_MESSAGE)
                 or (field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == _TIMESTAMP)
             )
         if mode == "request":
             fields[field.name] = (annotation | None, Field(default=None))
-        elif nullable:
+        elif is_nullable:
             fields[field.name] = (annotation | None, Field(...))
         else:
             fields[field.name] = (annotation, Field(...))
@@ -131,3 +136,32 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "A Quaero service is unavailable."),
     )
 }
+CONFLICT_RESPONSE: dict[str, Any] = {"model": Error, "description": "The resource's state forbids it."}
+
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: a `snapshot` (unless resuming), then one event per state change; "
+        "the stream closes after the terminal event. Each `data` is JSON; each `id` is the event id to "
+        "resume after.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    204: {"description": "Resuming a finished resource with no event after Last-Event-ID: stop reconnecting."},
+    # Errors come before the stream starts, as JSON (spelled out: the route's media type is SSE).
+    **{
+        status: {
+            "description": entry["description"],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, entry in ERROR_RESPONSES.items()
+    },
+}
+
+
+def drop_validation_responses(openapi: dict[str, Any]) -> None:
+    """FastAPI documents a 422 on every route with parameters; Quaero answers 400 instead."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)

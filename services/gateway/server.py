@@ -54,6 +54,7 @@ async def serve(
         app = create_app(
             executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
             crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel),
+            api_token=settings.api_token,
         )
         # Like every service, the gateway answers gRPC health checks and reflection.
         health = await start_grpc_server(f"{settings.bind_host}:{settings.gateway_grpc_port}", [], service="gateway")

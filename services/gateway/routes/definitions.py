@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from libs.proto_json import enum_value, to_dict
 from quaero.v1 import executor_service_pb2 as ex
 from quaero.v1 import job_definition_pb2
+from services.gateway import examples
 from services.gateway.bodies import read_message
-from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
+from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/job-definitions", tags=["job definitions"])
 
@@ -73,15 +75,20 @@ def _out(msg: job_definition_pb2.JobDefinition) -> dict:  # type: ignore[type-ar
     return to_dict(msg)
 
 
-@router.get("", response_model=JobDefinitionList, responses=ERROR_RESPONSES, summary="List job definitions")
+@router.get(
+    "",
+    response_model=JobDefinitionList,
+    responses={200: examples.ok(examples.page("job_definitions", examples.JOB_DEFINITION)), **ERROR_RESPONSES},
+    summary="List job definitions",
+)
 async def list_definitions(
     request: Request,
     type: Annotated[Literal["crawler", "summarizer", "custom"] | None, Query()] = None,
     enabled: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at", "name"], Query()] = "created_at",
-    order_dir: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    order_dir: OrderDir = "desc",
 ) -> JSONResponse:
     req = ex.ListJobDefinitionsRequest(limit=limit, offset=offset, order_by=order_by, order_dir=order_dir)
     if type:
@@ -89,21 +96,18 @@ async def list_definitions(
     if enabled is not None:
         req.enabled = enabled
     resp = await _stub(request).ListJobDefinitions(req)
-    return JSONResponse(
-        {
-            "job_definitions": [_out(d) for d in resp.job_definitions],
-            "total_count": resp.total_count,
-            "limit": resp.limit,
-            "offset": resp.offset,
-        }
-    )
+    return JSONResponse(page_body("job_definitions", (_out(d) for d in resp.job_definitions), resp))
 
 
 @router.post(
     "",
     status_code=201,
     response_model=JobDefinition,
-    responses={**ERROR_RESPONSES, 409: ERROR_RESPONSES[400] | {"description": "The id exists already."}},
+    responses={
+        201: examples.ok(examples.JOB_DEFINITION, "Created"),
+        **ERROR_RESPONSES,
+        409: CONFLICT_RESPONSE | {"description": "The id exists already."},
+    },
     openapi_extra=_BODY,
     summary="Create a job definition (JSON, or TOML with Content-Type application/toml)",
 )
@@ -113,7 +117,12 @@ async def create_definition(request: Request) -> JSONResponse:
     return JSONResponse(_out(resp.job_definition), status_code=201)
 
 
-@router.get("/{id}", response_model=JobDefinition, responses=ERROR_RESPONSES, summary="Get a job definition")
+@router.get(
+    "/{id}",
+    response_model=JobDefinition,
+    responses={200: examples.ok(examples.JOB_DEFINITION), **ERROR_RESPONSES},
+    summary="Get a job definition",
+)
 async def get_definition(request: Request, id: str) -> JSONResponse:
     resp = await _stub(request).GetJobDefinition(ex.GetJobDefinitionRequest(id=id))
     return JSONResponse(_out(resp.job_definition))
@@ -122,7 +131,7 @@ async def get_definition(request: Request, id: str) -> JSONResponse:
 @router.put(
     "/{id}",
     response_model=JobDefinition,
-    responses=ERROR_RESPONSES,
+    responses={200: examples.ok(examples.JOB_DEFINITION), **ERROR_RESPONSES},
     openapi_extra=_BODY,
     summary="Replace a job definition (the path id wins over the body's)",
 )

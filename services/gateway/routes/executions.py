@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from libs.proto_json import enum_value, to_dict
 from quaero.v1 import execution_pb2
 from quaero.v1 import executor_service_pb2 as ex
-from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
-from services.gateway.sse import last_event_id, sse_response
+from services.gateway import examples
+from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, SSE_RESPONSES, list_model, model_for
+from services.gateway.sse import EventStreamResponse, LastEventId, sse_response
 
 router = APIRouter(tags=["executions"])
 
-Execution = model_for(execution_pb2.Execution.DESCRIPTOR, omit=frozenset({"idempotency_key"}))
+Execution = model_for(
+    execution_pb2.Execution.DESCRIPTOR,
+    omit=frozenset({"idempotency_key"}),
+    nullable=frozenset({"parent_execution_id", "error"}),
+)
 ExecutionList = list_model("ExecutionList", "executions", Execution)
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+_TERMINAL = {execution_pb2.EXECUTION_STATUS_COMPLETED, execution_pb2.EXECUTION_STATUS_FAILED,
+             execution_pb2.EXECUTION_STATUS_CANCELLED}  # fmt: skip
+# Triggers a caller may claim; `schedule` and `post_job` belong to the executor.
+_TRIGGERS = {"api": execution_pb2.TRIGGER_API, "cli": execution_pb2.TRIGGER_CLI}
 
 
 class ExecutionStarted(BaseModel):
@@ -45,17 +55,31 @@ def _stub(request: Request):  # type: ignore[no-untyped-def]
     "/api/job-definitions/{id}/execute",
     status_code=202,
     response_model=ExecutionStarted,
-    responses={**ERROR_RESPONSES, 400: {"description": "Disabled or invalid definition."}},
+    responses={
+        202: examples.ok(examples.EXECUTION_STARTED, "Started; follow it at the Location URL"),
+        **ERROR_RESPONSES,
+        400: ERROR_RESPONSES[400] | {"description": "Disabled or invalid definition."},
+    },
     summary="Execute a job definition: answers at once, the execution runs in the background",
 )
 async def execute(
     request: Request,
     id: str,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="A repeat within 24 h returns the first execution instead of starting another.",
+        ),
+    ] = None,
+    trigger: Annotated[
+        Literal["api", "cli"], Query(description="Recorded on the execution: `cli` for the quaero command.")
+    ] = "api",
 ) -> JSONResponse:
     response = await _stub(request).ExecuteJobDefinition(
         ex.ExecuteJobDefinitionRequest(
-            job_definition_id=id, idempotency_key=idempotency_key or "", trigger=execution_pb2.TRIGGER_API
+            job_definition_id=id, idempotency_key=idempotency_key or "", trigger=_TRIGGERS[trigger]
         )
     )
     execution = response.execution
@@ -73,16 +97,21 @@ async def execute(
     return JSONResponse(body, status_code=202, headers=headers)
 
 
-@router.get("/api/executions", response_model=ExecutionList, responses=ERROR_RESPONSES, summary="List executions")
+@router.get(
+    "/api/executions",
+    response_model=ExecutionList,
+    responses={200: examples.ok(examples.page("executions", examples.EXECUTION)), **ERROR_RESPONSES},
+    summary="List executions (the post-jobs of one with `parent_execution_id`)",
+)
 async def list_executions(
     request: Request,
     job_definition_id: Annotated[str | None, Query()] = None,
     status: Annotated[Status | None, Query()] = None,
     parent_execution_id: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
-    order_dir: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    order_dir: OrderDir = "desc",
 ) -> JSONResponse:
     req = ex.ListExecutionsRequest(
         job_definition_id=job_definition_id or "",
@@ -95,17 +124,15 @@ async def list_executions(
     if status:
         req.status = enum_value(execution_pb2.ExecutionStatus.DESCRIPTOR, status)
     resp = await _stub(request).ListExecutions(req)
-    return JSONResponse(
-        {
-            "executions": [execution_json(e) for e in resp.executions],
-            "total_count": resp.total_count,
-            "limit": resp.limit,
-            "offset": resp.offset,
-        }
-    )
+    return JSONResponse(page_body("executions", (execution_json(e) for e in resp.executions), resp))
 
 
-@router.get("/api/executions/{id}", response_model=Execution, responses=ERROR_RESPONSES, summary="Get an execution")
+@router.get(
+    "/api/executions/{id}",
+    response_model=Execution,
+    responses={200: examples.ok(examples.EXECUTION), **ERROR_RESPONSES},
+    summary="Get an execution: steps, crawl job ids, post-jobs and lineage",
+)
 async def get_execution(request: Request, id: str) -> JSONResponse:
     resp = await _stub(request).GetExecution(ex.GetExecutionRequest(id=id))
     return JSONResponse(execution_json(resp.execution))
@@ -114,7 +141,11 @@ async def get_execution(request: Request, id: str) -> JSONResponse:
 @router.post(
     "/api/executions/{id}/cancel",
     response_model=Execution,
-    responses={**ERROR_RESPONSES, 409: {"description": "The execution already finished."}},
+    responses={
+        200: examples.ok(examples.EXECUTION | {"status": "cancelled"}),
+        **ERROR_RESPONSES,
+        409: CONFLICT_RESPONSE | {"description": "The execution already finished."},
+    },
     summary="Cancel an execution and its running crawl jobs",
 )
 async def cancel_execution(request: Request, id: str) -> JSONResponse:
@@ -124,20 +155,19 @@ async def cancel_execution(request: Request, id: str) -> JSONResponse:
 
 @router.get(
     "/api/executions/{id}/events",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}, **ERROR_RESPONSES},
-    summary="Follow an execution: a snapshot, then every event (resume with Last-Event-ID)",
+    response_class=EventStreamResponse,
+    responses=SSE_RESPONSES,
+    summary="Follow an execution: a snapshot, then every event until it ends (resume with Last-Event-ID)",
 )
-async def execution_events(
-    request: Request, id: str, last_event_id_param: Annotated[int | None, Query(alias="last_event_id", ge=0)] = None
-) -> StreamingResponse:
-    after = last_event_id(request, last_event_id_param)
+async def execution_events(request: Request, id: str, after: LastEventId) -> Response:
     stub = _stub(request)
     # Fail fast (404) before committing to a 200 stream.
-    await stub.GetExecution(ex.GetExecutionRequest(id=id))
+    current = (await stub.GetExecution(ex.GetExecutionRequest(id=id))).execution
     call = stub.WatchExecution(ex.WatchExecutionRequest(id=id, after_event_id=after))
 
     def render(message: ex.WatchExecutionResponse) -> tuple[int, str, dict[str, Any]]:
         event = to_dict(message.event)
         return message.event.id, message.event.type, {"event": event, "execution": execution_json(message.execution)}
 
-    return sse_response(call, render)
+    finished = after > 0 and current.status in _TERMINAL
+    return await sse_response(call, render, finished=finished)

@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from libs.proto_json import enum_value, to_dict
 from quaero.v1 import executor_service_pb2 as ex
 from quaero.v1 import source_pb2
+from services.gateway import examples
 from services.gateway.bodies import read_message
-from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
+from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/sources", tags=["sources"])
 
@@ -51,15 +53,20 @@ def _out(msg: source_pb2.Source) -> dict:  # type: ignore[type-arg]
     return to_dict(msg, omit=_HIDDEN)
 
 
-@router.get("", response_model=SourceList, responses=ERROR_RESPONSES, summary="List sources")
+@router.get(
+    "",
+    response_model=SourceList,
+    responses={200: examples.ok(examples.page("sources", examples.SOURCE)), **ERROR_RESPONSES},
+    summary="List sources",
+)
 async def list_sources(
     request: Request,
     type: Annotated[Literal["web", "jira", "confluence", "github"] | None, Query()] = None,
     enabled: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at", "name"], Query()] = "created_at",
-    order_dir: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    order_dir: OrderDir = "desc",
 ) -> JSONResponse:
     req = ex.ListSourcesRequest(limit=limit, offset=offset, order_by=order_by, order_dir=order_dir)
     if type:
@@ -67,21 +74,18 @@ async def list_sources(
     if enabled is not None:
         req.enabled = enabled
     resp = await _stub(request).ListSources(req)
-    return JSONResponse(
-        {
-            "sources": [_out(s) for s in resp.sources],
-            "total_count": resp.total_count,
-            "limit": resp.limit,
-            "offset": resp.offset,
-        }
-    )
+    return JSONResponse(page_body("sources", (_out(s) for s in resp.sources), resp))
 
 
 @router.post(
     "",
     status_code=201,
     response_model=Source,
-    responses={**ERROR_RESPONSES, 409: ERROR_RESPONSES[400] | {"description": "The id exists already."}},
+    responses={
+        201: examples.ok(examples.SOURCE, "Created"),
+        **ERROR_RESPONSES,
+        409: CONFLICT_RESPONSE | {"description": "The id exists already."},
+    },
     openapi_extra=_BODY,
     summary="Create a source (an id is generated when none is given)",
 )
@@ -91,7 +95,12 @@ async def create_source(request: Request) -> JSONResponse:
     return JSONResponse(_out(resp.source), status_code=201)
 
 
-@router.get("/{id}", response_model=Source, responses=ERROR_RESPONSES, summary="Get a source")
+@router.get(
+    "/{id}",
+    response_model=Source,
+    responses={200: examples.ok(examples.SOURCE), **ERROR_RESPONSES},
+    summary="Get a source",
+)
 async def get_source(request: Request, id: str) -> JSONResponse:
     resp = await _stub(request).GetSource(ex.GetSourceRequest(id=id))
     return JSONResponse(_out(resp.source))
@@ -100,7 +109,7 @@ async def get_source(request: Request, id: str) -> JSONResponse:
 @router.put(
     "/{id}",
     response_model=Source,
-    responses=ERROR_RESPONSES,
+    responses={200: examples.ok(examples.SOURCE), **ERROR_RESPONSES},
     openapi_extra=_BODY,
     summary="Replace a source (stored auth is kept when the body has no `auth` or `auth: null`)",
 )

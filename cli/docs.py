@@ -1,0 +1,165 @@
+"""`quaero docs …`: list, search, show and export documents (Markdown files or JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from rich.text import Text
+
+from cli import output
+from cli.client import Api, call, segment
+from cli.errors import USAGE, CliError
+
+app = typer.Typer(help="Documents: the crawled pages as Markdown, searchable.", no_args_is_help=True)
+
+JobOption = Annotated[str | None, typer.Option("--job", "-j", help="Only documents this crawl job fetched.")]
+SourceOption = Annotated[str | None, typer.Option("--source", help="Only documents of this source id.")]
+# The crawler marks matches in a snippet with ** on both sides.
+_MATCH_MARK = "**"
+
+
+@app.command("list")
+def list_docs(
+    ctx: typer.Context,
+    job: JobOption = None,
+    source: SourceOption = None,
+    limit: output.LimitOption = 20,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """List documents, newest first."""
+    page = call(ctx.obj, lambda api: api.get("/api/documents", job_id=job, source_id=source, limit=limit))
+    if as_json:
+        output.print_json(page)
+        return
+    output.table(
+        ["ID", "TITLE", "URL", "UPDATED"],
+        ([d["id"], d["title"], d["url"], output.when(d["updated_at"])] for d in page["documents"]),
+        empty="no documents yet: try `quaero crawl https://…`",
+    )
+    output.footer(len(page["documents"]), page["total_count"], "documents")
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="Words to find in titles and content.")],
+    job: JobOption = None,
+    source: SourceOption = None,
+    limit: output.LimitOption = 10,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """Full-text search: best matches first, each with the passage that matched."""
+    if not query.strip():
+        raise CliError("QUERY: must not be empty", USAGE)
+    page = call(ctx.obj, lambda api: api.get("/api/documents", q=query, job_id=job, source_id=source, limit=limit))
+    if as_json:
+        output.print_json(page)
+        return
+    console = output.stdout()
+    if not page["documents"]:
+        output.stderr().print(f"[dim]no documents match {query!r}[/dim]")
+        return
+    for d in page["documents"]:
+        console.print(Text(d["title"] or d["url"], style="bold"))
+        console.print(Text(f"{d['url']}  ·  {d['id']}", style="dim"))
+        if d.get("snippet"):
+            console.print(snippet(d["snippet"]))
+        console.print()
+    output.footer(len(page["documents"]), page["total_count"], "matches")
+
+
+def snippet(text: str) -> Text:
+    """The passage on one line, its matches in bold."""
+    out = Text()
+    for i, part in enumerate(" ".join(text.split()).split(_MATCH_MARK)):
+        out.append(part, style="bold yellow" if i % 2 else "")
+    return out
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    document_id: Annotated[str, typer.Argument(metavar="ID", help="The document's id.")],
+    as_json: output.JsonFlag = False,
+) -> None:
+    """Print a document's Markdown (with --json: every field)."""
+    doc = call(ctx.obj, lambda api: api.get(f"/api/documents/{segment(document_id)}"))
+    if as_json:
+        output.print_json(doc)
+        return
+    output.stderr().print(Text(f"{doc['title']}\n{doc['url']}\n", style="dim"))
+    sys.stdout.write(doc["markdown"].rstrip("\n") + "\n")
+
+
+class ExportFormat(StrEnum):
+    markdown = "md"
+    jsonl = "jsonl"
+
+
+def _slug(doc: dict[str, Any]) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "-", re.sub(r"^https?://", "", doc["url"])).strip("-").lower()
+    return f"{base[:80] or 'document'}-{doc['id'][:8]}"
+
+
+def _front_matter(doc: dict[str, Any]) -> str:
+    """YAML front matter; JSON strings are valid YAML scalars, so values need no other quoting."""
+    keys = ("title", "url", "id", "source_id", "job_id", "updated_at")
+    return "---\n" + "".join(f"{k}: {json.dumps(doc.get(k) or '', ensure_ascii=False)}\n" for k in keys) + "---\n\n"
+
+
+async def _export(api: Api, params: dict[str, Any], limit: int | None, write: Any) -> int:
+    summaries = await api.pages("/api/documents", "documents", limit=limit, **params)
+    for summary in summaries:
+        write(await api.get(f"/api/documents/{summary['id']}"))
+    return len(summaries)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="md: one Markdown file per document; jsonl: JSON lines.")
+    ] = ExportFormat.markdown,
+    output_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="md: a directory (default ./quaero-export); jsonl: a file (default stdout)."
+        ),
+    ] = None,
+    job: JobOption = None,
+    source: SourceOption = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Only documents matching this search.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-L", min=1, help="At most this many.")] = None,
+) -> None:
+    """Export documents with their Markdown."""
+    params = {"job_id": job, "source_id": source, "q": query}
+    if format is ExportFormat.markdown:
+        folder = output_path or Path("quaero-export")
+        if folder.exists() and not folder.is_dir():
+            raise CliError(f"--output {folder}: exists and is not a directory", USAGE)
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def write_file(doc: dict[str, Any]) -> None:
+            (folder / f"{_slug(doc)}.md").write_text(_front_matter(doc) + doc["markdown"], encoding="utf-8")
+
+        count = call(ctx.obj, lambda api: _export(api, params, limit, write_file))
+        output.stderr().print(f"Exported {count} documents to {folder}/")
+        return
+
+    stream: TextIO = sys.stdout
+    if output_path is not None and str(output_path) != "-":
+        if output_path.is_dir():
+            raise CliError(f"--output {output_path}: is a directory; give a file name for JSON lines", USAGE)
+        stream = output_path.open("w", encoding="utf-8")
+    try:
+        count = call(ctx.obj, lambda api: _export(api, params, limit, lambda d: stream.write(json.dumps(d) + "\n")))
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    output.stderr().print(f"Exported {count} documents" + (f" to {output_path}" if stream is not sys.stdout else ""))

@@ -1,0 +1,198 @@
+"""Example bodies shown in the OpenAPI document (a unit test checks each against its model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXECUTION_ID = "0b8f2c64-5d0e-4c1f-9a3e-1f2d3c4b5a69"
+JOB_ID = "7c2e9a10-3b4d-4f6a-8e1c-2d3b4a5c6e7f"
+DOCUMENT_ID = "3f9d8c7b-6a5e-4d3c-2b1a-0f9e8d7c6b5a"
+
+JOB_DEFINITION: dict[str, Any] = {
+    "id": "python-docs",
+    "name": "Python documentation",
+    "type": "crawler",
+    "description": "Keep the Python tutorial fresh",
+    "sources": [],
+    "steps": [
+        {
+            "name": "crawl",
+            "action": "crawl",
+            "config": {"start_urls": ["https://docs.python.org/3/tutorial/"], "max_depth": 2, "max_pages": 200},
+            "on_error": "retry",
+        }
+    ],
+    "schedule": "0 3 * * *",
+    "timeout": "30m",
+    "enabled": True,
+    "auto_start": False,
+    "config": {},
+    "post_jobs": ["maintenance-reindex"],
+    "created_at": "2025-01-10T09:00:00.000Z",
+    "updated_at": "2025-01-10T09:00:00.000Z",
+}
+
+SOURCE: dict[str, Any] = {
+    "id": "python-docs",
+    "name": "Python docs",
+    "type": "web",
+    "base_url": "https://docs.python.org/3/",
+    "enabled": True,
+    "crawl": {
+        "max_depth": 3,
+        "max_pages": 500,
+        "include_patterns": [],
+        "exclude_patterns": [],
+        "allowed_domains": [],
+        "allow_subdomains": None,
+        "follow_links": None,
+        "concurrency": None,
+        "rate_limit": 200,
+        "obey_robots": None,
+    },
+    "filters": {"include_patterns": ["/3/"], "exclude_patterns": ["/whatsnew/"]},
+    "has_auth": True,
+    "created_at": "2025-01-10T09:00:00.000Z",
+    "updated_at": "2025-01-10T09:00:00.000Z",
+}
+
+EXECUTION_STARTED: dict[str, Any] = {
+    "execution_id": EXECUTION_ID,
+    "job_definition_id": "python-docs",
+    "job_name": "Python documentation",
+    "status": "running",
+    "message": "Job execution started",
+}
+
+EXECUTION: dict[str, Any] = {
+    "id": EXECUTION_ID,
+    "job_definition_id": "python-docs",
+    "job_name": "Python documentation",
+    "status": "completed",
+    "trigger": "api",
+    "parent_execution_id": None,
+    "lineage": [],
+    "steps": [
+        {
+            "index": 0,
+            "name": "crawl",
+            "action": "crawl",
+            "status": "completed",
+            "attempts": 1,
+            "crawl_job_ids": [JOB_ID],
+            "error": "",
+        }
+    ],
+    "post_jobs": {
+        "state": "done",
+        "triggered": [
+            {"job_definition_id": "maintenance-reindex", "execution_id": "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"}
+        ],
+        "skipped": [{"job_definition_id": "old-report", "reason": "disabled", "detail": ""}],
+    },
+    "error": None,
+    "created_at": "2025-01-10T09:00:00.000Z",
+    "started_at": "2025-01-10T09:00:00.020Z",
+    "completed_at": "2025-01-10T09:01:12.400Z",
+}
+
+CRAWL_JOB: dict[str, Any] = {
+    "id": JOB_ID,
+    "name": "crawl: https://docs.python.org/3/tutorial/",
+    "source_id": "adhoc:python-docs",
+    "source_type": "web",
+    "status": "running",
+    "config": {
+        "max_depth": 2,
+        "max_pages": 200,
+        "include_patterns": [],
+        "exclude_patterns": [],
+        "allowed_domains": [],
+        "allow_subdomains": False,
+        "follow_links": True,
+        "concurrency": 16,
+        "rate_limit": 0,
+        "obey_robots": True,
+    },
+    "seed_urls": ["https://docs.python.org/3/tutorial/"],
+    "progress": {
+        "total_urls": 40,
+        "completed_urls": 30,
+        "failed_urls": 1,
+        "pending_urls": 10,
+        "skipped_urls": 12,
+        "percentage": 75.0,
+    },
+    "metadata": {
+        "job_definition_id": "python-docs",
+        "execution_id": EXECUTION_ID,
+        "step": 0,
+        "attempt": 1,
+        "rerun_of": "",
+    },
+    "result_count": 29,
+    "failed_count": 1,
+    "error": "",
+    "created_at": "2025-01-10T09:00:00.050Z",
+    "started_at": "2025-01-10T09:00:00.050Z",
+    "completed_at": None,
+}
+
+JOB_STATS: dict[str, Any] = {"total": 12, "pending": 0, "running": 1, "completed": 9, "failed": 1, "cancelled": 1}
+
+RERUN: dict[str, Any] = {"original_job_id": JOB_ID, "new_job_id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}
+
+JOB_LOG: dict[str, Any] = {
+    "timestamp": "2025-01-10T09:00:03.120Z",
+    "level": "warn",
+    "message": "https://docs.python.org/3/old.html answered 404",
+}
+
+CRAWL_URL: dict[str, Any] = {
+    "id": 17,
+    "url": "https://docs.python.org/3/download.html",
+    "depth": 3,
+    "state": "skipped",
+    "reason": "depth",
+    "http_status": 0,
+    "redirected_to": "",
+    "document_id": "",
+    "attempts": 0,
+    "discovered_from": "https://docs.python.org/3/tutorial/index.html",
+}
+
+_METADATA = {
+    "description": "An informal introduction to Python",
+    "language": "en",
+    "status_code": 200,
+    "depth": 1,
+    "fetched_at": "2025-01-10T09:00:02.000Z",
+    "content_hash": "5d41402abc4b2a76b9719d911017c592",
+}
+
+DOCUMENT_SUMMARY: dict[str, Any] = {
+    "id": DOCUMENT_ID,
+    "source_id": "adhoc:python-docs",
+    "job_id": JOB_ID,
+    "url": "https://docs.python.org/3/tutorial/introduction.html",
+    "title": "An Informal Introduction to Python",
+    "metadata": _METADATA,
+    "snippet": "… Python's **lists** can be indexed and sliced …",
+    "created_at": "2025-01-10T09:00:02.000Z",
+    "updated_at": "2025-01-10T09:00:02.000Z",
+}
+
+DOCUMENT: dict[str, Any] = {
+    **{k: v for k, v in DOCUMENT_SUMMARY.items() if k != "snippet"},
+    "markdown": "# An Informal Introduction to Python\n\nIn the following examples, input and output …",
+}
+
+
+def page(plural: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A one-item list body."""
+    return {plural: [item], "total_count": 1, "limit": 50, "offset": 0}
+
+
+def ok(example: dict[str, Any], description: str = "Success") -> dict[str, Any]:
+    """A `responses` entry showing `example` as the JSON body."""
+    return {"description": description, "content": {"application/json": {"example": example}}}

@@ -1,0 +1,89 @@
+"""Documents: list, full-text search (with snippets) and one document with its Markdown."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from libs.proto_json import to_dict
+from quaero.v1 import crawl_job_pb2
+from quaero.v1 import crawler_service_pb2 as cr
+from services.gateway import examples
+from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+
+Document = model_for(crawl_job_pb2.Document.DESCRIPTOR, omit=frozenset({"snippet"}))
+# List items never carry Markdown; `snippet` is the matching passage when searching, else null.
+DocumentSummary = model_for(
+    crawl_job_pb2.Document.DESCRIPTOR,
+    omit=frozenset({"markdown"}),
+    nullable=frozenset({"snippet"}),
+    name="DocumentSummary",
+)
+DocumentSummaryList = list_model("DocumentList", "documents", DocumentSummary)
+
+
+def document_summary_json(msg: crawl_job_pb2.Document, *, searched: bool = False) -> dict[str, Any]:
+    data = to_dict(msg, omit=frozenset({"markdown"}))
+    if not searched:
+        data["snippet"] = None
+    return data
+
+
+def _stub(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.crawler
+
+
+@router.get(
+    "",
+    response_model=DocumentSummaryList,
+    responses={200: examples.ok(examples.page("documents", examples.DOCUMENT_SUMMARY)), **ERROR_RESPONSES},
+    summary="List documents, or search them with `q` (best matches first, each with a snippet)",
+)
+async def list_documents(
+    request: Request,
+    q: Annotated[str | None, Query(max_length=500, description="Full-text query over titles and content.")] = None,
+    source_id: Annotated[str | None, Query()] = None,
+    job_id: Annotated[str | None, Query(description="Documents this crawl job fetched.")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    order_by: Annotated[
+        Literal["created_at", "updated_at", "title"], Query(description="Ignored with `q` (relevance order).")
+    ] = "created_at",
+    order_dir: OrderDir = "desc",
+) -> JSONResponse:
+    query = (q or "").strip()
+    if query:
+        resp = await _stub(request).SearchDocuments(
+            cr.SearchDocumentsRequest(
+                query=query, source_id=source_id or "", job_id=job_id or "", limit=limit, offset=offset
+            )
+        )
+    else:
+        resp = await _stub(request).ListDocuments(
+            cr.ListDocumentsRequest(
+                source_id=source_id or "",
+                job_id=job_id or "",
+                limit=limit,
+                offset=offset,
+                order_by=order_by,
+                order_dir=order_dir,
+            )
+        )
+    items = (document_summary_json(d, searched=bool(query)) for d in resp.documents)
+    return JSONResponse(page_body("documents", items, resp))
+
+
+@router.get(
+    "/{id}",
+    response_model=Document,
+    responses={200: examples.ok(examples.DOCUMENT), **ERROR_RESPONSES},
+    summary="Get a document with its Markdown",
+)
+async def get_document(request: Request, id: str) -> JSONResponse:
+    resp = await _stub(request).GetDocument(cr.GetDocumentRequest(id=id))
+    return JSONResponse(to_dict(resp.document, omit=frozenset({"snippet"})))
