@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -40,6 +40,7 @@ from services.executor.model import (
 from services.executor.store import ExecutorStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _JOB_STATUS = crawl_job_pb2.CrawlJobStatus.DESCRIPTOR
 # Stream failures worth reopening the stream for; anything else is the step's error.
@@ -53,6 +54,13 @@ _TRANSIENT = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 PROGRESS_INTERVAL = 1.0
+
+
+async def _write(write: Awaitable[T]) -> T:
+    """Let a ledger write run to its end even if the driver is cancelled meanwhile: cancelling
+    SQLAlchemy mid-statement breaks the connection's cleanup, and a late write is harmless (every
+    write is a compare-and-set)."""
+    return await asyncio.shield(write)
 
 
 class LostExecution(Exception):
@@ -240,12 +248,14 @@ class Runner:
             return  # finished already (failed, or timed out)
         if errors:
             message = f"{len(errors)} error(s): " + "; ".join(errors)
-            if await self.ledger.finish(
-                execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+            if await _write(
+                self.ledger.finish(
+                    execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+                )
             ):
                 log.warning("execution failed", extra={"error": message})
             return
-        if not await self.ledger.succeed(execution, self.owner, events=self._unsaved(execution)):
+        if not await _write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
             raise LostExecution
         execution.post_jobs_state = POST_PENDING if execution.post_jobs else execution.post_jobs_state
         if execution.post_jobs:
@@ -268,7 +278,7 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         # The recovery loop takes it from here once the lease lapses.
-        await self.ledger.release(self.owner, [execution.id])
+        await _write(self.ledger.release(self.owner, [execution.id]))
 
     async def _steps_within_deadline(self, execution: Execution, stream: StepStream) -> list[str] | None:
         """Run the remaining steps; None when the execution already ended (failed or timed out)."""
@@ -289,7 +299,9 @@ class Runner:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"
         message = f"execution timed out after {timeout}"
-        if await self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution)):
+        if await _write(
+            self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution))
+        ):
             log.warning("execution timed out", extra={"timeout": timeout})
 
     async def _steps(self, execution: Execution, stream: StepStream) -> list[str] | None:
@@ -309,8 +321,10 @@ class Runner:
                 errors.append(error)
                 continue
             message = f"execution failed at {error}"
-            if await self.ledger.finish(
-                execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+            if await _write(
+                self.ledger.finish(
+                    execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
+                )
             ):
                 log.warning("execution failed", extra={"step_index": step.index, "error": step.error})
                 return None
@@ -330,7 +344,9 @@ class Runner:
     async def _save(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Record the steps now (with any deferred events); the first write also starts the run."""
         start = execution.status == PENDING
-        if not await self.ledger.save_steps(execution, self.owner, self._unsaved(execution) + events, start=start):
+        if not await _write(
+            self.ledger.save_steps(execution, self.owner, self._unsaved(execution) + events, start=start)
+        ):
             raise LostExecution
         execution.status = RUNNING
 
@@ -430,7 +446,7 @@ class Runner:
                     last_progress = now
                     payload = {"step_index": step.index, "attempt": attempt,
                                "jobs": [job_summary(j, source_types) for j in event.progress.jobs]}  # fmt: skip
-                    await self.ledger.append_event(execution.id, "step_progress", payload)
+                    await _write(self.ledger.append_event(execution.id, "step_progress", payload))
 
         return await stream.run(call, on_event)
 
