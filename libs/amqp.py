@@ -182,7 +182,9 @@ class RabbitQueue:
     async def _consume(self, queue_name: str, handler: Handler, prefetch: int) -> Consumer:
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(queue_name, ensure=False)
+        # A passive declare registers the queue with the robust channel, so the consumer is
+        # restored after a reconnect (get_queue(ensure=False) would silently lose it).
+        queue = await channel.declare_queue(queue_name, passive=True)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handler(_RabbitDelivery(message))
