@@ -49,9 +49,13 @@ class WorkerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self) -> int:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        self.terminate()
+        if self.proc.poll() is None:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -83,6 +87,8 @@ async def worker_processes(
             await w.wait_consuming()
         yield workers
     finally:
+        for w in workers:
+            w.terminate()
         for w in workers:
             w.stop()
 
