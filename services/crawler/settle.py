@@ -18,7 +18,6 @@ job's row locked from the start, so exactly `max_pages` pages are stored, never 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database, utcnow
@@ -35,6 +33,7 @@ from services.crawler.fetch import Auth, Robots
 from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, canonical_url, host_of, url_key
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
+    CANCELLED,
     DOCUMENTS,
     DONE,
     FAILED,
@@ -51,6 +50,7 @@ from services.crawler.store import (
     event_payload,
     finish_job,
     job_channel,
+    retrying,
 )
 
 log = logging.getLogger(__name__)
@@ -138,36 +138,6 @@ class Settled:
 
 class _BudgetOverflow(Exception):
     """The batch would store more pages than the budget left: redo it with the job locked."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
-        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
-            return True
-        name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
-        return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
-    return False
-
-
-async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
-    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
-    delay = 0.05
-    for n in range(1, attempts + 1):
-        try:
-            return await attempt()
-        except Exception as exc:
-            if n == attempts or not is_transient(exc):
-                raise
-            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -605,9 +575,26 @@ class Settler:
                 events = True
         else:
             result.status = job.status
+            if job.status == CANCELLED:
+                await self._cancel_stragglers(session, ctx.id, now)
         await append_logs(session, ctx.id, logs, now)
         if events:
             await self.db.notify(session, job_channel(ctx.id))
+
+    async def _cancel_stragglers(self, session: AsyncSession, job_id: str, now: datetime) -> None:
+        """URLs this batch queued for a job cancelled meanwhile are cancelled too."""
+        dropped = (
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
+                .values(state=CANCELLED, reason="cancelled", published_at=None, updated_at=now)
+                .returning(URLS.c.id)
+            )
+        ).all()
+        if dropped:
+            await session.execute(
+                update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - len(dropped))
+            )
 
     async def _skip_over_budget(
         self, session: AsyncSession, ctx: JobContext, job: Any, logs: list[tuple[str, str]], now: datetime

@@ -6,8 +6,10 @@ both, is `dispatch` here.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -29,12 +31,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
 from libs.errors import Aborted, InvalidArgument, NotFound
 from services.crawler.frontier import host_of, url_key
+
+log = logging.getLogger(__name__)
 
 # Job statuses.
 RUNNING = "running"
@@ -247,6 +252,36 @@ class ListFilter:
     job_definition_id: str | None = None
     execution_id: str | None = None
     source_id: str | None = None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
+    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
+            return True
+        name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
+        return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
+    return False
+
+
+async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
+    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
+    delay = 0.05
+    for n in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if n == attempts or not is_transient(exc):
+                raise
+            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def append_event(session: AsyncSession, job_id: str, type_: str, payload: dict[str, Any], now: datetime) -> None:
@@ -505,6 +540,9 @@ class CrawlStore:
     # ----------------------------------------------------------------------------- changing
 
     async def cancel_job(self, job_id: str, reason: str = "cancelled") -> CrawlJobRow:
+        return await retrying("cancelling a job", lambda: self._cancel_job(job_id, reason))  # type: ignore[no-any-return]
+
+    async def _cancel_job(self, job_id: str, reason: str) -> CrawlJobRow:
         async with self.db.session() as session:
             job = await self._cancel(session, job_id, reason)
             if job is None:
@@ -515,6 +553,9 @@ class CrawlStore:
         return job
 
     async def cancel_execution(self, execution_id: str, reason: str) -> list[str]:
+        return await retrying("cancelling jobs", lambda: self._cancel_execution(execution_id, reason))  # type: ignore[no-any-return]
+
+    async def _cancel_execution(self, execution_id: str, reason: str) -> list[str]:
         async with self.db.session() as session:
             ids = (
                 (

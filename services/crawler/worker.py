@@ -240,7 +240,12 @@ class Worker:
             start = await self._claim_slot(host_of(url), delay)
             if start > time.time() + MAX_SLOT_WAIT:
                 return Outcome(task.url_id, RETRY, url=url, reason="politeness", fetched=False, retry_at=_at(start))
-            await asyncio.sleep(max(0.0, start - time.time()))
+            if start > time.time():
+                await asyncio.sleep(start - time.time())
+                # The job may have been cancelled (or the URL settled) while we waited.
+                state = (await retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
+                if state is None or state[0] != QUEUED or state[1] != RUNNING:
+                    return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
         fetched_at = utcnow()
         result = await self.fetcher.fetch(url, ctx.auth)
         return await self._outcome(task, url, result, fetched_at)
