@@ -46,7 +46,9 @@ async def test_cancel_mid_crawl_stops_fetching_with_one_cancelled_event(backend:
     async with serve_site() as site, running_crawler(settings) as c:
         call = step_call({**CONFIG, "rate_limit": 100, "wait_for_completion": False}, sources=[site_source(site.base)])
         (job_id,) = accepted_ids(await run_step(c.stub, call))
-        while len(site.page_requests()) < 5:
+        for _ in range(500):
+            if len(site.page_requests()) >= 5:
+                break
             await asyncio.sleep(0.02)
 
         cancelled = await c.stub.CancelCrawlJob(crawler_service_pb2.CancelCrawlJobRequest(id=job_id))
