@@ -196,6 +196,10 @@ def dialect_insert(db: Database, table: Any) -> Any:
     return (postgresql.insert if db.is_postgres else sqlite.insert)(table)
 
 
+# Woken whenever a job leaves `running` (cancelled, completed, failed): workers drop cached statuses.
+STATUS_CHANNEL = "crawl_job_status"
+
+
 def job_channel(job_id: str) -> str:
     """The notifier channel woken when a job's events change."""
     return f"crawl_job_{job_id.replace('-', '')}"
@@ -278,7 +282,7 @@ async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts
         except Exception as exc:
             if n == attempts or not is_transient(exc):
                 raise
-            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
+            log.warning("%s failed (%s); retrying", what, str(getattr(exc, "orig", exc)).splitlines()[0][:200])
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -296,21 +300,36 @@ async def append_logs(session: AsyncSession, job_id: str, entries: Sequence[tupl
         )
 
 
+_PG_DISPATCH = text(
+    """
+    UPDATE crawl_urls SET published_at = CAST(:now AS timestamptz), publications = publications + 1
+    WHERE id IN (
+        SELECT id FROM crawl_urls
+        WHERE job_id = :job_id AND state = 'queued' AND published_at IS NULL
+          AND (next_attempt_at IS NULL OR next_attempt_at <= CAST(:now AS timestamptz))
+        ORDER BY depth, id
+        LIMIT greatest(0, :concurrency - (
+            SELECT count(*) FROM crawl_urls WHERE job_id = :job_id AND state = 'queued' AND published_at IS NOT NULL))
+    ) AND state = 'queued' AND published_at IS NULL
+    RETURNING id, url, depth
+    """
+)
+
+
 async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request_id: str, now: datetime) -> list[Task]:
     """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first.
 
     Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
-    never both see the same free slots."""
+    never both see the same free slots. One statement: the free slots are counted inside it."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(_PG_DISPATCH, {"job_id": job_id, "concurrency": concurrency, "now": now})
+        return [Task(job_id, r.id, r.url, r.depth, request_id) for r in rows]
     in_flight = (
-        await session.execute(
-            select(func.count())
-            .select_from(URLS)
-            .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
-        )
-    ).scalar_one()
-    free = concurrency - int(in_flight)
-    if free <= 0:
-        return []
+        select(func.count())
+        .select_from(URLS)
+        .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
+        .scalar_subquery()
+    )
     due = (
         select(URLS.c.id)
         .where(
@@ -320,7 +339,7 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
             or_(URLS.c.next_attempt_at.is_(None), URLS.c.next_attempt_at <= now),
         )
         .order_by(URLS.c.depth, URLS.c.id)
-        .limit(free)
+        .limit(func.max(0, concurrency - in_flight))
         .scalar_subquery()
     )
     rows = await session.execute(
@@ -604,6 +623,7 @@ class CrawlStore:
             )
         ).scalar_one()
         await append_event(session, job_id, CANCELLED, event_payload(job, error=reason), now)
+        await self.db.notify(session, STATUS_CHANNEL)
         await append_logs(
             session, job_id, [("warn", f"Crawl cancelled ({reason}): {len(dropped)} queued URL(s) dropped")], now
         )
@@ -803,6 +823,7 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
         session, job_id, [("info" if status == COMPLETED else "error", message + (f"; {error}" if error else ""))], now
     )
     await db.notify(session, job_channel(job_id))
+    await db.notify(session, STATUS_CHANNEL)
     return status
 
 
