@@ -107,9 +107,11 @@ def main() -> None:
     print(
         f"\n{args.pages} pages, depth {DEPTH}, concurrency 16, {args.workers} Quaero workers; load average {load:.1f}\n"
     )
-    print(
-        "| scenario | Quaero pages/s | Scrapy pages/s | Quaero / Scrapy | exact result (Quaero, Scrapy) | peak worker RSS | worker CPU per page |"
-    )
+    columns = [
+        "scenario", "Quaero pages/s", "Scrapy pages/s", "Quaero / Scrapy", "exact result (Quaero, Scrapy)",
+        "peak worker RSS", "worker CPU per page",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
