@@ -22,11 +22,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    column,
     delete,
     func,
     literal_column,
     or_,
     select,
+    table,
     text,
     update,
 )
@@ -728,29 +730,16 @@ class CrawlStore:
                     .order_by(ranked.c.rank.desc(), ranked.c.pk)
                 )
             else:
-                fts = text("documents_fts")
-                match_query = _fts5_query(query)
-                base: Any = (
-                    select(literal_column("documents_fts.rowid").label("rowid"))
-                    .select_from(fts)
-                    .where(literal_column("documents_fts").op("MATCH")(match_query))
-                )
-                ids = base.subquery()
+                fts = table("documents_fts", column("rowid"), column("documents_fts"))
+                joined = DOCUMENTS.join(fts, DOCUMENTS.c.pk == fts.c.rowid)
+                match = fts.c.documents_fts.op("MATCH")(_fts5_query(query))
                 total = (
-                    await session.execute(
-                        select(func.count())
-                        .select_from(DOCUMENTS)
-                        .where(DOCUMENTS.c.pk.in_(select(ids.c.rowid)), *conditions)
-                    )
+                    await session.execute(select(func.count()).select_from(joined).where(match, *conditions))
                 ).scalar_one()
                 rows = await session.execute(
-                    select(
-                        *columns,
-                        literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"),
-                    )
-                    .select_from(fts)
-                    .join(DOCUMENTS, DOCUMENTS.c.pk == literal_column("documents_fts.rowid"))
-                    .where(literal_column("documents_fts").op("MATCH")(match_query), *conditions)
+                    select(*columns, literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"))
+                    .select_from(joined)
+                    .where(match, *conditions)
                     .order_by(literal_column("bm25(documents_fts, 10.0, 1.0)"), DOCUMENTS.c.pk)
                     .limit(limit)
                     .offset(offset)
@@ -767,9 +756,9 @@ def _fts5_query(query: str) -> str:
 def _document(row: Any) -> DocumentRow:
     mapping = row._mapping
     doc = DocumentRow()
-    for column in DocumentRow.__table__.c:
-        if column.name in mapping:
-            setattr(doc, "metadata_" if column.name == "metadata" else column.name, mapping[column.name])
+    for col in DOCUMENTS.c:
+        if col.name in mapping:
+            setattr(doc, "metadata_" if col.name == "metadata" else col.name, mapping[col.name])
     if "markdown" not in mapping:
         doc.markdown = ""
     return doc

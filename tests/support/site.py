@@ -51,6 +51,9 @@ class Site:
     base: str = ""
     pages: dict[str, Page] = field(default_factory=dict)
     requests: list[tuple[float, str]] = field(default_factory=list)
+    # (host header, path, request headers) of every request.
+    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    robots_txt: str = ROBOTS_TXT
     hits: Counter[str] = field(default_factory=Counter)
     slow_seconds: float = 1.0
 
@@ -183,9 +186,10 @@ class Site:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs
         self.requests.append((time.time(), path))
+        self.seen.append((request.host, path, dict(request.headers)))
         self.hits[path] += 1
         if path == "/robots.txt":
-            return web.Response(text=ROBOTS_TXT, content_type="text/plain")
+            return web.Response(text=self.robots_txt, content_type="text/plain")
         if path == "/busy.html" and self.hits[path] == 1:
             return web.Response(status=429, text="slow down", headers={"Retry-After": "1"})
         if path == "/flaky.html" and self.hits[path] == 1:

@@ -6,6 +6,7 @@ Every fault test ends with the job completed and exactly the documents of an und
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from tests.support.crawler import (
     wait_for_status,
 )
 from tests.support.processes import TcpProxy, worker_processes
-from tests.support.site import Site, serve_site
+from tests.support.site import Page, Site, html_page, serve_site
 
 # Politeness slows the crawl enough for a fault to land in the middle of it.
 SLOW = {**CONFIG, "rate_limit": 25, "wait_for_completion": False}
@@ -146,3 +147,22 @@ async def terminate_backends(pg_url: str) -> int:
     finally:
         await conn.close()
     return sum(1 for r in rows if r[0])
+
+
+async def test_crawl_delay_holds_across_worker_processes(shared: CrawlerSettings, tmp_path: Path) -> None:
+    pages = {f"/p{i}.html": Page(body=html_page(f"P{i}", [])) for i in range(8)}
+    site = Site(pages={"/": Page(body=html_page("Home", list(pages))), **pages})
+    site.robots_txt = "User-agent: *\nCrawl-delay: 0.25\n"
+    async with (
+        serve_site(site),
+        running_crawler(shared, run_workers=False) as c,
+        worker_processes(shared, 2, tmp_path),
+    ):
+        events = await run_step(c.stub, step_call({"max_depth": 1, "start_urls": [site.url("/")]}))
+
+        assert events[-1].finished.ok
+        starts = sorted(at for at, _ in site.page_requests())
+        assert len(starts) == 9
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        # One request per slot, across both processes (a little slack for when each one fires).
+        assert min(gaps) > 0.25 * 0.8, gaps
