@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
-from libs.errors import Aborted, InvalidArgument, NotFound
+from libs.errors import Aborted, NotFound
 from services.crawler.frontier import host_of, url_key
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ SKIPPED = "skipped"
 # FAILED and CANCELLED are shared with job statuses.
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
-LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 
 
 class Base(DeclarativeBase):
@@ -644,22 +643,6 @@ class CrawlStore:
             await session.execute(update(DOCUMENTS).where(DOCUMENTS.c.job_id == job_id).values(job_id=None))
             await session.execute(delete(JOBS).where(JOBS.c.id == job_id))
 
-    async def complete_idle_jobs(self) -> int:
-        """Finish running jobs with nothing pending (a safety net: settles normally do it)."""
-        async with self.db.session() as session:
-            ids = (
-                (
-                    await session.execute(
-                        select(JOBS.c.id).where(JOBS.c.status == RUNNING, JOBS.c.pending_urls <= 0).limit(100)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            for job_id in ids:
-                await finish_job(self.db, session, job_id, utcnow())
-        return len(ids)
-
     # ---------------------------------------------------------------------------- documents
 
     def _document_filters(self, source_id: str, job_id: str) -> list[Any]:
@@ -818,9 +801,3 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
 
 def lease_cutoff(now: datetime, visibility_timeout: float) -> datetime:
     return now - timedelta(seconds=visibility_timeout)
-
-
-def level_from_name(name: str) -> int:
-    if name not in LEVELS:
-        raise InvalidArgument.field("level", f"must be one of {', '.join(LEVELS)}")
-    return LEVELS[name]
