@@ -202,12 +202,9 @@ def job_context(row: Any) -> JobContext:
 
 @dataclass
 class Settled:
-    # The URL ids this batch settled (the rest were settled already: duplicate deliveries).
-    claimed: set[int] = field(default_factory=set)
     tasks: list[Task] = field(default_factory=list)
     # url_key -> depth now recorded in the frontier, for the worker's cache of known URLs.
     known: dict[str, int] = field(default_factory=dict)
-    status: str = RUNNING
 
 
 class _BudgetOverflow(Exception):
@@ -295,7 +292,6 @@ class Settler:
         rows = {r.id: r for r in claimed}
         if not rows:
             return result
-        result.claimed = set(rows)
 
         deltas = {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
         logs: list[tuple[str, str]] = []
@@ -728,17 +724,15 @@ class Settler:
         if job.status == RUNNING and job.pending_urls <= 0:
             await append_logs(session, ctx.id, logs, now)
             logs = []
-            result.status = await finish_job(self.db, session, ctx.id, now) or job.status
+            await finish_job(self.db, session, ctx.id, now)
             events = True
         elif job.status == RUNNING:
             result.tasks = await dispatch(session, ctx.id, job.concurrency, job.request_id or ctx.request_id, now)
             if job.progress_event_at == now:
                 await append_event(session, ctx.id, "progress", event_payload(job), now)
                 events = True
-        else:
-            result.status = job.status
-            if job.status == CANCELLED:
-                await self._cancel_stragglers(session, ctx.id, now)
+        elif job.status == CANCELLED:
+            await self._cancel_stragglers(session, ctx.id, now)
         await append_logs(session, ctx.id, logs, now)
         if events:
             await self.db.notify(session, job_channel(ctx.id))

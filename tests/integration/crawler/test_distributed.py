@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
 from services.crawler.settings import CrawlerSettings
 from tests.integration.crawler.test_crawl_site import CONFIG, site_source
+from tests.support.crawl_workers import TcpProxy, worker_processes
 from tests.support.crawler import (
     Crawler,
     accepted_ids,
@@ -28,7 +29,6 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
-from tests.support.processes import TcpProxy, worker_processes
 from tests.support.site import Page, Site, html_page, serve_site
 
 # Politeness slows the crawl enough for a fault to land in the middle of it.

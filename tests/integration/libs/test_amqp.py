@@ -118,7 +118,7 @@ async def test_unacked_messages_come_back_when_their_consumer_goes(queue: TaskQu
 async def test_a_consumer_survives_a_dropped_broker_connection(amqp_url: str) -> None:
     from urllib.parse import urlsplit
 
-    from tests.support.processes import TcpProxy
+    from tests.support.crawl_workers import TcpProxy
 
     broker = urlsplit(amqp_url)
     proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
