@@ -102,10 +102,12 @@ class _RabbitConsumer:
         self._channel, self._queue, self._tag = channel, queue, tag
 
     async def cancel(self) -> None:
+        # Bounded: after a reconnect the robust channel may wait for a restore that never comes,
+        # and closing the connection releases everything anyway.
         with contextlib.suppress(Exception):
-            await self._queue.cancel(self._tag)
+            await asyncio.wait_for(self._queue.cancel(self._tag), 1)
         with contextlib.suppress(Exception):
-            await self._channel.close()
+            await asyncio.wait_for(self._channel.close(), 1)
 
 
 class RabbitQueue:
@@ -182,7 +184,9 @@ class RabbitQueue:
     async def _consume(self, queue_name: str, handler: Handler, prefetch: int) -> Consumer:
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(queue_name, ensure=False)
+        # A passive declare registers the queue with the robust channel, so the consumer is
+        # restored after a reconnect (get_queue(ensure=False) would silently lose it).
+        queue = await channel.declare_queue(queue_name, passive=True)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handler(_RabbitDelivery(message))
@@ -215,10 +219,12 @@ class RabbitQueue:
             await channel.close()
 
     async def close(self) -> None:
+        # Bounded like the consumers': a robust connection that reconnected can hang on close.
         if self._publish_channel is not None and not self._publish_channel.is_closed:
             with contextlib.suppress(Exception):
-                await self._publish_channel.close()
-        await self.connection.close()
+                await asyncio.wait_for(self._publish_channel.close(), 1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connection.close(), 3)
 
 
 # ------------------------------------------------------------------------------------ in-process

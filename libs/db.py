@@ -157,7 +157,17 @@ class Database:
     concurrently with writers.
     """
 
-    def __init__(self, url: str, schema: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        pool_size: int = 10,
+        pre_ping: bool = True,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        """`pre_ping=False` saves a round trip per checkout for callers that retry on a lost
+        connection themselves; `server_settings` are extra PostgreSQL session settings."""
         if not _IDENT.match(schema):
             raise ValueError(f"bad schema name {schema!r}")
         self.url = url
@@ -170,9 +180,15 @@ class Database:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
+                pool_pre_ping=pre_ping,
                 pool_recycle=1800,
-                connect_args={"server_settings": {"search_path": schema, "application_name": f"quaero-{schema}"}},
+                connect_args={
+                    "server_settings": {
+                        "search_path": schema,
+                        "application_name": f"quaero-{schema}",
+                        **(server_settings or {}),
+                    }
+                },
             )
             self._reader = self._writer
             self.notifier: Notifier = _PgNotifier(self._asyncpg_dsn(parsed))

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url, url_query_cleaner
@@ -116,6 +116,8 @@ class Scope:
     excludes: tuple[re.Pattern[str], ...] = ()
     max_depth: int = 2
     follow_links: bool = True
+    # url -> url_reason: the same links are classified page after page.
+    _reasons: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def build(
@@ -148,6 +150,16 @@ class Scope:
         """Why a canonical URL is out of scope whatever its depth (None: in scope).
 
         Checked in a fixed order, so a URL's reason never depends on the order of discovery."""
+        try:
+            return self._reasons[url]
+        except KeyError:
+            pass
+        if len(self._reasons) > 100_000:
+            self._reasons.clear()
+        reason = self._reasons[url] = self._url_reason(url)
+        return reason
+
+    def _url_reason(self, url: str) -> str | None:
         if urlsplit(url).scheme not in _DEFAULT_PORTS:
             return SCHEME
         if not self._on_site(hostname_of(url)):

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import multiprocessing
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,6 +23,22 @@ from services.crawler.frontier import resolve_link
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 _MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True)
+
+
+def _converter() -> Callable[[str], str]:
+    """html_to_markdown.convert re-validates its options on every call (about 1 ms); with the
+    pinned release we convert them once and call the Rust binding directly."""
+    try:
+        from html_to_markdown import _html_to_markdown as rust
+        from html_to_markdown.api import _to_rust_conversion_options
+
+        options = _to_rust_conversion_options(_MARKDOWN)
+        return lambda html: rust.convert(html=html, options=options, visitor=None).content or ""
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another release
+        return lambda html: html_to_markdown.convert(html, _MARKDOWN).content or ""
+
+
+_to_markdown = _converter()
 # The part of a page worth keeping, in order of preference.
 _CONTENT_SELECTORS = ("main", "article", "[role=main]", "body")
 _DROP = "script, style, noscript, template, svg, iframe"
@@ -98,7 +115,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
         node.decompose()
     content = next((n for n in (tree.css_first(s) for s in _CONTENT_SELECTORS) if n is not None), None)
     html = (content.html if content is not None else tree.html) or ""
-    markdown = ((html_to_markdown.convert(html, _MARKDOWN).content or "").strip() + "\n") if html else ""
+    markdown = (_to_markdown(html).strip() + "\n") if html else ""
 
     digest = hashlib.sha256()
     digest.update(title.encode())

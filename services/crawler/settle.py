@@ -18,7 +18,7 @@ job's row locked from the start, so exactly `max_pages` pages are stored, never 
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database, utcnow
@@ -35,6 +34,7 @@ from services.crawler.fetch import Auth, Robots
 from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, canonical_url, host_of, url_key
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
+    CANCELLED,
     DOCUMENTS,
     DONE,
     FAILED,
@@ -51,6 +51,7 @@ from services.crawler.store import (
     event_payload,
     finish_job,
     job_channel,
+    retrying,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,79 @@ PAGE = "page"
 REDIRECT = "redirect"
 RETRY = "retry"
 MAX_REDIRECTS = 10
+
+# PostgreSQL statements of the hot path. Lists travel as arrays (unnest), so each statement has
+# one shape whatever the batch size: prepared once per connection, compiled never.
+_PG_CLAIM = text(
+    """
+    SELECT id, url, depth, document_id, attempts, redirect_hops FROM crawl_urls
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND job_id = :job_id AND state = 'queued'
+    ORDER BY id FOR UPDATE
+    """
+)
+_PG_COUNTERS = text(
+    """
+    UPDATE crawl_jobs SET total_urls = total_urls + :dt, completed_urls = completed_urls + :dc,
+        failed_urls = failed_urls + :df, pending_urls = pending_urls + :dp, skipped_urls = skipped_urls + :ds,
+        result_count = result_count + :dr, updated_at = CAST(:now AS timestamptz),
+        progress_event_at = CASE WHEN progress_event_at IS NULL OR progress_event_at < CAST(:cutoff AS timestamptz)
+                                 THEN CAST(:now AS timestamptz) ELSE progress_event_at END
+    WHERE id = :job_id AND (NOT CAST(:guard AS boolean) OR result_count + :dr <= max_pages)
+    RETURNING *
+    """
+)
+_PG_DOCUMENTS = text(
+    """
+    INSERT INTO documents (id, source_id, url_key, url, host, title, markdown, metadata, content_hash,
+                           word_count, job_id, created_at, updated_at)
+    SELECT d.id, :source_id, d.url_key, d.url, d.host, d.title, d.markdown, d.metadata::jsonb, d.content_hash,
+           d.word_count, :job_id, CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM unnest(CAST(:ids AS text[]), CAST(:url_keys AS text[]), CAST(:urls AS text[]), CAST(:hosts AS text[]),
+                CAST(:titles AS text[]), CAST(:markdowns AS text[]), CAST(:metadata AS text[]),
+                CAST(:hashes AS text[]), CAST(:word_counts AS int[]))
+         AS d(id, url_key, url, host, title, markdown, metadata, content_hash, word_count)
+    ON CONFLICT (source_id, url_key) DO UPDATE SET
+        url = excluded.url, host = excluded.host, title = excluded.title, markdown = excluded.markdown,
+        metadata = excluded.metadata, word_count = excluded.word_count, job_id = excluded.job_id,
+        updated_at = CASE WHEN documents.content_hash = excluded.content_hash
+                          THEN documents.updated_at ELSE excluded.updated_at END,
+        content_hash = excluded.content_hash
+    RETURNING id, url_key
+    """
+)
+_PG_OUTCOMES = text(
+    """
+    UPDATE crawl_urls u SET state = v.state, reason = v.reason, detail = v.detail, http_status = v.http_status,
+        redirected_to = v.redirected_to, document_id = coalesce(v.document_id, u.document_id),
+        links_cut = v.links_cut, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+        published_at = NULL, updated_at = CAST(:now AS timestamptz)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:reasons AS text[]), CAST(:details AS text[]),
+                CAST(:statuses AS int[]), CAST(:redirects AS text[]), CAST(:documents AS text[]),
+                CAST(:cuts AS boolean[]), CAST(:attempts AS int[]), CAST(:next AS timestamptz[]))
+         AS v(id, state, reason, detail, http_status, redirected_to, document_id, links_cut, attempts, next_attempt_at)
+    WHERE u.id = v.id
+    """
+)
+# Inserts the new URLs and reads the known ones in one round trip: the SELECT runs on the
+# statement's snapshot, so it sees exactly the rows that existed before it.
+_PG_DISCOVER = text(
+    """
+    WITH ins AS (
+        INSERT INTO crawl_urls (job_id, url_key, url, host, depth, state, reason, redirect_hops, discovered_from,
+                                created_at, updated_at)
+        SELECT :job_id, t.url_key, t.url, t.host, t.depth, t.state, t.reason, t.hops, t.discovered_from,
+               CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+        FROM unnest(CAST(:keys AS text[]), CAST(:urls AS text[]), CAST(:hosts AS text[]), CAST(:depths AS int[]),
+                    CAST(:states AS text[]), CAST(:reasons AS text[]), CAST(:hops AS int[]), CAST(:froms AS text[]))
+             AS t(url_key, url, host, depth, state, reason, hops, discovered_from)
+        ON CONFLICT (job_id, url_key) DO NOTHING
+        RETURNING url_key, state
+    )
+    SELECT url_key, state, NULL::bigint AS id, NULL::int AS depth FROM ins
+    UNION ALL
+    SELECT url_key, NULL, id, depth FROM crawl_urls WHERE job_id = :job_id AND url_key = ANY(CAST(:keys AS text[]))
+    """
+)
 
 
 @dataclass
@@ -128,46 +202,13 @@ def job_context(row: Any) -> JobContext:
 
 @dataclass
 class Settled:
-    # The URL ids this batch settled (the rest were settled already: duplicate deliveries).
-    claimed: set[int] = field(default_factory=set)
     tasks: list[Task] = field(default_factory=list)
     # url_key -> depth now recorded in the frontier, for the worker's cache of known URLs.
     known: dict[str, int] = field(default_factory=dict)
-    status: str = RUNNING
 
 
 class _BudgetOverflow(Exception):
     """The batch would store more pages than the budget left: redo it with the job locked."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
-        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
-            return True
-        name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
-        return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
-    return False
-
-
-async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
-    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
-    delay = 0.05
-    for n in range(1, attempts + 1):
-        try:
-            return await attempt()
-        except Exception as exc:
-            if n == attempts or not is_transient(exc):
-                raise
-            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -244,10 +285,13 @@ class Settler:
             .order_by(URLS.c.id)
             .with_for_update()
         )
-        rows = {r.id: r for r in await session.execute(claim)}
+        if self.db.is_postgres:
+            claimed = await session.execute(_PG_CLAIM, {"ids": sorted(by_id), "job_id": ctx.id})
+        else:
+            claimed = await session.execute(claim)
+        rows = {r.id: r for r in claimed}
         if not rows:
             return result
-        result.claimed = set(rows)
 
         deltas = {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
         logs: list[tuple[str, str]] = []
@@ -289,7 +333,6 @@ class Settler:
                     if reason is None and hops > MAX_REDIRECTS:
                         reason = REDIRECT_LIMIT
                     _add(candidates, _Candidate(o.location, row.depth, hops, row.url, reason))
-                logs.append(("debug", f"Redirected ({o.http_status}): {row.url} -> {o.location}"))
             elif kind == FAILED:
                 record(o, row, FAILED, reason=o.reason, detail=detail)
                 deltas["completed"] += 1
@@ -302,7 +345,6 @@ class Settler:
                 deltas["skipped"] += 1
                 deltas["total"] -= 1
                 deltas["pending"] -= 1
-                logs.append(("debug", f"Skipped ({o.reason}): {row.url}"))
             else:  # RETRY: back in the frontier, due later; the pump publishes it then.
                 due = o.retry_at or now + timedelta(seconds=self.retry_backoff * 2**row.attempts)
                 record(o, row, QUEUED, reason=o.reason, detail=o.detail, next_attempt_at=due)
@@ -337,10 +379,26 @@ class Settler:
                 for link in o.links:
                     reason = self._reason(ctx, link, row.depth + 1)
                     _add(candidates, _Candidate(link, row.depth + 1, 0, row.url, reason))
-            logs.append(("debug", f"Stored ({o.http_status}): {row.url} (depth {row.depth}, {len(o.links)} links)"))
 
         # 3. Outcomes.
-        if updates:
+        if updates and self.db.is_postgres:
+            await session.execute(
+                _PG_OUTCOMES,
+                {
+                    "now": now,
+                    "ids": [u["b_id"] for u in updates],
+                    "states": [u["b_state"] for u in updates],
+                    "reasons": [u["b_reason"] for u in updates],
+                    "details": [u["b_detail"] for u in updates],
+                    "statuses": [u["b_status"] for u in updates],
+                    "redirects": [u["b_redirected_to"] for u in updates],
+                    "documents": [u["b_document_id"] for u in updates],
+                    "cuts": [u["b_links_cut"] for u in updates],
+                    "attempts": [u["b_attempts"] for u in updates],
+                    "next": [u["b_next_attempt_at"] for u in updates],
+                },
+            )
+        elif updates:
             await session.execute(
                 update(URLS)
                 .where(URLS.c.id == bindparam("b_id"))
@@ -417,6 +475,26 @@ class Settler:
                     "updated_at": now,
                 }
             )
+        if self.db.is_postgres:
+            rows = await session.execute(
+                _PG_DOCUMENTS,
+                {
+                    "source_id": ctx.source_id,
+                    "job_id": ctx.id,
+                    "now": now,
+                    "ids": [v["id"] for v in values],
+                    "url_keys": [v["url_key"] for v in values],
+                    "urls": [v["url"] for v in values],
+                    "hosts": [v["host"] for v in values],
+                    "titles": [v["title"] for v in values],
+                    "markdowns": [v["markdown"] for v in values],
+                    "metadata": [json.dumps(v["metadata"]) for v in values],
+                    "hashes": [v["content_hash"] for v in values],
+                    "word_counts": [v["word_count"] for v in values],
+                },
+            )
+            ids = {r.url_key: r.id for r in rows}
+            return {row.id: ids[url_key(row.url)] for _, row in stored}
         insert = dialect_insert(self.db, DOCUMENTS).values(values)
         excluded = insert.excluded
         insert = insert.on_conflict_do_update(
@@ -456,58 +534,44 @@ class Settler:
         todo = {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
         if not todo:
             return
-        existing = {
-            r.url_key: r
-            for r in await session.execute(
-                select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
-                    URLS.c.job_id == ctx.id, URLS.c.url_key.in_(sorted(todo))
-                )
-            )
-        }
-        fresh = sorted(k for k in todo if k not in existing)
-        if fresh:
-            rows = []
-            for k in fresh:
-                c = todo[k]
-                reason = c.reason or (BUDGET if budget_full else None)
-                rows.append(
-                    {
-                        "job_id": ctx.id,
-                        "url_key": k,
-                        "url": c.url,
-                        "host": host_of(c.url),
-                        "depth": c.depth,
-                        "state": SKIPPED if reason else QUEUED,
-                        "reason": reason or "",
-                        "redirect_hops": c.hops,
-                        "discovered_from": c.discovered_from,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-            insert = (
-                dialect_insert(self.db, URLS)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
-                .returning(URLS.c.url_key, URLS.c.state)
-            )
-            inserted = {r.url_key: r.state for r in await session.execute(insert)}
-            for k, state in inserted.items():
-                result.known[k] = todo[k].depth
-                if state == QUEUED:
-                    deltas["total"] += 1
-                    deltas["pending"] += 1
-                else:
-                    deltas["skipped"] += 1
-            raced = [k for k in fresh if k not in inserted]
-            if raced:
-                # Inserted by a concurrent batch since we looked: handle them as existing URLs.
+        rows = {k: self._frontier_row(ctx, k, c, budget_full, now) for k, c in sorted(todo.items())}
+        if self.db.is_postgres:
+            inserted, existing = await self._insert_pg(session, ctx, rows, now)
+        else:
+            existing = {
+                r.url_key: r
                 for r in await session.execute(
                     select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
-                        URLS.c.job_id == ctx.id, URLS.c.url_key.in_(raced)
+                        URLS.c.job_id == ctx.id, URLS.c.url_key.in_(list(rows))
                     )
-                ):
-                    existing[r.url_key] = r
+                )
+            }
+            fresh = [row for k, row in rows.items() if k not in existing]
+            inserted = {}
+            if fresh:
+                insert = (
+                    dialect_insert(self.db, URLS)
+                    .values(fresh)
+                    .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
+                    .returning(URLS.c.url_key, URLS.c.state)
+                )
+                inserted = {r.url_key: r.state for r in await session.execute(insert)}
+        for k, state in inserted.items():
+            result.known[k] = todo[k].depth
+            if state == QUEUED:
+                deltas["total"] += 1
+                deltas["pending"] += 1
+            else:
+                deltas["skipped"] += 1
+        raced = [k for k in rows if k not in inserted and k not in existing]
+        if raced:
+            # Inserted by a concurrent batch after our snapshot: handle them as existing URLs.
+            for r in await session.execute(
+                select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
+                    URLS.c.job_id == ctx.id, URLS.c.url_key.in_(raced)
+                )
+            ):
+                existing[r.url_key] = r
         nearer = []
         for k, r in existing.items():
             if r.depth > todo[k].depth:
@@ -516,6 +580,51 @@ class Settler:
                 result.known[k] = r.depth
         if nearer:
             await self._reopen(session, ctx, nearer, todo, deltas, result, budget_full=budget_full, now=now)
+
+    @staticmethod
+    def _frontier_row(ctx: JobContext, key: str, c: _Candidate, budget_full: bool, now: datetime) -> dict[str, Any]:
+        reason = c.reason or (BUDGET if budget_full else None)
+        return {
+            "job_id": ctx.id,
+            "url_key": key,
+            "url": c.url,
+            "host": host_of(c.url),
+            "depth": c.depth,
+            "state": SKIPPED if reason else QUEUED,
+            "reason": reason or "",
+            "redirect_hops": c.hops,
+            "discovered_from": c.discovered_from,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    async def _insert_pg(
+        self, session: AsyncSession, ctx: JobContext, rows: dict[str, dict[str, Any]], now: datetime
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        values = list(rows.values())
+        result = await session.execute(
+            _PG_DISCOVER,
+            {
+                "job_id": ctx.id,
+                "now": now,
+                "keys": [v["url_key"] for v in values],
+                "urls": [v["url"] for v in values],
+                "hosts": [v["host"] for v in values],
+                "depths": [v["depth"] for v in values],
+                "states": [v["state"] for v in values],
+                "reasons": [v["reason"] for v in values],
+                "hops": [v["redirect_hops"] for v in values],
+                "froms": [v["discovered_from"] for v in values],
+            },
+        )
+        inserted: dict[str, str] = {}
+        existing: dict[str, Any] = {}
+        for r in result:
+            if r.state is not None:
+                inserted[r.url_key] = r.state
+            else:
+                existing[r.url_key] = r
+        return inserted, existing
 
     async def _reopen(
         self,
@@ -587,7 +696,26 @@ class Settler:
         )
         if guard_budget and deltas["result"]:
             counters = counters.where(JOBS.c.result_count + deltas["result"] <= JOBS.c.max_pages)
-        job = (await session.execute(counters)).one_or_none()
+        if self.db.is_postgres:
+            job = (
+                await session.execute(
+                    _PG_COUNTERS,
+                    {
+                        "dt": deltas["total"],
+                        "dc": deltas["completed"],
+                        "df": deltas["failed"],
+                        "dp": deltas["pending"],
+                        "ds": deltas["skipped"],
+                        "dr": deltas["result"],
+                        "job_id": ctx.id,
+                        "now": now,
+                        "cutoff": cutoff,
+                        "guard": guard_budget and deltas["result"] > 0,
+                    },
+                )
+            ).one_or_none()
+        else:
+            job = (await session.execute(counters)).one_or_none()
         if job is None:
             raise _BudgetOverflow
         events = False
@@ -596,18 +724,33 @@ class Settler:
         if job.status == RUNNING and job.pending_urls <= 0:
             await append_logs(session, ctx.id, logs, now)
             logs = []
-            result.status = await finish_job(self.db, session, ctx.id, now) or job.status
+            await finish_job(self.db, session, ctx.id, now)
             events = True
         elif job.status == RUNNING:
             result.tasks = await dispatch(session, ctx.id, job.concurrency, job.request_id or ctx.request_id, now)
             if job.progress_event_at == now:
                 await append_event(session, ctx.id, "progress", event_payload(job), now)
                 events = True
-        else:
-            result.status = job.status
+        elif job.status == CANCELLED:
+            await self._cancel_stragglers(session, ctx.id, now)
         await append_logs(session, ctx.id, logs, now)
         if events:
             await self.db.notify(session, job_channel(ctx.id))
+
+    async def _cancel_stragglers(self, session: AsyncSession, job_id: str, now: datetime) -> None:
+        """URLs this batch queued for a job cancelled meanwhile are cancelled too."""
+        dropped = (
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
+                .values(state=CANCELLED, reason="cancelled", published_at=None, updated_at=now)
+                .returning(URLS.c.id)
+            )
+        ).all()
+        if dropped:
+            await session.execute(
+                update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - len(dropped))
+            )
 
     async def _skip_over_budget(
         self, session: AsyncSession, ctx: JobContext, job: Any, logs: list[tuple[str, str]], now: datetime

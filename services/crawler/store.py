@@ -6,8 +6,10 @@ both, is `dispatch` here.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -20,21 +22,26 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    column,
     delete,
     func,
     literal_column,
     or_,
     select,
+    table,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
-from libs.errors import Aborted, InvalidArgument, NotFound
+from libs.errors import Aborted, NotFound
 from services.crawler.frontier import host_of, url_key
+
+log = logging.getLogger(__name__)
 
 # Job statuses.
 RUNNING = "running"
@@ -50,7 +57,6 @@ SKIPPED = "skipped"
 # FAILED and CANCELLED are shared with job statuses.
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
-LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 
 
 class Base(DeclarativeBase):
@@ -191,6 +197,10 @@ def dialect_insert(db: Database, table: Any) -> Any:
     return (postgresql.insert if db.is_postgres else sqlite.insert)(table)
 
 
+# Woken whenever a job leaves `running` (cancelled, completed, failed): workers drop cached statuses.
+STATUS_CHANNEL = "crawl_job_status"
+
+
 def job_channel(job_id: str) -> str:
     """The notifier channel woken when a job's events change."""
     return f"crawl_job_{job_id.replace('-', '')}"
@@ -249,6 +259,36 @@ class ListFilter:
     source_id: str | None = None
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
+    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
+            return True
+        name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
+        return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
+    return False
+
+
+async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
+    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
+    delay = 0.05
+    for n in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if n == attempts or not is_transient(exc):
+                raise
+            log.warning("%s failed (%s); retrying", what, str(getattr(exc, "orig", exc)).splitlines()[0][:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def append_event(session: AsyncSession, job_id: str, type_: str, payload: dict[str, Any], now: datetime) -> None:
     await session.execute(EVENTS.insert().values(job_id=job_id, type=type_, payload=payload, created_at=now))
 
@@ -261,21 +301,36 @@ async def append_logs(session: AsyncSession, job_id: str, entries: Sequence[tupl
         )
 
 
+_PG_DISPATCH = text(
+    """
+    UPDATE crawl_urls SET published_at = CAST(:now AS timestamptz), publications = publications + 1
+    WHERE id IN (
+        SELECT id FROM crawl_urls
+        WHERE job_id = :job_id AND state = 'queued' AND published_at IS NULL
+          AND (next_attempt_at IS NULL OR next_attempt_at <= CAST(:now AS timestamptz))
+        ORDER BY depth, id
+        LIMIT greatest(0, :concurrency - (
+            SELECT count(*) FROM crawl_urls WHERE job_id = :job_id AND state = 'queued' AND published_at IS NOT NULL))
+    ) AND state = 'queued' AND published_at IS NULL
+    RETURNING id, url, depth
+    """
+)
+
+
 async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request_id: str, now: datetime) -> list[Task]:
     """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first.
 
     Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
-    never both see the same free slots."""
+    never both see the same free slots. One statement: the free slots are counted inside it."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(_PG_DISPATCH, {"job_id": job_id, "concurrency": concurrency, "now": now})
+        return [Task(job_id, r.id, r.url, r.depth, request_id) for r in rows]
     in_flight = (
-        await session.execute(
-            select(func.count())
-            .select_from(URLS)
-            .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
-        )
-    ).scalar_one()
-    free = concurrency - int(in_flight)
-    if free <= 0:
-        return []
+        select(func.count())
+        .select_from(URLS)
+        .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
+        .scalar_subquery()
+    )
     due = (
         select(URLS.c.id)
         .where(
@@ -285,7 +340,7 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
             or_(URLS.c.next_attempt_at.is_(None), URLS.c.next_attempt_at <= now),
         )
         .order_by(URLS.c.depth, URLS.c.id)
-        .limit(free)
+        .limit(func.max(0, concurrency - in_flight))
         .scalar_subquery()
     )
     rows = await session.execute(
@@ -505,6 +560,9 @@ class CrawlStore:
     # ----------------------------------------------------------------------------- changing
 
     async def cancel_job(self, job_id: str, reason: str = "cancelled") -> CrawlJobRow:
+        return await retrying("cancelling a job", lambda: self._cancel_job(job_id, reason))  # type: ignore[no-any-return]
+
+    async def _cancel_job(self, job_id: str, reason: str) -> CrawlJobRow:
         async with self.db.session() as session:
             job = await self._cancel(session, job_id, reason)
             if job is None:
@@ -515,6 +573,9 @@ class CrawlStore:
         return job
 
     async def cancel_execution(self, execution_id: str, reason: str) -> list[str]:
+        return await retrying("cancelling jobs", lambda: self._cancel_execution(execution_id, reason))  # type: ignore[no-any-return]
+
+    async def _cancel_execution(self, execution_id: str, reason: str) -> list[str]:
         async with self.db.session() as session:
             ids = (
                 (
@@ -563,6 +624,7 @@ class CrawlStore:
             )
         ).scalar_one()
         await append_event(session, job_id, CANCELLED, event_payload(job, error=reason), now)
+        await self.db.notify(session, STATUS_CHANNEL)
         await append_logs(
             session, job_id, [("warn", f"Crawl cancelled ({reason}): {len(dropped)} queued URL(s) dropped")], now
         )
@@ -580,22 +642,6 @@ class CrawlStore:
                 await session.execute(delete(table).where(table.c.job_id == job_id))
             await session.execute(update(DOCUMENTS).where(DOCUMENTS.c.job_id == job_id).values(job_id=None))
             await session.execute(delete(JOBS).where(JOBS.c.id == job_id))
-
-    async def complete_idle_jobs(self) -> int:
-        """Finish running jobs with nothing pending (a safety net: settles normally do it)."""
-        async with self.db.session() as session:
-            ids = (
-                (
-                    await session.execute(
-                        select(JOBS.c.id).where(JOBS.c.status == RUNNING, JOBS.c.pending_urls <= 0).limit(100)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            for job_id in ids:
-                await finish_job(self.db, session, job_id, utcnow())
-        return len(ids)
 
     # ---------------------------------------------------------------------------- documents
 
@@ -667,29 +713,16 @@ class CrawlStore:
                     .order_by(ranked.c.rank.desc(), ranked.c.pk)
                 )
             else:
-                fts = text("documents_fts")
-                match_query = _fts5_query(query)
-                base: Any = (
-                    select(literal_column("documents_fts.rowid").label("rowid"))
-                    .select_from(fts)
-                    .where(literal_column("documents_fts").op("MATCH")(match_query))
-                )
-                ids = base.subquery()
+                fts = table("documents_fts", column("rowid"), column("documents_fts"))
+                joined = DOCUMENTS.join(fts, DOCUMENTS.c.pk == fts.c.rowid)
+                match = fts.c.documents_fts.op("MATCH")(_fts5_query(query))
                 total = (
-                    await session.execute(
-                        select(func.count())
-                        .select_from(DOCUMENTS)
-                        .where(DOCUMENTS.c.pk.in_(select(ids.c.rowid)), *conditions)
-                    )
+                    await session.execute(select(func.count()).select_from(joined).where(match, *conditions))
                 ).scalar_one()
                 rows = await session.execute(
-                    select(
-                        *columns,
-                        literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"),
-                    )
-                    .select_from(fts)
-                    .join(DOCUMENTS, DOCUMENTS.c.pk == literal_column("documents_fts.rowid"))
-                    .where(literal_column("documents_fts").op("MATCH")(match_query), *conditions)
+                    select(*columns, literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"))
+                    .select_from(joined)
+                    .where(match, *conditions)
                     .order_by(literal_column("bm25(documents_fts, 10.0, 1.0)"), DOCUMENTS.c.pk)
                     .limit(limit)
                     .offset(offset)
@@ -706,9 +739,9 @@ def _fts5_query(query: str) -> str:
 def _document(row: Any) -> DocumentRow:
     mapping = row._mapping
     doc = DocumentRow()
-    for column in DocumentRow.__table__.c:
-        if column.name in mapping:
-            setattr(doc, "metadata_" if column.name == "metadata" else column.name, mapping[column.name])
+    for col in DOCUMENTS.c:
+        if col.name in mapping:
+            setattr(doc, "metadata_" if col.name == "metadata" else col.name, mapping[col.name])
     if "markdown" not in mapping:
         doc.markdown = ""
     return doc
@@ -762,14 +795,9 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
         session, job_id, [("info" if status == COMPLETED else "error", message + (f"; {error}" if error else ""))], now
     )
     await db.notify(session, job_channel(job_id))
+    await db.notify(session, STATUS_CHANNEL)
     return status
 
 
 def lease_cutoff(now: datetime, visibility_timeout: float) -> datetime:
     return now - timedelta(seconds=visibility_timeout)
-
-
-def level_from_name(name: str) -> int:
-    if name not in LEVELS:
-        raise InvalidArgument.field("level", f"must be one of {', '.join(LEVELS)}")
-    return LEVELS[name]

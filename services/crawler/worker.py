@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
@@ -53,6 +53,7 @@ from services.crawler.store import (
     QUEUED,
     ROBOTS_CACHE,
     RUNNING,
+    STATUS_CHANNEL,
     URLS,
     RobotsRow,
     dialect_insert,
@@ -65,6 +66,17 @@ log = logging.getLogger(__name__)
 MAX_SLOT_WAIT = 2.0
 KNOWN_URLS_PER_JOB = 200_000
 JOBS_REMEMBERED = 64
+# A job seen running this recently takes new tasks without asking the database again; a cancel
+# (or completion) wakes STATUS_CHANNEL and empties the cache at once.
+STATUS_TTL = 1.0
+# Settle transactions a worker runs at once: a batch settles while the previous one commits.
+SETTLERS = 3
+
+
+_PG_STATES = text(
+    "SELECT u.id, u.state, j.status, u.next_attempt_at FROM crawl_urls u JOIN crawl_jobs j ON j.id = u.job_id"
+    " WHERE u.id = ANY(CAST(:ids AS bigint[]))"
+)
 
 
 @dataclass
@@ -103,6 +115,7 @@ class Worker:
             robots_lookup=self._robots_known,
             before_counters=before_counters,
         )
+        self._status: dict[str, tuple[str, float]] = {}
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
         self._known: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -116,7 +129,8 @@ class Worker:
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._gate(), name="worker-gate"),
-            asyncio.create_task(self._settle_loop(), name="worker-settler"),
+            asyncio.create_task(self._watch_statuses(), name="worker-statuses"),
+            *(asyncio.create_task(self._settle_loop(), name=f"worker-settler-{i}") for i in range(SETTLERS)),
         ]
         self._consumer = await self.queue.consume(self._on_delivery, prefetch=self.settings.worker_prefetch)
 
@@ -149,6 +163,13 @@ class Worker:
                 for delivery in batch:
                     await _settle_delivery(delivery, requeue=True)
 
+    async def _watch_statuses(self) -> None:
+        async with self.db.notifier.subscribe(STATUS_CHANNEL) as wake:
+            while True:
+                await wake.wait()
+                wake.clear()
+                self._status.clear()
+
     async def _admit(self, batch: list[Delivery]) -> None:
         tasks: list[tuple[Delivery, url_task_pb2.UrlTask]] = []
         for delivery in batch:
@@ -157,22 +178,42 @@ class Worker:
             except Exception:
                 log.error("dropping an unreadable task to the dead-letter queue")
                 await _settle_delivery(delivery, requeue=False)
-        if not tasks:
-            return
-        states = await retrying("checking tasks", lambda: self._states([t.url_id for _, t in tasks]))
+        # First deliveries of a job known to be running go straight to work; the rest (and
+        # every job now and then) are checked against the database, in one query per batch.
+        clock = time.monotonic()
+        checked = [
+            t.url_id
+            for d, t in tasks
+            if d.delivery_count
+            or (s := self._status.get(t.job_id)) is None
+            or s[0] != RUNNING
+            or clock - s[1] > STATUS_TTL
+        ]
+        states = await retrying("checking tasks", lambda: self._states(checked)) if checked else {}
         now = utcnow()
         for delivery, task in tasks:
             state = states.get(task.url_id)
-            if state is None or state[0] != QUEUED or state[1] != RUNNING or (state[2] is not None and state[2] > now):
-                # Settled already, job cancelled or finished, or not due yet: nothing to do.
-                await _settle_delivery(delivery, requeue=False, ack=True)
-                continue
+            if task.url_id in states or task.url_id in checked:
+                if state is not None:
+                    self._status[task.job_id] = (state[1], clock)
+                if (
+                    state is None
+                    or state[0] != QUEUED
+                    or state[1] != RUNNING
+                    or (state[2] is not None and state[2] > now)
+                ):
+                    # Settled already, job cancelled or finished, or not due yet: nothing to do.
+                    await _settle_delivery(delivery, requeue=False, ack=True)
+                    continue
             work = asyncio.create_task(self._run(delivery, task))
             self._tasks.add(work)
             work.add_done_callback(self._tasks.discard)
 
     async def _states(self, url_ids: list[int]) -> dict[int, tuple[str, str, datetime | None]]:
         async with self.db.read() as session:
+            if self.db.is_postgres:
+                rows = await session.execute(_PG_STATES, {"ids": url_ids})
+                return {r.id: (r.state, r.status, r.next_attempt_at) for r in rows}
             rows = await session.execute(
                 select(URLS.c.id, URLS.c.state, JOBS.c.status, URLS.c.next_attempt_at)
                 .join(JOBS, JOBS.c.id == URLS.c.job_id)
@@ -222,8 +263,7 @@ class Worker:
             if len(known) > KNOWN_URLS_PER_JOB:
                 known.clear()
             await tasks_queue.publish(self.queue, settled.tasks)
-            for work in works:
-                await _settle_delivery(work.delivery, requeue=False, ack=True)
+            await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
 
     # ----------------------------------------------------------------------------- one task
 
@@ -240,7 +280,12 @@ class Worker:
             start = await self._claim_slot(host_of(url), delay)
             if start > time.time() + MAX_SLOT_WAIT:
                 return Outcome(task.url_id, RETRY, url=url, reason="politeness", fetched=False, retry_at=_at(start))
-            await asyncio.sleep(max(0.0, start - time.time()))
+            if start > time.time():
+                await asyncio.sleep(start - time.time())
+                # The job may have been cancelled (or the URL settled) while we waited.
+                state = (await retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
+                if state is None or state[0] != QUEUED or state[1] != RUNNING:
+                    return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
         fetched_at = utcnow()
         result = await self.fetcher.fetch(url, ctx.auth)
         return await self._outcome(task, url, result, fetched_at)
@@ -408,7 +453,17 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
     """Consume URL tasks until `stop` is set."""
     service_var.set("crawler-worker")
     async with AsyncExitStack() as stack:
-        db = Database(settings.database_url_for("crawler"), "crawler", pool_size=settings.db_pool_size)
+        # Settles commit asynchronously (synchronous_commit off): a commit lost in a database
+        # crash only reverts its URLs to queued with their leases, and the pump republishes them.
+        # No pre-ping: every unit of work retries on a lost connection anyway.
+        db = Database(
+            settings.database_url_for("crawler"),
+            "crawler",
+            pool_size=settings.db_pool_size,
+            pre_ping=False,
+            server_settings={"synchronous_commit": "off"},
+        )
+        await db.start()
         stack.push_async_callback(db.close)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler-worker")
         stack.push_async_callback(queue.close)

@@ -173,3 +173,19 @@ def assert_counters_match(job: crawl_job_pb2.CrawlJob, urls: dict[str, tuple[str
 def code_of(exc: BaseException) -> grpc.StatusCode:
     assert isinstance(exc, grpc.aio.AioRpcError), exc
     return exc.code()
+
+
+async def event_types(settings: CrawlerSettings, job_id: str) -> list[str]:
+    """The types of a job's events, oldest first, read from its database."""
+    from sqlalchemy import select
+
+    from libs.db import Database
+    from services.crawler.store import EVENTS
+
+    db = Database(settings.database_url_for("crawler"), "crawler", pool_size=1)
+    try:
+        async with db.read() as session:
+            rows = await session.execute(select(EVENTS.c.type).where(EVENTS.c.job_id == job_id).order_by(EVENTS.c.id))
+            return list(rows.scalars())
+    finally:
+        await db.close()

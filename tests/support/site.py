@@ -26,7 +26,7 @@ BLOG_POSTS = 12
 DOCS_PAGES = 8
 
 
-def _html(title: str, links: list[str], body: str = "") -> bytes:
+def html_page(title: str, links: list[str], body: str = "") -> bytes:
     anchors = "\n".join(f'<li><a href="{href}">link {i}</a></li>' for i, href in enumerate(links))
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
@@ -51,6 +51,9 @@ class Site:
     base: str = ""
     pages: dict[str, Page] = field(default_factory=dict)
     requests: list[tuple[float, str]] = field(default_factory=list)
+    # (host header, path, request headers) of every request.
+    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    robots_txt: str = ROBOTS_TXT
     hits: Counter[str] = field(default_factory=Counter)
     slow_seconds: float = 1.0
 
@@ -63,7 +66,7 @@ class Site:
         port = self.base.rsplit(":", 1)[1]
         p = self.pages
         p["/"] = Page(
-            body=_html(
+            body=html_page(
                 "Home",
                 [
                     "/docs/",
@@ -97,45 +100,45 @@ class Site:
                 ],
             )
         )
-        p["/about.html"] = Page(body=_html("About", ["/", "/search.html?a=1&b=2&utm_campaign=x"]))
-        p["/search.html?a=1&b=2"] = Page(body=_html("Search", ["/about.html"]))
-        p["/docs/"] = Page(body=_html("Docs", [f"/docs/page-{i}.html" for i in range(DOCS_PAGES)]))
+        p["/about.html"] = Page(body=html_page("About", ["/", "/search.html?a=1&b=2&utm_campaign=x"]))
+        p["/search.html?a=1&b=2"] = Page(body=html_page("Search", ["/about.html"]))
+        p["/docs/"] = Page(body=html_page("Docs", [f"/docs/page-{i}.html" for i in range(DOCS_PAGES)]))
         for i in range(DOCS_PAGES):
             p[f"/docs/page-{i}.html"] = Page(
-                body=_html(
+                body=html_page(
                     f"Docs page {i}", ["/docs/", f"/docs/page-{(i + 1) % DOCS_PAGES}.html", f"/docs/deep/{i}.html"]
                 )
             )
             # Depth 3: its link to /docs/deeper/i.html is at depth 4, beyond max_depth.
-            p[f"/docs/deep/{i}.html"] = Page(body=_html(f"Deep {i}", [f"/docs/deeper/{i}.html"]))
-            p[f"/docs/deeper/{i}.html"] = Page(body=_html(f"Deeper {i}", []))
-        p["/blog/"] = Page(body=_html("Blog", [f"/blog/post-{i}.html" for i in range(BLOG_POSTS)]))
+            p[f"/docs/deep/{i}.html"] = Page(body=html_page(f"Deep {i}", [f"/docs/deeper/{i}.html"]))
+            p[f"/docs/deeper/{i}.html"] = Page(body=html_page(f"Deeper {i}", []))
+        p["/blog/"] = Page(body=html_page("Blog", [f"/blog/post-{i}.html" for i in range(BLOG_POSTS)]))
         for i in range(BLOG_POSTS):
-            p[f"/blog/post-{i}.html"] = Page(body=_html(f"Post {i}", ["/blog/", "/about.html"]))
-        p["/private/secret.html"] = Page(body=_html("Secret", []))
-        p["/drafts/next.html"] = Page(body=_html("Draft", []))
-        p["/robots-blocked/page.html"] = Page(body=_html("Blocked", []))
+            p[f"/blog/post-{i}.html"] = Page(body=html_page(f"Post {i}", ["/blog/", "/about.html"]))
+        p["/private/secret.html"] = Page(body=html_page("Secret", []))
+        p["/drafts/next.html"] = Page(body=html_page("Draft", []))
+        p["/robots-blocked/page.html"] = Page(body=html_page("Blocked", []))
         p["/missing.html"] = Page(status=404, body=b"not found", content_type="text/plain")
         p["/old-page"] = Page(status=301, headers={"Location": "/moved.html"})
-        p["/moved.html"] = Page(body=_html("Moved here", []))
+        p["/moved.html"] = Page(body=html_page("Moved here", []))
         p["/to-docs"] = Page(status=302, headers={"Location": f"{self.base}/docs/"})
         p["/go-external"] = Page(status=302, headers={"Location": "http://external.example/landing"})
         p["/loop-a"] = Page(status=302, headers={"Location": "/loop-b"})
         p["/loop-b"] = Page(status=302, headers={"Location": "/loop-a"})
         p["/files/report.pdf"] = Page(body=b"%PDF-1.4 fake", content_type="application/pdf")
         p["/files/logo.png"] = Page(body=b"\x89PNG fake", content_type="image/png")
-        p["/busy.html"] = Page(body=_html("Busy", []))
-        p["/flaky.html"] = Page(body=_html("Flaky", []))
+        p["/busy.html"] = Page(body=html_page("Busy", []))
+        p["/flaky.html"] = Page(body=html_page("Flaky", []))
         p["/broken.html"] = Page(status=500, body=b"boom", content_type="text/plain")
-        p["/slow.html"] = Page(body=_html("Slow", []))
+        p["/slow.html"] = Page(body=html_page("Slow", []))
         # A long path (root -> chain/1 -> chain/2 -> target, depth 3, links cut) and a short
         # one (root -> shortcut -> target, depth 2): the target's child must be stored either way.
-        p["/chain/1.html"] = Page(body=_html("Chain 1", ["/chain/2.html"]))
-        p["/chain/2.html"] = Page(body=_html("Chain 2", ["/target.html"]))
-        p["/shortcut.html"] = Page(body=_html("Shortcut", ["/target.html"]))
-        p["/target.html"] = Page(body=_html("Target", ["/target/child.html"]))
-        p["/target/child.html"] = Page(body=_html("Target child", ["/target/grandchild.html"]))
-        p["/target/grandchild.html"] = Page(body=_html("Grandchild", []))
+        p["/chain/1.html"] = Page(body=html_page("Chain 1", ["/chain/2.html"]))
+        p["/chain/2.html"] = Page(body=html_page("Chain 2", ["/target.html"]))
+        p["/shortcut.html"] = Page(body=html_page("Shortcut", ["/target.html"]))
+        p["/target.html"] = Page(body=html_page("Target", ["/target/child.html"]))
+        p["/target/child.html"] = Page(body=html_page("Target child", ["/target/grandchild.html"]))
+        p["/target/grandchild.html"] = Page(body=html_page("Grandchild", []))
 
     def expected(self) -> dict[str, tuple[str, str]]:
         """canonical URL -> (state, reason) after a crawl with max_depth 3, excluding
@@ -183,9 +186,10 @@ class Site:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs
         self.requests.append((time.time(), path))
+        self.seen.append((request.host, path, dict(request.headers)))
         self.hits[path] += 1
         if path == "/robots.txt":
-            return web.Response(text=ROBOTS_TXT, content_type="text/plain")
+            return web.Response(text=self.robots_txt, content_type="text/plain")
         if path == "/busy.html" and self.hits[path] == 1:
             return web.Response(status=429, text="slow down", headers={"Retry-After": "1"})
         if path == "/flaky.html" and self.hits[path] == 1:

@@ -113,3 +113,40 @@ async def test_unacked_messages_come_back_when_their_consumer_goes(queue: TaskQu
     [again] = await collect(queue, 1, ack)
     assert again.body == b"held"
     assert again.delivery_count >= 1
+
+
+async def test_a_consumer_survives_a_dropped_broker_connection(amqp_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.support.crawl_workers import TcpProxy
+
+    broker = urlsplit(amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    spec = QueueSpec(name=f"quaero.test.{uuid.uuid4().hex[:12]}", delivery_limit=3)
+    queue = await RabbitQueue.connect(amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}"), spec)
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def handler(d: Delivery) -> None:
+        got.append(d.body)
+        await d.ack()
+        arrived.set()
+
+    consumer = await queue.consume(handler, prefetch=10)
+    try:
+        proxy.cut()
+        for _ in range(100):  # the publisher reconnects on its own
+            try:
+                await queue.publish([OutgoingMessage(b"after the cut")])
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        await asyncio.wait_for(arrived.wait(), 20)
+
+        assert got == [b"after the cut"]
+    finally:
+        await consumer.cancel()
+        await queue.delete()
+        await queue.close()
+        await proxy.close()

@@ -1,0 +1,190 @@
+"""Crawl a benchmark site with Quaero: PostgreSQL, RabbitMQ, the crawler and N worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from google.protobuf import struct_pb2
+from sqlalchemy.engine import make_url
+
+from libs.amqp import RabbitQueue
+from libs.grpc_server import insecure_channel
+from libs.migrate import migrate
+from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
+from services.crawler import server as crawler_server
+from services.crawler.queue import queue_spec
+from services.crawler.settings import CrawlerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    pages: int
+    seconds: float
+    urls: set[str]
+    peak_worker_rss_mb: float
+    worker_cpu_seconds: float
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.seconds
+
+
+def _dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql", database=database or parsed.database).render_as_string(
+        hide_password=False
+    )
+
+
+@contextlib.asynccontextmanager
+async def _database(admin_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one run, dropped afterwards."""
+    name = f"quaero_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(_dsn(admin_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        await migrate(url, "crawler", crawler_server.MIGRATIONS)
+        yield url
+    finally:
+        conn = await asyncpg.connect(_dsn(admin_url))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def _proc_status(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    handle = log.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.crawler.worker", cwd=ROOT, env=env, stdout=handle, stderr=handle
+    )
+    handle.close()
+    for _ in range(1200):
+        if "crawl worker consuming" in await asyncio.to_thread(log.read_text, errors="replace"):
+            return proc
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    output = await asyncio.to_thread(log.read_text, errors="replace")
+    raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
+
+
+async def _documents(stub: crawler_service_pb2_grpc.CrawlerServiceStub, job_id: str) -> set[str]:
+    urls: set[str] = set()
+    offset = 0
+    while True:
+        page = await stub.ListDocuments(
+            crawler_service_pb2.ListDocumentsRequest(job_id=job_id, limit=500, offset=offset)
+        )
+        urls.update(d.url for d in page.documents)
+        offset += len(page.documents)
+        if offset >= page.total_count or not page.documents:
+            return urls
+
+
+async def crawl(
+    base: str, depth: int, *, database_url: str, amqp_url: str, workers: int = 2, concurrency: int = 16
+) -> Result:
+    """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
+    async with _database(database_url) as db_url:
+        settings = CrawlerSettings(
+            database_url=db_url,
+            amqp_url=amqp_url,
+            crawler_port=0,
+            queue_name=f"quaero.bench.{uuid.uuid4().hex[:10]}",
+            log_level="WARNING",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUAERO_")}
+        env |= {
+            "QUAERO_DATABASE_URL": db_url,
+            "QUAERO_AMQP_URL": amqp_url,
+            "QUAERO_QUEUE_NAME": settings.queue_name,
+        }
+        stop = asyncio.Event()
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(crawler_server.serve(settings, stop, ready.set_result, run_workers=False))
+        logs = Path(tempfile.mkdtemp(prefix="quaero-bench-"))
+        procs: list[asyncio.subprocess.Process] = []
+        try:
+            port = await asyncio.wait_for(ready, 60)
+            procs = list(await asyncio.gather(*(_start_worker(env, logs / f"worker-{i}.log") for i in range(workers))))
+            channel = insecure_channel(f"127.0.0.1:{port}")
+            stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
+            config = struct_pb2.Struct()
+            config.update(
+                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency}
+            )
+            call = crawler_service_pb2.StepCall(
+                execution_id=uuid.uuid4().hex,
+                job_definition_id="bench",
+                step_index=0,
+                attempt=1,
+                step=job_definition_pb2.JobStep(name="crawl", action="crawl", config=config),
+            )
+            done = asyncio.Event()
+
+            async def requests() -> AsyncIterator[crawler_service_pb2.RunStepsRequest]:
+                yield crawler_service_pb2.RunStepsRequest(call=call)
+                await done.wait()
+
+            cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+            started = time.perf_counter()
+            finished = None
+            async for response in stub.RunSteps(requests()):
+                if response.event.HasField("finished"):
+                    finished = response.event.finished
+                    break
+            seconds = time.perf_counter() - started
+            done.set()
+            if finished is None or not finished.ok:
+                raise RuntimeError(f"the crawl did not succeed: {finished}")
+            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+            peak = max(_proc_status(p.pid, "VmHWM") for p in procs)
+            job = finished.jobs[0]
+            urls = await _documents(stub, job.crawl_job_id)
+            await channel.close()
+            return Result(pages=len(urls), seconds=seconds, urls=urls, peak_worker_rss_mb=peak, worker_cpu_seconds=cpu)
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    await asyncio.wait_for(p.wait(), 20)
+                except TimeoutError:
+                    p.kill()
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server, 30)
+            queue = await RabbitQueue.connect(amqp_url, queue_spec(settings))
+            await queue.delete()
+            await queue.close()

@@ -1,0 +1,127 @@
+"""`make bench`: Quaero against Scrapy on a generated site, served fast on loopback.
+
+For each scenario (the static site, then 20 ms added to every response) the same site is
+crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
+(CONCURRENT_REQUESTS=16, CONCURRENT_REQUESTS_PER_DOMAIN=16, same depth, robots.txt obeyed, each
+page turned into Markdown with the same converter). Both results are checked against the site's
+exact page set; the table shows pages/s, the ratio and the peak memory of a Quaero worker.
+
+Environment: QUAERO_BENCH_DATABASE_URL (else QUAERO_TEST_DATABASE_URL, else the local default),
+QUAERO_BENCH_AMQP_URL (likewise). A fresh database and queue are made per run and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import quaero
+from bench.site import expected_urls, serve
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPTH = 5
+
+
+@dataclass
+class Row:
+    scenario: str
+    quaero_pps: float
+    scrapy_pps: float
+    quaero_exact: bool
+    scrapy_exact: bool
+    peak_rss_mb: float
+    quaero_cpu_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.quaero_pps / self.scrapy_pps if self.scrapy_pps else 0.0
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"QUAERO_BENCH_{name}") or os.environ.get(f"QUAERO_TEST_{name}") or default
+
+
+def run_scrapy(base: str) -> tuple[float, set[str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "items.jsonl"
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.scrapy_spider", base, str(DEPTH), str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"scrapy failed:\n{proc.stderr[-3000:]}")
+        seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+        urls = {json.loads(line)["url"] for line in out.read_text().splitlines() if line}
+    return float(seconds), urls
+
+
+def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url: str, workers: int) -> Row:
+    with serve(pages, latency) as site:
+        time.sleep(0.3)
+        expected = expected_urls(site.base, pages)
+        q = asyncio.run(quaero.crawl(site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers))
+        seconds, scrapy_urls = run_scrapy(site.base)
+    return Row(
+        scenario=name,
+        quaero_pps=q.pages_per_second,
+        scrapy_pps=len(scrapy_urls) / seconds,
+        quaero_exact=q.urls == expected,
+        scrapy_exact=scrapy_urls == expected,
+        peak_rss_mb=q.peak_worker_rss_mb,
+        quaero_cpu_ms=q.worker_cpu_seconds / max(1, q.pages) * 1000,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+    rows = [
+        scenario("static", args.pages, 0.0, database_url, amqp_url, args.workers),
+        scenario(
+            f"+{args.latency_ms:g} ms per response",
+            args.pages,
+            args.latency_ms / 1000,
+            database_url,
+            amqp_url,
+            args.workers,
+        ),
+    ]
+    load = os.getloadavg()[0]
+    print(
+        f"\n{args.pages} pages, depth {DEPTH}, concurrency 16, {args.workers} Quaero workers; load average {load:.1f}\n"
+    )
+    columns = [
+        "scenario", "Quaero pages/s", "Scrapy pages/s", "Quaero / Scrapy", "exact result (Quaero, Scrapy)",
+        "peak worker RSS", "worker CPU per page",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.scenario} | {r.quaero_pps:.0f} | {r.scrapy_pps:.0f} | {r.ratio:.2f}x | "
+            f"{'yes' if r.quaero_exact else 'NO'}, {'yes' if r.scrapy_exact else 'NO'} | "
+            f"{r.peak_rss_mb:.0f} MB | {r.quaero_cpu_ms:.1f} ms |"
+        )
+    if not all(r.quaero_exact and r.scrapy_exact for r in rows):
+        raise SystemExit("a crawl did not store exactly the site's pages")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Budget, cancel and poison tasks, on embedded SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2
+from services.crawler.parse import ParsedPage, parse_page
+from tests.integration.crawler.test_crawl_site import CONFIG, site_source
+from tests.support.crawler import (
+    accepted_ids,
+    assert_counters_match,
+    crawler_settings,
+    event_types,
+    frontier,
+    job_documents,
+    run_step,
+    running_crawler,
+    step_call,
+    wait_for_status,
+)
+from tests.support.site import serve_site
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+async def test_max_pages_stores_exactly_that_many_pages_all_in_scope(backend: dict[str, Any]) -> None:
+    async with serve_site() as site, running_crawler(crawler_settings(backend)) as c:
+        events = await run_step(c.stub, step_call({**CONFIG, "max_pages": 10}, sources=[site_source(site.base)]))
+
+        (job_id,) = accepted_ids(events)
+        job = await wait_for_status(c.stub, job_id)
+        docs = await job_documents(c.stub, job_id)
+        urls = await frontier(c.stub, job_id)
+        assert events[-1].finished.ok
+        assert len(docs) == 10
+        assert set(docs) <= site.expected_documents()
+        assert ("skipped", "budget") in urls.values()
+        assert_counters_match(job, urls, 10)
+
+
+async def test_cancel_mid_crawl_stops_fetching_with_one_cancelled_event(backend: dict[str, Any]) -> None:
+    settings = crawler_settings(backend)
+    async with serve_site() as site, running_crawler(settings) as c:
+        call = step_call({**CONFIG, "rate_limit": 100, "wait_for_completion": False}, sources=[site_source(site.base)])
+        (job_id,) = accepted_ids(await run_step(c.stub, call))
+        for _ in range(500):
+            if len(site.page_requests()) >= 5:
+                break
+            await asyncio.sleep(0.02)
+
+        cancelled = await c.stub.CancelCrawlJob(crawler_service_pb2.CancelCrawlJobRequest(id=job_id))
+        settled_at = time.time()
+        await asyncio.sleep(2.5)
+        job = await wait_for_status(c.stub, job_id)
+
+        assert cancelled.crawl_job.status == crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED
+        assert job.status == crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED
+        late = [path for at, path in site.page_requests() if at > settled_at + 0.5]
+        assert late == []
+        types = await event_types(settings, job_id)
+        assert [t for t in types if t in TERMINAL] == ["cancelled"]
+        urls = await frontier(c.stub, job_id)
+        assert ("cancelled", "cancelled") in urls.values()
+        assert ("queued", "") not in urls.values()
+        assert job.progress.pending_urls == 0
+
+
+async def test_a_task_that_keeps_failing_is_dead_lettered_and_its_url_fails_as_poison(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def parse(url: str, body: bytes, charset: str | None) -> ParsedPage:
+        if url.endswith("/blog/post-3.html"):
+            raise RuntimeError("this page breaks the parser")
+        return parse_page(url, body, charset)
+
+    settings = crawler_settings({"database_url": None, "data_dir": tmp_path}, delivery_limit=2)
+    async with serve_site() as site, running_crawler(settings, worker_hooks={"parse": parse}) as c:
+        events = await run_step(c.stub, step_call(CONFIG, sources=[site_source(site.base)]))
+
+        (job_id,) = accepted_ids(events)
+        urls = await frontier(c.stub, job_id)
+        docs = await job_documents(c.stub, job_id)
+        assert events[-1].finished.ok
+        assert urls[site.url("/blog/post-3.html")] == ("failed", "poison")
+        assert sorted(docs) == sorted(site.expected_documents() - {site.url("/blog/post-3.html")})

@@ -1,0 +1,168 @@
+"""Crawler server, worker processes, PostgreSQL and RabbitMQ: the production topology, with faults.
+
+Every fault test ends with the job completed and exactly the documents of an undisturbed crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2
+from services.crawler.settings import CrawlerSettings
+from tests.integration.crawler.test_crawl_site import CONFIG, site_source
+from tests.support.crawl_workers import TcpProxy, worker_processes
+from tests.support.crawler import (
+    Crawler,
+    accepted_ids,
+    assert_counters_match,
+    frontier,
+    job_documents,
+    run_step,
+    running_crawler,
+    step_call,
+    wait_for_status,
+)
+from tests.support.site import Page, Site, html_page, serve_site
+
+# Politeness slows the crawl enough for a fault to land in the middle of it.
+SLOW = {**CONFIG, "rate_limit": 25, "wait_for_completion": False}
+
+
+async def assert_exact_result(c: Crawler, site: Site, job_id: str) -> None:
+    job = await wait_for_status(c.stub, job_id, timeout=120)
+    urls = await frontier(c.stub, job_id)
+    docs = await job_documents(c.stub, job_id)
+    assert job.status == crawl_job_pb2.CRAWL_JOB_STATUS_COMPLETED, job.error
+    assert urls == site.expected()
+    assert sorted(docs) == sorted(site.expected_documents())
+    assert_counters_match(job, urls, len(docs))
+    every = await c.stub.ListDocuments(crawler_service_pb2.ListDocumentsRequest(source_id="test-site", limit=500))
+    assert every.total_count == len(docs)  # none stored twice
+
+
+async def wait_until_settled(c: Crawler, job_id: str, at_least: int) -> None:
+    for _ in range(600):
+        job = (await c.stub.GetCrawlJob(crawler_service_pb2.GetCrawlJobRequest(id=job_id))).crawl_job
+        if job.progress.completed_urls >= at_least:
+            assert job.status == crawl_job_pb2.CRAWL_JOB_STATUS_RUNNING, "the crawl finished before the fault"
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the crawl made no progress")
+
+
+async def crawl_through(c: Crawler, site: Site, fault: Callable[[], Awaitable[None]], *, after: int = 12) -> str:
+    (job_id,) = accepted_ids(await run_step(c.stub, step_call(SLOW, sources=[site_source(site.base)])))
+    await wait_until_settled(c, job_id, after)
+    await fault()
+    return job_id
+
+
+async def test_two_worker_processes_store_exactly_the_expected_pages(shared: CrawlerSettings, tmp_path: Path) -> None:
+    async with (
+        serve_site() as site,
+        running_crawler(shared, run_workers=False) as c,
+        worker_processes(shared, 2, tmp_path) as workers,
+    ):
+        events = await run_step(c.stub, step_call(CONFIG, sources=[site_source(site.base)]))
+
+        assert events[-1].finished.ok, [w.output() for w in workers]
+        await assert_exact_result(c, site, accepted_ids(events)[0])
+
+
+async def test_a_worker_killed_mid_crawl_loses_nothing(shared: CrawlerSettings, tmp_path: Path) -> None:
+    async with (
+        serve_site() as site,
+        running_crawler(shared, run_workers=False) as c,
+        worker_processes(shared, 2, tmp_path) as workers,
+    ):
+
+        async def kill_one() -> None:
+            workers[0].kill()
+
+        job_id = await crawl_through(c, site, kill_one)
+        (tmp_path / "replacement").mkdir()
+        async with worker_processes(shared, 1, tmp_path / "replacement"):
+            await assert_exact_result(c, site, job_id)
+
+
+async def test_broker_connections_cut_mid_crawl_lose_nothing(
+    shared: CrawlerSettings, amqp_url: str, tmp_path: Path
+) -> None:
+    broker = urlsplit(amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    proxied = shared.model_copy(
+        update={"amqp_url": amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")}
+    )
+    try:
+        async with (
+            serve_site() as site,
+            running_crawler(proxied, run_workers=False) as c,
+            worker_processes(proxied, 2, tmp_path),
+        ):
+
+            async def cut() -> None:
+                assert proxy.cut() > 0
+
+            job_id = await crawl_through(c, site, cut)
+            await assert_exact_result(c, site, job_id)
+    finally:
+        await proxy.close()
+
+
+async def test_database_connections_terminated_mid_crawl_lose_nothing(
+    shared: CrawlerSettings, pg_url: str, tmp_path: Path
+) -> None:
+    async with (
+        serve_site() as site,
+        running_crawler(shared, run_workers=False) as c,
+        worker_processes(shared, 2, tmp_path),
+    ):
+
+        async def terminate() -> None:
+            assert await terminate_backends(pg_url) > 0
+
+        job_id = await crawl_through(c, site, terminate)
+        await assert_exact_result(c, site, job_id)
+
+
+async def terminate_backends(pg_url: str) -> int:
+    """pg_terminate_backend for every connection to this test's own database, and no other."""
+    url = make_url(pg_url)
+    conn = await asyncpg.connect(
+        url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    )
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            url.database,
+        )
+    finally:
+        await conn.close()
+    return sum(1 for r in rows if r[0])
+
+
+async def test_crawl_delay_holds_across_worker_processes(shared: CrawlerSettings, tmp_path: Path) -> None:
+    pages = {f"/p{i}.html": Page(body=html_page(f"P{i}", [])) for i in range(8)}
+    site = Site(pages={"/": Page(body=html_page("Home", list(pages))), **pages})
+    site.robots_txt = "User-agent: *\nCrawl-delay: 0.25\n"
+    async with (
+        serve_site(site),
+        running_crawler(shared, run_workers=False) as c,
+        worker_processes(shared, 2, tmp_path),
+    ):
+        events = await run_step(c.stub, step_call({"max_depth": 1, "start_urls": [site.url("/")]}))
+
+        assert events[-1].finished.ok
+        starts = sorted(at for at, _ in site.page_requests())
+        assert len(starts) == 9
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        # One request per slot, across both processes (a little slack for when each one fires).
+        assert min(gaps) > 0.25 * 0.8, gaps

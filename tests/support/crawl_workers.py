@@ -1,0 +1,145 @@
+"""Crawl worker processes and a TCP proxy that can cut their broker connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from services.crawler.settings import CrawlerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(settings: CrawlerSettings, **overrides: Any) -> dict[str, str]:
+    """The environment of a `python -m services.crawler.worker` with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUAERO_")}
+    values = settings.model_dump()
+    values.update(overrides)
+    for key, value in values.items():
+        if value is None:
+            continue
+        env[f"QUAERO_{key.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """One crawl worker process; its output goes to a log file the test prints on failure."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._handle = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.crawler.worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the broker or the database."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        self.terminate()
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._handle.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    async def wait_consuming(self, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while "crawl worker consuming" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"worker did not start:\n{self.output()}")
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(
+    settings: CrawlerSettings, count: int, logs: Path, **env: Any
+) -> AsyncIterator[list[WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    try:
+        for i in range(count):
+            workers.append(WorkerProcess(worker_env(settings, **env), logs / f"worker-{i}.log"))
+        for w in workers:
+            await w.wait_consuming()
+        yield workers
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.stop()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection it carries."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                self._writers.discard(dst)
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> int:
+        """Abort every open connection (both directions); new ones are accepted again."""
+        dropped = len(self._writers)
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        self.cuts += 1
+        return dropped
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        if self._server is not None:
+            await self._server.wait_closed()
