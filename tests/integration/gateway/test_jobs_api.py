@@ -174,10 +174,7 @@ async def test_search_finds_the_page_with_a_snippet(crawled: Crawled) -> None:
     assert "markdown" not in found["documents"][0]
 
 
-async def test_search_within_a_job_or_source(crawled: Crawled, request: pytest.FixtureRequest) -> None:
-    if crawled.backend == "sqlite":
-        # Found by the fuzz test; the crawler's SQLite search cannot take these filters yet.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="crawler: SQLite search with a filter is a 500"))
+async def test_search_within_a_job_or_source(crawled: Crawled) -> None:
     source_id = crawled.job["source_id"]
 
     in_job = await crawled.http.get("/api/documents", params={"q": "pelicans", "job_id": crawled.job["id"]})
