@@ -22,4 +22,3 @@ schemathesis.openapi.media_type(
     "application/toml",
     st.one_of(st.sampled_from(TOML_DEFINITIONS), st.text(max_size=200).map(lambda text: text.encode())),
 )
-
