@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -219,7 +220,10 @@ def insecure_channel(target: str) -> grpc.aio.Channel:
 
 
 def run_process(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `serve(stop)` until SIGTERM or SIGINT sets `stop`; `serve` then shuts down gracefully."""
+    """Run `serve(stop)` until SIGTERM or SIGINT sets `stop`; `serve` then shuts down gracefully.
+
+    The event loop is uvloop's: the services are I/O bound (asyncpg, aio-pika, aiohttp, gRPC) and
+    uvloop runs that I/O with a fraction of the default loop's CPU."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -228,4 +232,5 @@ def run_process(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(stop)
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner_:
+        runner_.run(runner())

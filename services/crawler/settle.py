@@ -241,18 +241,40 @@ class Settler:
         # A test hook: awaited inside the transaction just before the counter update.
         self.before_counters = before_counters
 
-    async def settle(self, ctx: JobContext, outcomes: list[Outcome], known: Mapping[str, int]) -> Settled:
+    async def settle(
+        self,
+        ctx: JobContext,
+        outcomes: list[Outcome],
+        known: Mapping[str, int],
+        *,
+        fetched_waiting: Callable[[], int] = lambda: 0,
+    ) -> Settled:
+        """Settle `outcomes` in one transaction and lease the job's next tasks.
+
+        `fetched_waiting()` counts, when the tasks are leased, the job's pages this worker fetched
+        that wait for its next settle: they are still leased in the frontier, but no longer hold a fetch slot, so as
+        many more tasks may go out (`concurrency` is the number of URLs waiting to be fetched
+        or being fetched, as with Scrapy's CONCURRENT_REQUESTS)."""
         what = f"settling {len(outcomes)} URL(s) of job {ctx.id}"
+
+        def once(lock_job_first: bool) -> Any:
+            return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
+
         try:
-            return await retrying(what, lambda: self._settle_once(ctx, outcomes, known, lock_job_first=False))  # type: ignore[no-any-return]
+            return await retrying(what, once(False))  # type: ignore[no-any-return]
         except _BudgetOverflow:
-            return await retrying(what, lambda: self._settle_once(ctx, outcomes, known, lock_job_first=True))  # type: ignore[no-any-return]
+            return await retrying(what, once(True))  # type: ignore[no-any-return]
 
     async def _settle_once(
-        self, ctx: JobContext, outcomes: list[Outcome], known: Mapping[str, int], *, lock_job_first: bool
+        self,
+        ctx: JobContext,
+        outcomes: list[Outcome],
+        known: Mapping[str, int],
+        lock_job_first: bool,
+        fetched_waiting: Callable[[], int],
     ) -> Settled:
         async with self.db.session() as session:
-            return await self._settle(session, ctx, outcomes, known, lock_job_first)
+            return await self._settle(session, ctx, outcomes, known, lock_job_first, fetched_waiting)
 
     async def _settle(
         self,
@@ -261,6 +283,7 @@ class Settler:
         outcomes: list[Outcome],
         known: Mapping[str, int],
         lock_job_first: bool,
+        fetched_waiting: Callable[[], int] = lambda: 0,
     ) -> Settled:
         now = utcnow()
         result = Settled()
@@ -427,7 +450,16 @@ class Settler:
         # 5. Counters.
         if self.before_counters is not None:
             await self.before_counters(ctx.id, outcomes)
-        await self._count(session, ctx, deltas, logs, result, guard_budget=not lock_job_first, now=now)
+        await self._count(
+            session,
+            ctx,
+            deltas,
+            logs,
+            result,
+            guard_budget=not lock_job_first,
+            now=now,
+            fetched_waiting=fetched_waiting,
+        )
         return result
 
     def _reason(self, ctx: JobContext, url: str, depth: int) -> str | None:
@@ -677,6 +709,7 @@ class Settler:
         *,
         guard_budget: bool,
         now: datetime,
+        fetched_waiting: Callable[[], int] = lambda: 0,
     ) -> None:
         cutoff = now - timedelta(seconds=self.progress_interval)
         counters = (
@@ -727,7 +760,8 @@ class Settler:
             await finish_job(self.db, session, ctx.id, now)
             events = True
         elif job.status == RUNNING:
-            result.tasks = await dispatch(session, ctx.id, job.concurrency, job.request_id or ctx.request_id, now)
+            slots = job.concurrency + min(fetched_waiting(), job.concurrency)
+            result.tasks = await dispatch(session, ctx.id, slots, job.request_id or ctx.request_id, now)
             if job.progress_event_at == now:
                 await append_event(session, ctx.id, "progress", event_payload(job), now)
                 events = True

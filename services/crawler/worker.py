@@ -69,8 +69,12 @@ JOBS_REMEMBERED = 64
 # A job seen running this recently takes new tasks without asking the database again; a cancel
 # (or completion) wakes STATUS_CHANNEL and empties the cache at once.
 STATUS_TTL = 1.0
-# Settle transactions a worker runs at once: a batch settles while the previous one commits.
+# Settle transactions a worker runs at once, for different jobs. One job's settles never run
+# side by side in a worker: two transactions of one job wait on each other (its counter row, the
+# URLs both discover), so one settle of everything ready beats several small ones (measured:
+# 163 -> 270 pages/s with two workers on one job).
 SETTLERS = 3
+MAX_BATCH = 512
 
 
 _PG_STATES = text(
@@ -119,7 +123,10 @@ class Worker:
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
         self._known: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        self._ready: asyncio.Queue[_Work] = asyncio.Queue()
+        # Outcomes waiting to be settled, per job; a job is in `_settling` while a settler has it.
+        self._pending: defaultdict[str, list[_Work]] = defaultdict(list)
+        self._settling: set[str] = set()
+        self._pending_changed = asyncio.Condition()
         self._consumer: Consumer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -233,25 +240,44 @@ class Worker:
                 log.exception("processing %s failed; the task goes back to the queue", task.url)
                 await _settle_delivery(delivery, requeue=True)
                 return
-            self._ready.put_nowait(_Work(ctx, outcome, delivery))
+            async with self._pending_changed:
+                self._pending[ctx.id].append(_Work(ctx, outcome, delivery))
+                self._pending_changed.notify()
+
+    def _next_batch(self) -> tuple[str, list[_Work]] | None:
+        for job_id, works in self._pending.items():
+            if works and job_id not in self._settling:
+                batch, rest = works[:MAX_BATCH], works[MAX_BATCH:]
+                if rest:
+                    self._pending[job_id] = rest
+                else:
+                    del self._pending[job_id]
+                self._settling.add(job_id)
+                return job_id, batch
+        return None
 
     async def _settle_loop(self) -> None:
         while True:
-            batch = [await self._ready.get()]
-            while not self._ready.empty() and len(batch) < 512:
-                batch.append(self._ready.get_nowait())
-            by_job: dict[str, list[_Work]] = defaultdict(list)
-            for work in batch:
-                by_job[work.ctx.id].append(work)
-            for job_id, works in by_job.items():
+            async with self._pending_changed:
+                await self._pending_changed.wait_for(lambda: any(j not in self._settling for j in self._pending))
+                job_id, works = self._next_batch() or ("", [])
+            if not works:
+                continue
+            try:
                 await self._settle(job_id, works)
+            finally:
+                async with self._pending_changed:
+                    self._settling.discard(job_id)
+                    self._pending_changed.notify_all()
 
     async def _settle(self, job_id: str, works: list[_Work]) -> None:
         ctx = works[0].ctx
         known = self._known_urls(job_id)
         with request_context(ctx.request_id or None), log_context(job_id=job_id):
             try:
-                settled = await self.settler.settle(ctx, [w.outcome for w in works], known)
+                settled = await self.settler.settle(
+                    ctx, [w.outcome for w in works], known, fetched_waiting=lambda: len(self._pending.get(job_id, ()))
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -37,6 +37,9 @@ class LocalSite:
     failures: dict[str, tuple[int, int]] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     port: int = 0
+    # Requests being answered right now, and the most there ever were at once.
+    active: int = 0
+    max_active: int = 0
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -50,7 +53,12 @@ class LocalSite:
         if path == "/robots.txt":
             return PlainTextResponse("User-agent: *\nAllow: /\n")
         if self.delay:
-            await asyncio.sleep(self.delay)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.active -= 1
         failing = self.failures.get(path)
         if failing and self.hits[path] <= failing[0]:
             return PlainTextResponse("failing on purpose", status_code=failing[1])

@@ -21,6 +21,7 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
+from tests.support.local_site import small_site
 from tests.support.site import serve_site
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -84,3 +85,18 @@ async def test_a_task_that_keeps_failing_is_dead_lettered_and_its_url_fails_as_p
         assert events[-1].finished.ok
         assert urls[site.url("/blog/post-3.html")] == ("failed", "poison")
         assert sorted(docs) == sorted(site.expected_documents() - {site.url("/blog/post-3.html")})
+
+
+async def test_concurrency_bounds_the_requests_in_flight_to_a_site(backend: dict[str, Any]) -> None:
+    """`concurrency` is the number of URLs of a job being fetched (or on their way to a worker)
+    at once: a slow site never sees more requests together, and does see them in parallel."""
+    site = small_site(12)
+    site.delay = 0.3
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c:
+        events = await run_step(c.stub, step_call({"start_urls": [site.url()], "max_depth": 1, "concurrency": 3}))
+        (job_id,) = accepted_ids(events)
+        job = await wait_for_status(c.stub, job_id)
+
+    assert events[-1].finished.ok and job.result_count == 13
+    assert site.max_active <= 3
+    assert site.max_active >= 2
