@@ -99,7 +99,10 @@ async def serve(
         # Runs before the server stops: drivers stop and leases go back for another replica.
         stack.push_async_callback(executions.shutdown)
 
-        background = [asyncio.create_task(executions.maintain(stop), name="leases")]
+        background = [
+            asyncio.create_task(executions.maintain(stop), name="leases"),
+            asyncio.create_task(store.watch_changes(stop), name="catalogue-changes"),
+        ]
         if settings.scheduler_enabled:
             background.append(
                 asyncio.create_task(Scheduler(store, ledger, executions, clock).run(stop), name="scheduler")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -102,8 +105,39 @@ SaveMode = Literal["create", "update", "upsert"]
 
 
 class ExecutorStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_ttl: float = 2.0) -> None:
         self.db = db
+        # Definitions (with their sources) read by executions: on every execute's path, and
+        # rarely changed. Cleared by every write here and by the "definitions" notification of
+        # other replicas; the TTL bounds staleness should a notification be lost.
+        self._cache: dict[str, tuple[float, JobDefinition, dict[str, Source]]] = {}
+        self._cache_ttl = cache_ttl
+
+    @asynccontextmanager
+    async def _catalogue_write(self) -> AsyncIterator[AsyncSession]:
+        """A write to definitions or sources: tells every replica, and forgets what we cached."""
+        try:
+            async with self.db.session() as session:
+                session.info["catalogue_changed"] = False
+                yield session
+                if session.info["catalogue_changed"]:
+                    await self.db.notify(session, DEFINITIONS_CHANNEL)
+        finally:
+            self._cache.clear()
+
+    async def watch_changes(self, stop: asyncio.Event) -> None:
+        """Forget cached definitions whenever any replica changes the catalogue."""
+        async with self.db.notifier.subscribe(DEFINITIONS_CHANNEL) as changed:
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                while not stop.is_set():
+                    waiter = asyncio.create_task(changed.wait())
+                    await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    changed.clear()
+                    self._cache.clear()
+            finally:
+                stopping.cancel()
 
     async def _lock_catalogue(self, session: AsyncSession) -> None:
         # Cycle checks read every definition: serialise writers so two saves cannot close a cycle
@@ -120,7 +154,7 @@ class ExecutorStore:
 
         Returns the stored definition and whether anything changed (an upsert of identical
         content changes nothing, so its version, and auto_start, stay put)."""
-        async with self.db.session() as session:
+        async with self._catalogue_write() as session:
             await self._lock_catalogue(session)
             graph = {
                 row_id: list(post_jobs)
@@ -145,7 +179,7 @@ class ExecutorStore:
                     await session.flush()
                 except IntegrityError as exc:
                     raise AlreadyExists(f"job definition {d.id!r} already exists") from exc
-                await self.db.notify(session, DEFINITIONS_CHANNEL)
+                session.info["catalogue_changed"] = True
                 return _definition(row), True
             if mode == "create":
                 raise AlreadyExists(f"job definition {d.id!r} already exists")
@@ -155,7 +189,7 @@ class ExecutorStore:
             row.version += 1
             row.updated_at = now
             await session.flush()
-            await self.db.notify(session, DEFINITIONS_CHANNEL)
+            session.info["catalogue_changed"] = True
             return _definition(row), True
 
     async def get_definition(self, definition_id: str) -> JobDefinition:
@@ -166,7 +200,17 @@ class ExecutorStore:
             return _definition(row)
 
     async def definition_with_sources(self, definition_id: str) -> tuple[JobDefinition, dict[str, Source]]:
-        """A definition and the sources it names that exist, read together (one transaction)."""
+        """A definition and the sources it names that exist, read together (one transaction).
+
+        Served from the cache when fresh: callers must treat what they get as read-only."""
+        cached = self._cache.get(definition_id)
+        if cached is not None and time.monotonic() - cached[0] < self._cache_ttl:
+            return cached[1], cached[2]
+        definition, sources = await self._read_definition_with_sources(definition_id)
+        self._cache[definition_id] = (time.monotonic(), definition, sources)
+        return definition, sources
+
+    async def _read_definition_with_sources(self, definition_id: str) -> tuple[JobDefinition, dict[str, Source]]:
         # Core rows (read like the ORM objects by attribute): this is on every execution's path.
         definitions, source_table = JobDefinitionRow.__table__, SourceRow.__table__
         async with self.db.read_connection() as conn:
@@ -209,16 +253,16 @@ class ExecutorStore:
             ]
 
     async def delete_definition(self, definition_id: str) -> None:
-        async with self.db.session() as session:
+        async with self._catalogue_write() as session:
             result = await session.execute(delete(JobDefinitionRow).where(JobDefinitionRow.id == definition_id))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"job definition {definition_id!r} not found")
-            await self.db.notify(session, DEFINITIONS_CHANNEL)
+            session.info["catalogue_changed"] = True
 
     # ----------------------------------------------------------------------------- sources
 
     async def save_source(self, s: Source, *, mode: SaveMode, keep_auth: bool = False) -> tuple[Source, bool]:
-        async with self.db.session() as session:
+        async with self._catalogue_write() as session:
             row = await session.get(SourceRow, s.id)
             now = utcnow()
             if row is None:
@@ -231,6 +275,7 @@ class ExecutorStore:
                     await session.flush()
                 except IntegrityError as exc:
                     raise AlreadyExists(f"source {s.id!r} already exists") from exc
+                session.info["catalogue_changed"] = True
                 return _source(row), True
             if mode == "create":
                 raise AlreadyExists(f"source {s.id!r} already exists")
@@ -240,6 +285,7 @@ class ExecutorStore:
                 return _source(row), False
             row.updated_at = now
             await session.flush()
+            session.info["catalogue_changed"] = True
             return _source(row), True
 
     async def get_source(self, source_id: str) -> Source:
@@ -272,7 +318,8 @@ class ExecutorStore:
             return [_source(r) for r in rows], int(total or 0)
 
     async def delete_source(self, source_id: str) -> None:
-        async with self.db.session() as session:
+        async with self._catalogue_write() as session:
             result = await session.execute(delete(SourceRow).where(SourceRow.id == source_id))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"source {source_id!r} not found")
+            session.info["catalogue_changed"] = True

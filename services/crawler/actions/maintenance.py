@@ -154,14 +154,17 @@ async def reindex(db: Database, config: dict[str, Any]) -> dict[str, Any]:
     dry_run = config.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidArgument.field("config.dry_run", "must be true or false")
+    if dry_run:
+        async with db.read() as session:
+            count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
+        return {"documents": count, "dry_run": True}
     async with db.session() as session:
         count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
-        if not dry_run:
-            if db.is_postgres:
-                await session.execute(text("REINDEX INDEX ix_documents_search"))
-            else:
-                await session.execute(text("INSERT INTO documents_fts(documents_fts) VALUES ('rebuild')"))
-    return {"documents": count, "dry_run": dry_run}
+        if db.is_postgres:
+            await session.execute(text("REINDEX INDEX ix_documents_search"))
+        else:
+            await session.execute(text("INSERT INTO documents_fts(documents_fts) VALUES ('rebuild')"))
+    return {"documents": count, "dry_run": False}
 
 
 def _when(value: datetime | None) -> str:
