@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from libs.settings import CommonSettings
+
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
@@ -152,3 +154,13 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     bound = server.server_port
     log.info("metrics endpoint listening", extra={"address": f"{host}:{bound}"})
     return MetricsServer(server, bound)
+
+
+def serve_process_metrics(settings: CommonSettings) -> MetricsServer | None:
+    """A service running as its own process serves /metrics when QUAERO_METRICS_PORT is set.
+
+    (In embedded mode every service shares one process and one registry, which the gateway
+    serves on its own port.)"""
+    if settings.metrics_port is None:
+        return None
+    return serve_metrics(settings.metrics_port, settings.bind_host)

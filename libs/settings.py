@@ -28,6 +28,13 @@ class CommonSettings(BaseSettings):
     executor_addr: str = Field(default="127.0.0.1:50051", description="host:port where the executor is reached.")
     crawler_addr: str = Field(default="127.0.0.1:50052", description="host:port where the crawler is reached.")
     shutdown_grace: float = Field(default=10.0, gt=0, description="Seconds in-flight work gets after SIGTERM.")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve this process's Prometheus metrics at :port/metrics (executor, crawler and workers; "
+        "the gateway serves /metrics on its own port). Unset: no endpoint.",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from protego import Protego
 
+from libs import metrics
 from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, resolve_link
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -108,6 +109,12 @@ class Fetcher:
         return FetchResult(status=result.status, skip_reason=REDIRECT_LIMIT)
 
     async def _get(self, url: str, auth: Auth | None) -> FetchResult:
+        started = time.perf_counter()
+        result = await self._request(url, auth)
+        metrics.observe_fetch(result.status or None, time.perf_counter() - started)
+        return result
+
+    async def _request(self, url: str, auth: Auth | None) -> FetchResult:
         headers = auth.for_url(url) if auth else {}
         try:
             async with self._client().get(url, headers=headers, allow_redirects=False) as response:

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from libs import metrics
 from libs.db import Database
 from libs.grpc_server import run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
@@ -64,10 +65,13 @@ async def serve(
         stack.push_async_callback(dead_letters.stop)
         pump_stop = asyncio.Event()
         pump = asyncio.create_task(Pump(db, queue, settings).run(pump_stop), name="crawler-pump")
+        depth = asyncio.create_task(
+            metrics.sample_queue_depth(settings.queue_name, queue.depth, pump_stop), name="queue-depth"
+        )
 
         async def stop_pump() -> None:
             pump_stop.set()
-            await pump
+            await asyncio.gather(pump, depth)
 
         stack.push_async_callback(stop_pump)
 
@@ -94,6 +98,7 @@ def main() -> None:
     settings = CrawlerSettings()
     configure_logging("crawler", settings.log_level)
     settings.require_shared_infrastructure(amqp=True)
+    metrics.serve_process_metrics(settings)
     run_process(lambda stop: serve(settings, stop, run_workers=False))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from libs import metrics
 from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
 from libs.grpc_server import run_process
@@ -506,6 +507,7 @@ def main() -> None:
     settings = CrawlerSettings()
     configure_logging("crawler-worker", settings.log_level)
     settings.require_shared_infrastructure(amqp=True)
+    metrics.serve_process_metrics(settings)
     run_process(lambda stop: serve(settings, stop))
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from libs import metrics
 from libs.db import Database
 from libs.grpc_server import insecure_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
@@ -119,6 +120,7 @@ def main() -> None:
     settings = ExecutorSettings()
     configure_logging("executor", settings.log_level)
     settings.require_shared_infrastructure(amqp=False)
+    metrics.serve_process_metrics(settings)
     run_process(lambda stop: serve(settings, stop))
 
 

@@ -17,7 +17,7 @@ from tests.support.processes import Process, service_env
 
 @pytest.fixture
 def services(pg_url: str, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
-    env = service_env(pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}")
+    env = service_env(pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}", QUAERO_METRICS_PORT="0")
     procs: list[Process] = []
     try:
         crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
@@ -69,6 +69,18 @@ def test_rest_through_three_processes(services: dict) -> None:  # type: ignore[t
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    # Each service process serves its own Prometheus metrics (QUAERO_METRICS_PORT).
+    executor, crawler = services["procs"][1], services["procs"][0]
+    executor_metrics = httpx.get(
+        f"http://{executor.wait_for_log('metrics endpoint listening')['address']}/metrics"
+    ).text
+    assert (
+        'quaero_grpc_requests_total{code="OK",method="/quaero.v1.ExecutorService/CreateJobDefinition"'
+        in executor_metrics
+    )
+    crawler_metrics = httpx.get(f"http://{crawler.wait_for_log('metrics endpoint listening')['address']}/metrics").text
+    assert "quaero_queue_depth" in crawler_metrics
 
 
 def test_sigterm_shuts_every_process_down_cleanly(services: dict) -> None:  # type: ignore[type-arg]
