@@ -1,4 +1,5 @@
-"""`make bench`: Quaero against Scrapy on a generated site, served fast on loopback.
+"""`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then the
+executor's execute -> 202 latency under load and its post-job start delay.
 
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import executor as executor_bench
 from bench import quaero
 from bench.site import expected_urls, serve
 
@@ -88,6 +90,10 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="execute requests per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
+    parser.add_argument("--post-job-runs", type=int, default=30)
+    parser.add_argument("--skip-executor", action="store_true")
     args = parser.parse_args()
     database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -121,6 +127,14 @@ def main() -> None:
         )
     if not all(r.quaero_exact and r.scrapy_exact for r in rows):
         raise SystemExit("a crawl did not store exactly the site's pages")
+
+    if not args.skip_executor:
+        latency, delays = asyncio.run(
+            executor_bench.run(database_url, amqp_url, rate=args.rate, seconds=args.seconds, runs=args.post_job_runs)
+        )
+        load = os.getloadavg()[0]
+        print(f"\nexecutor: gateway, executor and crawler as processes, load from this one; load average {load:.1f}\n")
+        print("\n".join(executor_bench.report(latency, delays)))
 
 
 if __name__ == "__main__":
