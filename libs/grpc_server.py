@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 
 from libs import metrics
 from libs.errors import INTERNAL_STATUS, QuaeroError
-from libs.logs import REQUEST_ID_HEADER, current_request_id, request_context, service_var
+from libs.logs import REQUEST_ID_HEADER, adopt_request_id, current_request_id, request_context, service_var
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        rid = _metadata_value(handler_call_details.invocation_metadata, REQUEST_ID_HEADER)
+        rid = adopt_request_id(_metadata_value(handler_call_details.invocation_metadata, REQUEST_ID_HEADER))
         service = self.service
 
         if handler.unary_unary or handler.stream_unary:

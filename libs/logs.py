@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 import logging
 import sys
 import time
@@ -26,8 +27,19 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def adopt_request_id(value: str | bytes | None) -> str | None:
+    """A caller's request id if it is safe to carry everywhere (gRPC metadata, log lines, a
+    database column): 1-64 letters, digits, '.', '_', ':' or '-'. Anything else is replaced."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return value if value and _REQUEST_ID.match(value) else None
 
 
 def current_request_id() -> str | None:

@@ -8,7 +8,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs import metrics
-from libs.logs import REQUEST_ID_HEADER, request_context
+from libs.logs import REQUEST_ID_HEADER, adopt_request_id, request_context
 from services.gateway.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class RequestIdMiddleware:
         incoming = None
         for key, value in scope.get("headers", ()):
             if key == REQUEST_ID_HEADER.encode():
-                incoming = value.decode("latin-1")[:128] or None
+                incoming = adopt_request_id(value)
         with request_context(incoming) as rid:
 
             async def send_with_id(message: Message) -> None:

@@ -39,3 +39,23 @@ def test_separate_processes_need_postgres_and_rabbitmq() -> None:
     with pytest.raises(SystemExit) as err:
         CommonSettings(database_url=None, amqp_url=None).require_shared_infrastructure(amqp=True)
     assert "QUAERO_DATABASE_URL and QUAERO_AMQP_URL" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "adopted"),
+    [
+        ("req-42", "req-42"),
+        ("4f6a:b.c_d", "4f6a:b.c_d"),
+        ("a" * 64, "a" * 64),
+        ("a" * 65, None),
+        ("café", None),
+        ("has space", None),
+        ("", None),
+        (None, None),
+        (b"bytes-ok", "bytes-ok"),
+    ],
+)
+def test_request_ids_are_adopted_only_when_safe_everywhere(given: object, adopted: str | None) -> None:
+    from libs.logs import adopt_request_id
+
+    assert adopt_request_id(given) == adopted  # type: ignore[arg-type]
