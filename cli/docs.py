@@ -103,8 +103,11 @@ class ExportFormat(StrEnum):
 
 
 def _slug(doc: dict[str, Any]) -> str:
-    base = re.sub(r"[^A-Za-z0-9]+", "-", re.sub(r"^https?://", "", doc["url"])).strip("-").lower()
-    return f"{base[:80] or 'document'}-{doc['id'][:8]}"
+    """A file name made only of [a-z0-9-], whatever the server sent: the export never writes
+    outside its directory."""
+    base = re.sub(r"[^A-Za-z0-9]+", "-", re.sub(r"^https?://", "", str(doc.get("url") or ""))).strip("-").lower()
+    ident = re.sub(r"[^A-Za-z0-9]+", "", str(doc.get("id") or ""))[:8].lower()
+    return "-".join(part for part in (base[:80] or "document", ident) if part)
 
 
 def _front_matter(doc: dict[str, Any]) -> str:
@@ -116,7 +119,7 @@ def _front_matter(doc: dict[str, Any]) -> str:
 async def _export(api: Api, params: dict[str, Any], limit: int | None, write: Any) -> int:
     summaries = await api.pages("/api/documents", "documents", limit=limit, **params)
     for summary in summaries:
-        write(await api.get(f"/api/documents/{summary['id']}"))
+        write(await api.get(f"/api/documents/{segment(summary['id'])}"))
     return len(summaries)
 
 

@@ -187,22 +187,31 @@ class _RequestIdClientInterceptor(
     grpc.aio.StreamUnaryClientInterceptor,
     grpc.aio.StreamStreamClientInterceptor,
 ):
-    """Carries the current request id to the callee in gRPC metadata."""
+    """Carries the current request id to the callee in gRPC metadata, and gives unary calls made
+    without a deadline the channel's default one (streams are long-lived by design)."""
+
+    def __init__(self, unary_timeout: float | None = None) -> None:
+        self.unary_timeout = unary_timeout
 
     @staticmethod
-    def _details(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _details(details: grpc.aio.ClientCallDetails, timeout: float | None = None) -> grpc.aio.ClientCallDetails:
         rid = current_request_id()
-        if not rid:
-            return details
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        if REQUEST_ID_HEADER not in metadata:
+        metadata = details.metadata
+        if rid and (metadata is None or REQUEST_ID_HEADER not in metadata):
+            metadata = grpc.aio.Metadata(*(metadata or ()))
             metadata.add(REQUEST_ID_HEADER, rid)
+        if metadata is details.metadata and (timeout is None or details.timeout is not None):
+            return details
         return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+            details.method,
+            details.timeout if details.timeout is not None else timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
         )
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(self._details(client_call_details, self.unary_timeout), request)
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
@@ -214,9 +223,12 @@ class _RequestIdClientInterceptor(
         return await continuation(self._details(client_call_details), request_iterator)
 
 
-def insecure_channel(target: str) -> grpc.aio.Channel:
-    """A channel that forwards the request id and keeps long streams alive."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=[_RequestIdClientInterceptor()])
+def insecure_channel(target: str, *, unary_timeout: float | None = None) -> grpc.aio.Channel:
+    """A channel that forwards the request id and keeps long streams alive; unary calls without a
+    deadline of their own get `unary_timeout` seconds (None: no deadline)."""
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS, interceptors=[_RequestIdClientInterceptor(unary_timeout)]
+    )
 
 
 def run_process(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:

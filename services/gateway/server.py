@@ -47,9 +47,9 @@ async def serve(
 ) -> None:
     service_var.set("gateway")
     async with AsyncExitStack() as stack:
-        executor_channel = insecure_channel(settings.executor_addr)
+        executor_channel = insecure_channel(settings.executor_addr, unary_timeout=settings.rpc_timeout)
         stack.push_async_callback(executor_channel.close)
-        crawler_channel = insecure_channel(settings.crawler_addr)
+        crawler_channel = insecure_channel(settings.crawler_addr, unary_timeout=settings.rpc_timeout)
         stack.push_async_callback(crawler_channel.close)
         app = create_app(
             executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
@@ -68,7 +68,7 @@ async def serve(
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=int(settings.shutdown_grace),
+            timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]  # uvicorn hands it to asyncio.wait_for: seconds as a float
         )
         server = _Server(config)
         # The socket is already listening: connections wait in its backlog until uvicorn accepts.

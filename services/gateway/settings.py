@@ -17,3 +17,8 @@ class GatewaySettings(CommonSettings):
     api_token: str | None = Field(
         default=None, description="Bearer token required on every route but /healthz. Unset: no authentication."
     )
+    rpc_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the gateway waits for the executor or crawler to answer a request before it answers 504.",
+    )

@@ -206,3 +206,39 @@ async def test_metrics_show_executions_and_crawl_jobs_by_status(stack: Stack) ->
     assert value(metrics, "quaero_crawl_jobs", status="completed") == 1
     assert value(metrics, "quaero_service_up", service="executor") == 1
     assert value(metrics, "quaero_service_up", service="crawler") == 1
+
+
+async def test_a_service_that_does_not_answer_gives_504_not_a_hung_request() -> None:
+    """A stalled executor must not hold REST clients forever: unary calls carry the gateway's
+    deadline (QUAERO_RPC_TIMEOUT) and a missed one answers 504 DEADLINE_EXCEEDED."""
+    import asyncio
+
+    from libs.grpc_server import insecure_channel, start_grpc_server
+    from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
+    from services.gateway.app import create_app
+
+    release = asyncio.Event()
+
+    class Stalled(executor_service_pb2_grpc.ExecutorServiceServicer):
+        async def ListJobDefinitions(self, request, context):  # type: ignore[no-untyped-def]
+            await release.wait()
+            raise AssertionError("the gateway should have given up")
+
+    server = await start_grpc_server(
+        "127.0.0.1:0",
+        [(Stalled(), executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server, "quaero.v1.ExecutorService")],
+        service="executor",
+    )
+    channel = insecure_channel(f"127.0.0.1:{server.port}", unary_timeout=0.5)
+    app = create_app(
+        executor_service_pb2_grpc.ExecutorServiceStub(channel), crawler_service_pb2_grpc.CrawlerServiceStub(channel)
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            response = await http.get("/api/job-definitions")
+        assert response.status_code == 504, response.text
+        assert response.json()["error"]["code"] == "DEADLINE_EXCEEDED"
+    finally:
+        release.set()
+        await channel.close()
+        await server.stop(0)
