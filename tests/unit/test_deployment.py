@@ -54,9 +54,6 @@ def test_every_command_exists(name: str) -> None:
         assert command[0] == "quaero"
         names = {c.name or c.callback.__name__ for c in cli_app.registered_commands}  # type: ignore[union-attr]
         assert command[1] in names, f"{name}: no `quaero {command[1]}` command"
-    for probe in QUAERO_SERVICES[name].get("healthcheck", {}).get("test", [])[1:3]:
-        if probe == "-m":
-            assert importlib.util.find_spec("libs.healthcheck") is not None
 
 
 @pytest.mark.parametrize("name", sorted(QUAERO_SERVICES))
@@ -64,6 +61,41 @@ def test_every_variable_is_a_setting(name: str) -> None:
     environment: dict[str, Any] = QUAERO_SERVICES[name].get("environment", {})
     unknown = {key for key in environment if key.startswith("QUAERO_")} - known_variables()
     assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
+
+
+# The gRPC port each long-running service listens on, and so the port its healthcheck must probe.
+HEALTH_PORTS = {"crawler": "crawler_port", "executor": "executor_port", "gateway": "gateway_grpc_port"}
+
+
+@pytest.mark.parametrize("name", sorted(HEALTH_PORTS))
+def test_every_healthcheck_probes_the_port_its_service_serves(name: str) -> None:
+    spec = QUAERO_SERVICES[name]
+    probe = spec["healthcheck"]["test"]
+    assert probe[:4] == ["CMD", "python", "-m", "libs.healthcheck"], probe
+    field = HEALTH_PORTS[name]
+    settings_cls = next(cls for cls in SETTINGS[1:] if field in cls.model_fields)
+    configured = spec.get("environment", {}).get(f"QUAERO_{field.upper()}")
+    port = int(configured) if configured is not None else settings_cls.model_fields[field].default
+    assert probe[4] == f"127.0.0.1:{port}", f"{name} serves gRPC on {port} but its healthcheck probes {probe[4]}"
+
+
+async def test_the_healthcheck_probe_tells_serving_from_down() -> None:
+    """The probe the containers run, run the same way: 0 against a live server, 1 once it stops."""
+    import asyncio
+    import sys
+
+    from libs.grpc_server import start_grpc_server
+
+    async def probe(port: int) -> int:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "libs.healthcheck", f"127.0.0.1:{port}", cwd=ROOT)
+        return await proc.wait()
+
+    server = await start_grpc_server("127.0.0.1:0", [], service="probe-test")
+    try:
+        assert await probe(server.port) == 0
+    finally:
+        await server.stop(0)
+    assert await probe(server.port) == 1
 
 
 def test_dockerfile_entry_points_exist() -> None:
