@@ -87,7 +87,9 @@ async def test_the_healthcheck_probe_tells_serving_from_down() -> None:
     from libs.grpc_server import start_grpc_server
 
     async def probe(port: int) -> int:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "libs.healthcheck", f"127.0.0.1:{port}", cwd=ROOT)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "libs.healthcheck", f"127.0.0.1:{port}", cwd=ROOT
+        )
         return await proc.wait()
 
     server = await start_grpc_server("127.0.0.1:0", [], service="probe-test")

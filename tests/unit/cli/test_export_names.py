@@ -11,7 +11,10 @@ from cli.docs import _slug
 @pytest.mark.parametrize(
     ("doc", "name"),
     [
-        ({"url": "https://docs.example.com/guide/intro?x=1", "id": "0f3a9c1e-77"}, "docs-example-com-guide-intro-x-1-0f3a9c1e"),
+        (
+            {"url": "https://docs.example.com/guide/intro?x=1", "id": "0f3a9c1e-77"},
+            "docs-example-com-guide-intro-x-1-0f3a9c1e",
+        ),
         ({"url": "http://h/", "id": "../../etc/passwd"}, "h-etcpassw"),
         ({"url": "", "id": "/"}, "document"),
         ({"url": None, "id": None}, "document"),
