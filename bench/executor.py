@@ -87,13 +87,13 @@ def services(database_url: str, amqp_url: str, logs: Path) -> Iterator[tuple[str
     procs: list[Process] = []
     try:
         env["QUAERO_LOG_LEVEL"] = "INFO"  # the ready lines are INFO
-        crawler = Process("services.crawler.server", env, logs / "crawler.log")
+        crawler = Process.module("services.crawler.server", env, logs / "crawler.log")
         procs.append(crawler)
         env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler.port()}"
-        executor = Process("services.executor.server", env, logs / "executor.log")
+        executor = Process.module("services.executor.server", env, logs / "executor.log")
         procs.append(executor)
         env["QUAERO_EXECUTOR_ADDR"] = f"127.0.0.1:{executor.port()}"
-        gateway = Process("services.gateway.server", env, logs / "gateway.log")
+        gateway = Process.module("services.gateway.server", env, logs / "gateway.log")
         procs.append(gateway)
         ready = gateway.wait_for_log("gateway listening")
         yield f"http://{ready['address']}", env["QUAERO_EXECUTOR_ADDR"]

@@ -38,11 +38,11 @@ def test_sigkill_mid_execution_then_resume(pg_url: str, amqp_url: str, tmp_path:
     procs: list[Process] = []
     with site.serve_in_thread():
         try:
-            crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
+            crawler = Process.module("services.crawler.server", env, tmp_path / "crawler.log")
             procs.append(crawler)
             env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler.port()}"
-            procs.append(Process("services.crawler.worker", env, tmp_path / "worker.log"))
-            first = Process("services.executor.server", env, tmp_path / "executor-1.log")
+            procs.append(Process.module("services.crawler.worker", env, tmp_path / "worker.log"))
+            first = Process.module("services.executor.server", env, tmp_path / "executor-1.log")
             procs.append(first)
             port = first.port()
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -87,7 +87,7 @@ def test_sigkill_mid_execution_then_resume(pg_url: str, amqp_url: str, tmp_path:
                 # Mid-crawl: some pages fetched, more to go.
                 wait(lambda: any(j.progress.completed_urls >= 2 for j in crawl_jobs()))
                 first.kill()
-                second = Process("services.executor.server", env, tmp_path / "executor-2.log")
+                second = Process.module("services.executor.server", env, tmp_path / "executor-2.log")
                 procs.append(second)
                 with grpc.insecure_channel(f"127.0.0.1:{second.port()}") as channel2:
                     executor = executor_service_pb2_grpc.ExecutorServiceStub(channel2)

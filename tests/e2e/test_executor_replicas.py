@@ -38,10 +38,10 @@ def test_two_executors_fire_each_firing_once(pg_url: str, amqp_url: str, tmp_pat
     dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
     procs: list[Process] = []
     try:
-        crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
+        crawler = Process.module("services.crawler.server", env, tmp_path / "crawler.log")
         procs.append(crawler)
         env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler.port()}"
-        replicas = [Process("services.executor.server", env, tmp_path / f"executor-{i}.log") for i in (1, 2)]
+        replicas = [Process.module("services.executor.server", env, tmp_path / f"executor-{i}.log") for i in (1, 2)]
         procs.extend(replicas)
         ports = [r.port() for r in replicas]
         with grpc.insecure_channel(f"127.0.0.1:{ports[0]}") as channel:

@@ -6,48 +6,17 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import Process
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-class Background:
-    """A process whose output goes to a file, read while it runs."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.handle = log.open("wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT)
-
-    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.log.read_text(errors="replace"))
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"never printed {pattern!r}:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.handle.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -61,7 +30,7 @@ def quaero_up(tmp_path: Path) -> Iterator[str]:
         QUAERO_EXECUTOR_PORT="0",
         QUAERO_CRAWLER_PORT="0",
     )
-    up = Background([str(BIN / "quaero"), "up"], env, tmp_path / "up.log")
+    up = Process([str(BIN / "quaero"), "up"], env, tmp_path / "up.log")
     try:
         yield up.wait_for(r"Quaero is up on (http://127\.0\.0\.1:\d+)").group(1)
     finally:
@@ -70,7 +39,7 @@ def quaero_up(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def demo_site(tmp_path: Path) -> Iterator[str]:
-    server = Background(
+    server = Process(
         [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", "docs/demo-site"],
         dict(os.environ),
         tmp_path / "site.log",

@@ -20,15 +20,15 @@ def services(pg_url: str, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, o
     env = service_env(pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}", QUAERO_METRICS_PORT="0")
     procs: list[Process] = []
     try:
-        crawler = Process("services.crawler.server", env, tmp_path / "crawler.log")
+        crawler = Process.module("services.crawler.server", env, tmp_path / "crawler.log")
         procs.append(crawler)
         crawler_port = crawler.port()
         env["QUAERO_CRAWLER_ADDR"] = f"127.0.0.1:{crawler_port}"
-        executor = Process("services.executor.server", env, tmp_path / "executor.log")
+        executor = Process.module("services.executor.server", env, tmp_path / "executor.log")
         procs.append(executor)
         executor_port = executor.port()
         env["QUAERO_EXECUTOR_ADDR"] = f"127.0.0.1:{executor_port}"
-        gateway = Process("services.gateway.server", env, tmp_path / "gateway.log")
+        gateway = Process.module("services.gateway.server", env, tmp_path / "gateway.log")
         procs.append(gateway)
         ready = gateway.wait_for_log("gateway listening")
         yield {

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from services.crawler.settings import CrawlerSettings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import Process
 
 
 def worker_env(settings: CrawlerSettings, **overrides: Any) -> dict[str, str]:
@@ -29,43 +26,11 @@ def worker_env(settings: CrawlerSettings, **overrides: Any) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """One crawl worker process; its output goes to a log file the test prints on failure."""
+class WorkerProcess(Process):
+    """One `python -m services.crawler.worker`."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._handle = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.crawler.worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._handle,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to the broker or the database."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> int:
-        self.terminate()
-        if self.proc.poll() is None:
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._handle.close()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        super().__init__([sys.executable, "-m", "services.crawler.worker"], env, log, name="crawl worker")
 
     async def wait_consuming(self, timeout: float = 30) -> None:
         deadline = asyncio.get_running_loop().time() + timeout

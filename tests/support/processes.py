@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,14 +16,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Process:
-    """`python -m <module>` with its JSON log lines in a file (a pipe could fill up and block it)."""
+    """A child process with its output in a file (a pipe could fill up and block it), read while
+    it runs: JSON log lines for the services, plain text for anything else."""
 
-    def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
-        self.module, self.log = module, log
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, *, name: str | None = None) -> None:
+        self.name, self.log = name or " ".join(args[:3]), log
         self.handle = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT)
+
+    @classmethod
+    def module(cls, module: str, env: dict[str, str], log: Path) -> Process:
+        """`python -m <module>`, as the containers run each service."""
+        return cls([sys.executable, "-m", module], env, log, name=module)
+
+    def output(self, tail: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-tail:]
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
+        """The first match of a regular expression in the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.log.read_text(errors="replace"))
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} never printed {pattern!r}:\n{self.output()}")
 
     def entries(self) -> list[dict[str, Any]]:
         out = []
@@ -44,23 +64,29 @@ class Process:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        tail = self.log.read_text(errors="replace")[-3000:]
-        raise AssertionError(f"{self.module} never logged {message!r}:\n{tail}")
+        raise AssertionError(f"{self.name} never logged {message!r}:\n{self.output()}")
 
     def port(self, message: str = "gRPC server listening", timeout: float = 60) -> int:
         return int(self.wait_for_log(message, timeout)["address"].rsplit(":", 1)[1])
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, no lease release, exactly like a crash."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        """SIGKILL: no cleanup, no lease release, no goodbye to the broker, exactly like a crash."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
         self.handle.close()
 
-    def stop(self) -> int:
+    def terminate(self) -> None:
+        """SIGTERM without waiting, so that several processes stop at once."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then the exit code; SIGKILL if it does not exit within `timeout` seconds."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
