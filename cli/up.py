@@ -28,8 +28,11 @@ async def migrate_all(database_url_for: Callable[[str], str]) -> None:
 Serve = Callable[[asyncio.Event, Callable[[int], None]], Coroutine[Any, Any, None]]
 
 
-async def _start(name: str, serve: Serve, stop: asyncio.Event) -> tuple[asyncio.Task[None], int]:
-    """Start one service and wait until it listens; returns its task and port."""
+async def start_service(
+    name: str, serve: Serve, stop: asyncio.Event, timeout: float | None = None
+) -> tuple[asyncio.Task[None], int]:
+    """Start one service and wait until it listens; returns its task and port. If it stops, or
+    does not listen within `timeout` seconds, it is stopped and the reason raised."""
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def on_ready(port: int) -> None:
@@ -38,8 +41,9 @@ async def _start(name: str, serve: Serve, stop: asyncio.Event) -> tuple[asyncio.
 
     task = asyncio.create_task(serve(stop, on_ready), name=name)
     pending: set[asyncio.Future[Any]] = {task, ready}
-    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-    if ready not in done:
+    await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        stop.set()
         await task  # raises what stopped it
         raise RuntimeError(f"{name} stopped before it was ready")
     return task, ready.result()
@@ -55,16 +59,16 @@ async def run_embedded(stop: asyncio.Event, announce: Callable[[str], None] = la
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        task, crawler_port = await _start(
+        task, crawler_port = await start_service(
             "crawler", lambda s, r: crawler_server.serve(crawler, s, r, run_workers=True), stop
         )
         tasks.append(task)
         executor.crawler_addr = f"127.0.0.1:{crawler_port}"
-        task, executor_port = await _start("executor", lambda s, r: executor_server.serve(executor, s, r), stop)
+        task, executor_port = await start_service("executor", lambda s, r: executor_server.serve(executor, s, r), stop)
         tasks.append(task)
         gateway.crawler_addr = executor.crawler_addr
         gateway.executor_addr = f"127.0.0.1:{executor_port}"
-        task, gateway_port = await _start("gateway", lambda s, r: gateway_server.serve(gateway, s, r), stop)
+        task, gateway_port = await start_service("gateway", lambda s, r: gateway_server.serve(gateway, s, r), stop)
         tasks.append(task)
         storage = "PostgreSQL" if crawler.database_url else f"SQLite in {crawler.data_dir.resolve()}"
         queue = "RabbitMQ" if crawler.amqp_url else "an in-process queue"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cli.up import Serve, migrate_all, start_service
 from libs.grpc_server import insecure_channel
-from libs.migrate import migrate
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.settings import CrawlerSettings
@@ -21,28 +21,14 @@ from services.executor.settings import ExecutorSettings
 from services.gateway import server as gateway_server
 from services.gateway.settings import GatewaySettings
 
-Serve = Callable[[asyncio.Event, Callable[[int], None]], Coroutine[Any, Any, None]]
-
 
 @contextlib.asynccontextmanager
 async def running(serve: Serve, name: str) -> AsyncIterator[int]:
-    """Start `serve`, yield its port once it listens, stop it (gracefully) afterwards."""
+    """Start `serve` as `quaero up` does, yield its port once it listens, stop it (gracefully) afterwards."""
     stop = asyncio.Event()
-    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def on_ready(port: int) -> None:
-        if not ready.done():
-            ready.set_result(port)
-
-    task = asyncio.create_task(serve(stop, on_ready), name=name)
-    waiters: set[asyncio.Future[Any]] = {task, ready}
-    await asyncio.wait(waiters, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        stop.set()
-        await task
-        raise RuntimeError(f"{name} did not start")
+    task, port = await start_service(name, serve, stop, timeout=60)
     try:
-        yield ready.result()
+        yield port
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
@@ -62,8 +48,7 @@ async def migrate_for(common: dict[str, Any]) -> None:
     """Embedded (SQLite) stacks migrate themselves like `quaero up`; PostgreSQL clones are migrated."""
     settings = CrawlerSettings(**common)
     if settings.database_url is None:
-        await migrate(settings.database_url_for("executor"), "executor", executor_server.MIGRATIONS)
-        await migrate(settings.database_url_for("crawler"), "crawler", crawler_server.MIGRATIONS)
+        await migrate_all(settings.database_url_for)
 
 
 @dataclass
