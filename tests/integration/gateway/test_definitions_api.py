@@ -272,7 +272,9 @@ async def test_unusable_request_ids_are_replaced_and_crawls_still_run(backend: d
 
     site = small_site(2)
     async with site.serve(), running_stack(backend) as stack:
-        await define(stack, {"id": "rid", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url()]}}]})
+        await define(
+            stack, {"id": "rid", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url()]}}]}
+        )
         started = await stack.http.post("/api/job-definitions/rid/execute", headers={"X-Request-ID": hostile.encode()})
         assert started.status_code == 202, started.text
         assert started.headers["x-request-id"] != hostile
