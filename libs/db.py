@@ -18,7 +18,6 @@ from sqlalchemy import JSON, DateTime, TypeDecorator, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -281,20 +280,6 @@ class Database:
                 fire(channel)
 
             event.listen(target.sync_session, "after_commit", after_commit, once=True)
-
-
-async def ensure_schema(url: str, schema: str) -> None:
-    """Create a service's PostgreSQL schema if missing (migrations then run inside it)."""
-    if make_url(url).get_backend_name() != "postgresql":
-        return
-    if not _IDENT.match(schema):
-        raise ValueError(f"bad schema name {schema!r}")
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    finally:
-        await engine.dispose()
 
 
 class UtcDateTime(TypeDecorator[datetime]):

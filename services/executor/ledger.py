@@ -459,21 +459,6 @@ class Ledger:
             execution.id, owner, (RUNNING,), values, [*events, ("steps_succeeded", {"post_jobs": execution.post_jobs})]
         )
 
-    async def pending_post_jobs(self, older_than: float, limit: int = 100) -> list[str]:
-        """Succeeded executions whose post-job outcomes are still unrecorded."""
-        cutoff = utcnow() - timedelta(seconds=older_than)
-        async with self.db.read_connection() as conn:
-            rows = await conn.execute(
-                select(EXECUTIONS.c.id)
-                .where(
-                    EXECUTIONS.c.post_jobs_state == POST_PENDING,
-                    EXECUTIONS.c.status == RUNNING,
-                    EXECUTIONS.c.updated_at < cutoff,
-                )
-                .limit(limit)
-            )
-            return list(rows.scalars())
-
     async def record_post_jobs(
         self, execution_id: str, triggered: list[PostJobOutcome], skipped: list[PostJobOutcome]
     ) -> bool:

@@ -224,11 +224,6 @@ class ExecutorStore:
                 sources = {r.id: _source(r) for r in rows}  # type: ignore[arg-type]
             return definition, sources
 
-    async def find_definitions(self, ids: Collection[str]) -> dict[str, JobDefinition]:
-        async with self.db.read() as session:
-            rows = await session.scalars(select(JobDefinitionRow).where(JobDefinitionRow.id.in_(list(ids))))
-            return {row.id: _definition(row) for row in rows}
-
     async def list_definitions(
         self, p: Page, *, type: str | None = None, enabled: bool | None = None
     ) -> tuple[list[JobDefinition], int]:
