@@ -118,7 +118,15 @@ class Scheduler:
             for entry in due:
                 fire_at = entry.next_at
                 entry.next_at = next_fire(entry.definition.schedule, max(fire_at, now))
-                await self._fire(entry.definition, fire_at)
+                try:
+                    await self._fire(entry.definition, fire_at)
+                except Exception:
+                    # One firing going wrong (a lost connection, a definition deleted meanwhile)
+                    # must not end the loop: every other schedule would silently stop.
+                    log.exception(
+                        "scheduled firing failed",
+                        extra={"job_definition_id": entry.definition.id, "fire_at": fire_at.isoformat()},
+                    )
             if due or self._reload_wanted:
                 continue
             wake_at = min([e.next_at for e in self._entries.values()], default=None)

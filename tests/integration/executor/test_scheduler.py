@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from libs.db import Database
 from services.executor.ledger import ScheduleFiringRow
@@ -84,6 +84,39 @@ async def test_each_firing_runs_through_execute(
     runs = await executions_of(scheduled, "tick")
     assert [(r["trigger"], r["status"]) for r in runs] == [("schedule", "completed")] * 3
     assert [(f[1], f[3]) for f in await firings(scheduled)] == [(at(5), ""), (at(10), ""), (at(15), "")]
+
+
+async def test_a_firing_that_fails_does_not_stop_the_scheduler(
+    scheduled: Stack, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A firing that raises (here its table is briefly gone, like a database hiccup) is logged,
+    and later firings still run, in the same scheduler loop (no restart)."""
+    await define(scheduled, {"id": "tick", "type": "custom", "schedule": "* * * * *", "steps": REINDEX})
+    await loaded(caplog, "tick", "* * * * *")
+    await _ddl(scheduled, "ALTER TABLE schedule_firings RENAME TO schedule_firings_away")
+    try:
+        await clock.advance_to(at(1))
+        await wait_until(lambda: _logged(caplog, "scheduled firing failed"))
+    finally:
+        await _ddl(scheduled, "ALTER TABLE schedule_firings_away RENAME TO schedule_firings")
+    await clock.advance_to(at(2))
+    [run] = await wait_until(lambda: executions_of(scheduled, "tick"))
+    await wait_for(scheduled, run["id"])
+    assert [(f[1], f[2]) for f in await firings(scheduled)] == [(at(2), run["id"])]
+    assert not await _logged(caplog, "background task failed; restarting")
+
+
+async def _ddl(stack: Stack, statement: str) -> None:
+    db = Database(stack.database_url, "executor")
+    try:
+        async with db.session() as session:
+            await session.execute(text(statement))
+    finally:
+        await db.close()
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    return any(r.getMessage() == message for r in caplog.records)
 
 
 async def _all_finished(stack: Stack, definition_id: str) -> None:
