@@ -78,6 +78,7 @@ class Scheduler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._reload_wanted = True  # also when restarted after a failure
         stopper = asyncio.create_task(self._wake_on(stop))
         notifier = self.store.db.notifier
         try:

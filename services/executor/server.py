@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -35,6 +37,35 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    backoff: float = 0.5,
+    max_backoff: float = 30.0,
+) -> None:
+    """Run `run()` until `stop` is set. If it raises, or returns before `stop`, log it and run it
+    again after a pause that doubles up to `max_backoff` (and starts over after a long healthy run):
+    a background loop that dies must not take a replica's leases or schedules with it silently."""
+    delay = backoff
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run()
+        except Exception:
+            log.exception("background task failed; restarting", extra={"task": name, "delay": delay})
+        else:
+            if stop.is_set():
+                return
+            log.error("background task ended unexpectedly; restarting", extra={"task": name, "delay": delay})
+        if time.monotonic() - started > max_backoff:
+            delay = backoff
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, max_backoff)
 
 
 async def serve(
@@ -100,14 +131,14 @@ async def serve(
         # Runs before the server stops: drivers stop and leases go back for another replica.
         stack.push_async_callback(executions.shutdown)
 
-        background = [
-            asyncio.create_task(executions.maintain(stop), name="leases"),
-            asyncio.create_task(store.watch_changes(stop), name="catalogue-changes"),
-        ]
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "leases": lambda: executions.maintain(stop),
+            "catalogue-changes": lambda: store.watch_changes(stop),
+        }
         if settings.scheduler_enabled:
-            background.append(
-                asyncio.create_task(Scheduler(store, ledger, executions, clock).run(stop), name="scheduler")
-            )
+            scheduler = Scheduler(store, ledger, executions, clock)
+            loops["scheduler"] = lambda: scheduler.run(stop)
+        background = [asyncio.create_task(supervise(name, run, stop), name=name) for name, run in loops.items()]
         log.info("executor ready", extra={"owner": owner, "self_addr": self_addr})
         if on_ready:
             on_ready(server.port)
