@@ -107,3 +107,47 @@ async def test_sources_keep_auth_when_asked(store: ExecutorStore) -> None:
     assert saved.name == "S2" and saved.auth_headers == {"Authorization": "Bearer t"}
     cleared, _ = await store.save_source(edited, mode="update", keep_auth=False)
     assert not cleared.has_auth
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://a/docs/", "HTTPS://A/", "https://a:443/"],
+    ids=["other-path", "case", "default-port"],
+)
+async def test_auth_is_kept_on_the_same_origin(store: ExecutorStore, base_url: str) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    saved, _ = await store.save_source(
+        Source(id="s", name="S", type="web", base_url=base_url), mode="update", keep_auth=True
+    )
+    assert saved.base_url == base_url and saved.auth_headers == {"Authorization": "Bearer t"}
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://b/", "http://a/", "https://a:8443/", "https://a.evil/"],
+    ids=["host", "scheme", "port", "suffix"],
+)
+async def test_kept_auth_never_moves_to_another_origin(store: ExecutorStore, base_url: str) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    with pytest.raises(InvalidArgument) as err:
+        await store.save_source(Source(id="s", name="S", type="web", base_url=base_url), mode="update", keep_auth=True)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("auth", "credentials were given for another host; send them again")
+    ]
+    unchanged = await store.get_source("s")
+    assert unchanged.base_url == "https://a/" and unchanged.auth_headers == {"Authorization": "Bearer t"}
+
+
+async def test_another_origin_is_fine_with_new_auth_or_none_kept(store: ExecutorStore) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    resent, _ = await store.save_source(_with_auth("https://b/", token="u"), mode="update", keep_auth=False)
+    assert resent.auth_headers == {"Authorization": "Bearer u"}
+    await store.save_source(Source(id="plain", name="P", type="web", base_url="https://a/"), mode="create")
+    moved, _ = await store.save_source(
+        Source(id="plain", name="P", type="web", base_url="https://b/"), mode="update", keep_auth=True
+    )
+    assert moved.base_url == "https://b/" and not moved.has_auth
+
+
+def _with_auth(base_url: str, token: str = "t") -> Source:
+    return Source(id="s", name="S", type="web", base_url=base_url, auth_headers={"Authorization": f"Bearer {token}"})
