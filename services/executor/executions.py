@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from libs.db import utcnow
-from libs.errors import Aborted, FailedPrecondition, InvalidArgument
+from libs.errors import FailedPrecondition, InvalidArgument
 from libs.logs import log_context
 from services.executor.catalogue import Catalogue
 from services.executor.definitions import JobDefinition, validate_definition
@@ -118,12 +118,12 @@ class Executions:
         return created, replayed
 
     async def cancel(self, execution_id: str) -> Execution:
+        """Cancel an unfinished execution: NotFound, or Aborted when its state forbids it (finished,
+        or starting its post-jobs)."""
+        await self.ledger.cancel(execution_id)
         execution = await self.ledger.get(execution_id)
-        if execution.terminal:
-            raise Aborted(f"execution {execution_id!r} is already {execution.status}")
-        if await self.ledger.cancel(execution_id):
-            with log_context(execution_id=execution_id, job_definition_id=execution.job_definition_id):
-                log.info("execution cancelled")
+        with log_context(execution_id=execution_id, job_definition_id=execution.job_definition_id):
+            log.info("execution cancelled")
         await self.runner.stop(execution_id)
         await self.runner.cancel_crawl_jobs(execution_id, "cancelled")
         return await self.ledger.get(execution_id)
