@@ -119,14 +119,14 @@ class Executions:
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel an unfinished execution: NotFound, or Aborted when its state forbids it (finished,
-        or starting its post-jobs)."""
+        or starting its post-jobs). Answers once the ledger says cancelled; stopping its driver
+        and its crawl jobs goes on in the background (and outlasts a crawler that is down)."""
         await self.ledger.cancel(execution_id)
         execution = await self.ledger.get(execution_id)
         with log_context(execution_id=execution_id, job_definition_id=execution.job_definition_id):
             log.info("execution cancelled")
-        await self.runner.stop(execution_id)
-        await self.runner.cancel_crawl_jobs(execution_id, "cancelled")
-        return await self.ledger.get(execution_id)
+        self.runner.cancel_crawl_jobs(execution_id, "cancelled", stop_driver=True)
+        return execution
 
     async def watch(
         self, execution_id: str, after_event_id: int = 0, *, replay: bool = False, poll: float = 2.0

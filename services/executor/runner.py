@@ -99,6 +99,13 @@ class StepStream:
         self._execution_id = execution_id
         self._call: Any = None
 
+    def abort(self) -> None:
+        """Cancel the stream at once: the step in flight is abandoned (cancelled, timed out, lost,
+        shutting down). No crawl job is touched."""
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
     async def close(self) -> None:
         """Half-close and let the crawler end the stream (cheaper for both sides than a cancel);
         cancel if it does not end promptly. Either way no crawl job is touched."""
@@ -163,7 +170,11 @@ class Runner:
         lease_seconds: float,
         trigger_post_jobs: Callable[[str], Awaitable[None]],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cancel_retry_for: float = 300.0,
+        cancel_backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
+        """`cancel_retry_for`: how long to keep asking an unreachable crawler to cancel crawl jobs,
+        `cancel_backoff`: the first and the longest pause between those attempts (seconds)."""
         self.ledger = ledger
         self.store = store
         self.crawler = crawler
@@ -171,7 +182,10 @@ class Runner:
         self.lease_seconds = lease_seconds
         self.trigger_post_jobs = trigger_post_jobs
         self._sleep = sleep
+        self._cancel_retry_for = cancel_retry_for
+        self._cancel_backoff = cancel_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._deferred: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     @property
@@ -197,9 +211,9 @@ class Runner:
     async def close(self) -> list[str]:
         """Stop every task (shutdown); returns the ids that were being driven."""
         ids = list(self._tasks)
-        for task in list(self._tasks.values()):
+        for task in [*self._tasks.values(), *self._cleanups]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *self._cleanups, return_exceptions=True)
         return ids
 
     async def _drive(self, execution: Execution) -> None:
@@ -219,19 +233,49 @@ class Runner:
         """If it was cancelled while a step was starting, make sure its crawl jobs stop too."""
         current = await self.ledger.get(execution_id)
         if current.status == CANCELLED:
-            await self.cancel_crawl_jobs(execution_id, "cancelled")
+            self.cancel_crawl_jobs(execution_id, "cancelled")
         log.info("stopped driving execution", extra={"status": current.status})
 
-    async def cancel_crawl_jobs(self, execution_id: str, reason: str) -> None:
-        for attempt in range(5):
-            try:
-                await self.crawler.CancelCrawlJobs(
-                    crawler_service_pb2.CancelCrawlJobsRequest(execution_id=execution_id, reason=reason), timeout=10
-                )
+    def cancel_crawl_jobs(self, execution_id: str, reason: str, *, stop_driver: bool = False) -> asyncio.Task[None]:
+        """Have the crawler cancel the execution's crawl jobs, in the background: returns at once.
+
+        An unreachable crawler is asked again with exponential backoff for `cancel_retry_for`
+        seconds; then an error is logged. With `stop_driver`, this instance's driver of the
+        execution is stopped first, so a crawl job its last StepCall created is cancelled too."""
+        task = asyncio.create_task(
+            self._cancel_crawl_jobs(execution_id, reason, stop_driver), name=f"cancel-crawl-jobs-{execution_id}"
+        )
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def _cancel_crawl_jobs(self, execution_id: str, reason: str, stop_driver: bool) -> None:
+        fields: dict[str, Any] = {"execution_id": execution_id, "reason": reason}
+        request = crawler_service_pb2.CancelCrawlJobsRequest(execution_id=execution_id, reason=reason)
+        delay, longest = self._cancel_backoff
+        attempts = 0
+        try:
+            if stop_driver:
+                await self.stop(execution_id)
+            give_up_at = time.monotonic() + self._cancel_retry_for
+            while True:
+                attempts += 1
+                try:
+                    response = await self.crawler.CancelCrawlJobs(request, timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    fields.update(code=exc.code().name, attempts=attempts)
+                    if exc.code() not in _TRANSIENT or time.monotonic() + delay > give_up_at:
+                        log.error("gave up cancelling the execution's crawl jobs", extra=fields)
+                        return
+                    log.warning("could not cancel crawl jobs yet; retrying", extra={**fields, "delay": delay})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, longest)
+                    continue
+                log.info("crawl jobs cancelled", extra={**fields, "crawl_job_ids": list(response.cancelled_job_ids)})
                 return
-            except grpc.aio.AioRpcError as exc:
-                log.warning("could not cancel crawl jobs yet", extra={"code": exc.code().name, "attempt": attempt + 1})
-                await asyncio.sleep(0.5 * (attempt + 1))
+        except asyncio.CancelledError:
+            log.error("shutting down before the execution's crawl jobs were cancelled", extra=fields)
+            raise
 
     # ------------------------------------------------------------------------- one run
 
@@ -242,6 +286,9 @@ class Runner:
         stream = StepStream(self.crawler, execution.id)
         try:
             errors = await self._steps_within_deadline(execution, stream)
+        except BaseException:
+            stream.abort()  # stopped, lost or broken: no point waiting for the step in flight
+            raise
         finally:
             await stream.close()
         if errors is None:
@@ -289,12 +336,13 @@ class Runner:
             async with asyncio.timeout(max(remaining, 0)):
                 return await self._steps(execution, stream)
         except TimeoutError:
+            stream.abort()
             await self._time_out(execution)
             return None
 
     async def _time_out(self, execution: Execution) -> None:
         timeout = execution.definition.get("timeout", "")
-        await self.cancel_crawl_jobs(execution.id, "timeout")
+        self.cancel_crawl_jobs(execution.id, "timeout")
         for step in execution.steps:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"

@@ -5,6 +5,7 @@ adapted to the stream-based design, and a test for each of the Go system's bugs 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ import pytest
 
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
+from tests.support.gated_site import GatedSite
 from tests.support.local_site import LocalSite, small_site
 from tests.support.runs import add_source, define, events, execute, get_execution, jobs, wait_for, wait_until
 from tests.support.services import Stack
@@ -359,19 +361,34 @@ async def _has_jobs(stack: Stack, execution_id: str) -> bool:
     return bool(await jobs(stack, execution_id=execution_id))
 
 
-async def test_cancel_right_after_execute(stack: Stack, site: LocalSite) -> None:
+async def test_cancel_right_after_execute(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     """Go executor item 9: an execution cancelled as soon as it started ends cancelled, and so
     does any crawl job its first step had already created."""
-    site.delay = 0.5  # the crawl cannot finish before the cancel lands
-    await define(stack, {"id": "never", "steps": [crawl_step(site.url(), concurrency=1)]})
-    execution_id = (await execute(stack, "never"))["execution_id"]
-    cancelled = await stack.http.post(f"/api/executions/{execution_id}/cancel")
-    assert cancelled.status_code == 200, cancelled.text
-    execution = await wait_for(stack, execution_id)
-    assert execution["status"] == "cancelled"
-    await asyncio.sleep(0.5)  # a StepCall in flight at the cancel is cleaned up by its driver
-    for job in await jobs(stack, execution_id=execution_id):
-        assert job["status"] == "cancelled"
+    caplog.set_level(logging.INFO, logger="services.executor.runner")
+    site = GatedSite()
+    site.add("/", "Home", ["/a.html"])
+    site.close()  # the crawl cannot finish before the cancel lands
+    async with site.serve():
+        await define(stack, {"id": "never", "steps": [crawl_step(site.url(), concurrency=1)]})
+        execution_id = (await execute(stack, "never"))["execution_id"]
+        cancelled = await stack.http.post(f"/api/executions/{execution_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        # Settled: the driver has stopped (a StepCall in flight has created its job or never
+        # will), then the crawler cancelled whatever the execution had.
+        await wait_until(lambda: _crawl_jobs_cancelled(caplog, execution_id))
+        listed = await jobs(stack, execution_id=execution_id)
+        assert len(listed) <= 1
+        assert [j["status"] for j in listed if j["status"] in ("running", "completed")] == []
+        assert (await get_execution(stack, execution_id))["status"] == "cancelled"
+        site.open()
+
+
+async def _crawl_jobs_cancelled(caplog: pytest.LogCaptureFixture, execution_id: str) -> bool:
+    return any(
+        r.getMessage() == "crawl jobs cancelled" and getattr(r, "execution_id", "") == execution_id
+        for r in caplog.records
+    )
 
 
 async def test_a_dropped_watcher_does_not_stop_the_execution(stack: Stack) -> None:
