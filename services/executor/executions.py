@@ -114,7 +114,10 @@ class Executions:
                 log.info(
                     "execution started", extra={"trigger": trigger, "parent_execution_id": created.parent_execution_id}
                 )
-            self.runner.start(created)
+            if not self.runner.start(created):
+                # Shutting down (an RPC finishing in the grace period): give it back at once, so
+                # another replica, or this one's next start, resumes it without waiting for a lease.
+                await self.ledger.release(self.owner, [created.id])
         return created, replayed
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -196,7 +199,8 @@ class Executions:
                 )
             if claimed.status == CANCELLED:
                 continue
-            self.runner.start(claimed)
+            if not self.runner.start(claimed):
+                await self.ledger.release(self.owner, [execution_id])
 
     async def shutdown(self) -> None:
         """Stop driving and give the leases back, so another instance resumes at once."""

@@ -56,13 +56,6 @@ _TRANSIENT = {
 PROGRESS_INTERVAL = 1.0
 
 
-async def _write(write: Awaitable[T]) -> T:
-    """Let a ledger write run to its end even if the driver is cancelled meanwhile: cancelling
-    SQLAlchemy mid-statement breaks the connection's cleanup, and a late write is harmless (every
-    write is a compare-and-set)."""
-    return await asyncio.shield(write)
-
-
 class LostExecution(Exception):
     """The execution is no longer ours to drive (cancelled, or its lease was taken)."""
 
@@ -186,19 +179,24 @@ class Runner:
         self._cancel_backoff = cancel_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._closed = False
         self._deferred: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     @property
     def driving(self) -> list[str]:
         return list(self._tasks)
 
-    def start(self, execution: Execution) -> None:
-        """Drive `execution` (already claimed by this owner) in the background."""
-        if execution.id in self._tasks:
-            return
-        task = asyncio.create_task(self._drive(execution), name=f"execution-{execution.id}")
-        self._tasks[execution.id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(execution.id, None))
+    def start(self, execution: Execution) -> bool:
+        """Drive `execution` (already claimed by this owner) in the background. False once the
+        runner is closed (shutting down): the caller gives the lease back."""
+        if self._closed:
+            return False
+        if execution.id not in self._tasks:
+            task = asyncio.create_task(self._drive(execution), name=f"execution-{execution.id}")
+            self._tasks[execution.id] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(execution.id, None))
+        return True
 
     async def stop(self, execution_id: str) -> None:
         """Stop driving one execution here (it was cancelled, or its lease moved)."""
@@ -209,12 +207,31 @@ class Runner:
                 await task
 
     async def close(self) -> list[str]:
-        """Stop every task (shutdown); returns the ids that were being driven."""
+        """Shutdown: start nothing more, stop every task, and wait for the ledger writes they
+        began, so what they did is recorded before the database closes. Returns the ids that
+        were being driven (their state is in the ledger: another owner resumes from there)."""
+        self._closed = True
         ids = list(self._tasks)
         for task in [*self._tasks.values(), *self._cleanups]:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._cleanups, return_exceptions=True)
+        await asyncio.gather(*self._writes, return_exceptions=True)
         return ids
+
+    async def _write(self, write: Awaitable[T]) -> T:
+        """Let a ledger write run to its end even if the driver is cancelled meanwhile: cancelling
+        SQLAlchemy mid-statement breaks the connection's cleanup, and a late write is harmless (every
+        write is a compare-and-set). close() waits for the writes still running."""
+        future = asyncio.ensure_future(write)
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+        return await asyncio.shield(future)
+
+    def _written(self, future: asyncio.Future[Any]) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            # Its driver sees the error, unless it was cancelled meanwhile: then it ends here.
+            log.debug("ledger write failed", exc_info=future.exception())
 
     async def _drive(self, execution: Execution) -> None:
         with log_context(execution_id=execution.id, job_definition_id=execution.job_definition_id):
@@ -295,14 +312,14 @@ class Runner:
             return  # finished already (failed, or timed out)
         if errors:
             message = f"{len(errors)} error(s): " + "; ".join(errors)
-            if await _write(
+            if await self._write(
                 self.ledger.finish(
                     execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
                 )
             ):
                 log.warning("execution failed", extra={"error": message})
             return
-        if not await _write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
+        if not await self._write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
             raise LostExecution
         execution.post_jobs_state = POST_PENDING if execution.post_jobs else execution.post_jobs_state
         if execution.post_jobs:
@@ -325,7 +342,7 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         # The recovery loop takes it from here once the lease lapses.
-        await _write(self.ledger.release(self.owner, [execution.id]))
+        await self._write(self.ledger.release(self.owner, [execution.id]))
 
     async def _steps_within_deadline(self, execution: Execution, stream: StepStream) -> list[str] | None:
         """Run the remaining steps; None when the execution already ended (failed or timed out)."""
@@ -347,7 +364,7 @@ class Runner:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"
         message = f"execution timed out after {timeout}"
-        if await _write(
+        if await self._write(
             self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution))
         ):
             log.warning("execution timed out", extra={"timeout": timeout})
@@ -369,7 +386,7 @@ class Runner:
                 errors.append(error)
                 continue
             message = f"execution failed at {error}"
-            if await _write(
+            if await self._write(
                 self.ledger.finish(
                     execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
                 )
@@ -392,7 +409,7 @@ class Runner:
     async def _save(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Record the steps now (with any deferred events); the first write also starts the run."""
         start = execution.status == PENDING
-        if not await _write(
+        if not await self._write(
             self.ledger.save_steps(execution, self.owner, self._unsaved(execution) + events, start=start)
         ):
             raise LostExecution
@@ -494,7 +511,7 @@ class Runner:
                     last_progress = now
                     payload = {"step_index": step.index, "attempt": attempt,
                                "jobs": [job_summary(j, source_types) for j in event.progress.jobs]}  # fmt: skip
-                    await _write(self.ledger.append_event(execution.id, "step_progress", payload))
+                    await self._write(self.ledger.append_event(execution.id, "step_progress", payload))
 
         return await stream.run(call, on_event)
 

@@ -128,7 +128,9 @@ async def serve(
         self_channel = insecure_channel(self_addr)
         stack.push_async_callback(self_channel.close)
         self_stub.append(executor_service_pb2_grpc.ExecutorServiceStub(self_channel))
-        # Runs before the server stops: drivers stop and leases go back for another replica.
+        # Unwinds before the server stops: the runner refuses new executions, its drivers stop
+        # with their ledger writes finished, and their leases go back for another replica. RPCs
+        # finishing in the server's grace period after that hand what they start back at once.
         stack.push_async_callback(executions.shutdown)
 
         loops: dict[str, Callable[[], Awaitable[None]]] = {
@@ -144,6 +146,10 @@ async def serve(
             on_ready(server.port)
         await stop.wait()
         log.info("executor shutting down")
+        # Shutdown order: NOT_SERVING at once; the loops that start executions (scheduler,
+        # recovery) end; then the exit stack: executions.shutdown, the server's grace period,
+        # the channels, the database.
+        await server.health.enter_graceful_shutdown()
         await asyncio.gather(*background, return_exceptions=True)
 
 

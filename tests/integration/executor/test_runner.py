@@ -1,7 +1,9 @@
-"""The step runner against a real crawler: cancelling crawl jobs outlasts a crawler outage."""
+"""The step runner against a real crawler: cancelling crawl jobs outlasts a crawler outage, and
+closing it (shutdown) starts nothing new and loses no ledger write."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +15,11 @@ import pytest
 from libs.db import Database
 from libs.grpc_server import insecure_channel
 from quaero.v1 import crawler_service_pb2_grpc
+from services.executor.catalogue import Catalogue
+from services.executor.definitions import JobDefinition, Step
+from services.executor.executions import Executions
 from services.executor.ledger import Ledger
+from services.executor.model import RUNNING, Execution, StepState
 from services.executor.runner import Runner
 from services.executor.settings import ExecutorSettings
 from services.executor.store import ExecutorStore
@@ -123,3 +129,77 @@ async def test_giving_up_on_an_unreachable_crawler_is_an_error(
 
     [gave_up] = logged(caplog, "gave up cancelling the execution's crawl jobs", execution_id)
     assert gave_up.levelno == logging.ERROR and gave_up.code == "UNAVAILABLE" and gave_up.reason == "timeout"
+
+
+class _Actions:
+    """The crawler's action list, as the catalogue asks for it."""
+
+    async def names(self, wanted: Any = ()) -> frozenset[str]:
+        return frozenset({"crawl", "reindex"})
+
+
+def crawl_execution(url: str) -> Execution:
+    """An execution as Executions.execute records it: its first step sent, attempt 1."""
+    step = {"name": "crawl", "action": "crawl", "on_error": "fail", "config": {"start_urls": [url]}}
+    return Execution(
+        id=str(uuid.uuid4()),
+        job_definition_id="d",
+        job_name="D",
+        definition={"id": "d", "steps": [step], "sources": [], "post_jobs": []},
+        status=RUNNING,
+        trigger="api",
+        lineage=[],
+        steps=[StepState(0, "crawl", "crawl", status=RUNNING, attempts=1)],
+        owner="replica-1",
+    )
+
+
+async def test_a_closed_runner_starts_nothing_and_executions_are_handed_back(
+    executor_db: Database, make_runner: Any
+) -> None:
+    runner = make_runner("127.0.0.1:9")
+    store, ledger = runner.store, runner.ledger
+    definition = JobDefinition(id="d", name="D", type="custom", steps=[Step("r", "reindex")])
+    await store.save_definition(definition, mode="create", validate=lambda *_: [])
+    executions = Executions(ledger, Catalogue(store, _Actions()), runner, owner="replica-1", lease_seconds=30)
+
+    await executions.shutdown()
+
+    started, _ = await ledger.create(crawl_execution("http://127.0.0.1:9/"), lease_seconds=30, events=[])
+    assert runner.start(started) is False and runner.driving == []
+    # An RPC finishing during the shutdown grace period: recorded, not driven, lease given back.
+    late, replayed = await executions.execute("d")
+    assert not replayed and runner.driving == []
+    stored = await ledger.get(late.id)
+    assert (stored.status, stored.owner, stored.lease_until) == ("running", None, None)
+    assert late.id in await ledger.orphans()  # another replica resumes it at once
+
+
+async def test_close_waits_for_the_ledger_writes_of_the_drivers_it_stops(
+    common: dict[str, Any], executor_db: Database, make_runner: Any
+) -> None:
+    async with running_crawler(crawler_settings(common), run_workers=False) as crawler:
+        runner = make_runner(f"127.0.0.1:{crawler.port}")
+        execution, _ = await runner.ledger.create(crawl_execution("http://127.0.0.1:9/"), lease_seconds=30, events=[])
+        # SQLite has one writer connection: holding it pauses the driver's first write (the
+        # crawl job the crawler accepted) until we let go.
+        async with executor_db.connection():
+            assert runner.start(execution)
+            await wait_until(lambda: _writing(runner))
+            closing = asyncio.create_task(runner.close())
+            await wait_until(lambda: _stopped(runner))
+            for _ in range(20):
+                await asyncio.sleep(0)  # plenty of turns for close() to end, were it not waiting
+            assert not closing.done()
+        assert await closing == [execution.id]
+        recorded = await runner.ledger.get(execution.id)
+        assert len(recorded.steps[0].crawl_job_ids) == 1
+        assert "step_accepted" in [e.type for e in await runner.ledger.events_after(execution.id, 0)]
+
+
+async def _writing(runner: Runner) -> bool:
+    return bool(runner._writes)
+
+
+async def _stopped(runner: Runner) -> bool:
+    return not runner.driving
