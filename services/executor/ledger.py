@@ -498,9 +498,11 @@ class Ledger:
             )
         raise Aborted(f"execution {execution_id!r} could not be cancelled (status {current.status})")
 
-    async def append_event(self, execution_id: str, type: str, payload: dict[str, Any]) -> None:
-        async with self.db.connection() as conn:
-            await self._events(conn, execution_id, [(type, payload)])
+    async def record_progress(self, execution_id: str, owner: str, payload: dict[str, Any]) -> bool:
+        """Append a step_progress event while the execution is running and `owner` drives it.
+        False, and nothing written, once it is cancelled, finished or driven by another owner: a
+        late progress report never follows the terminal event."""
+        return await self._cas(execution_id, owner, (RUNNING,), {}, [("step_progress", payload)])
 
     # ------------------------------------------------------------------------ schedules
 

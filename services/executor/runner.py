@@ -511,7 +511,8 @@ class Runner:
                     last_progress = now
                     payload = {"step_index": step.index, "attempt": attempt,
                                "jobs": [job_summary(j, source_types) for j in event.progress.jobs]}  # fmt: skip
-                    await self._write(self.ledger.append_event(execution.id, "step_progress", payload))
+                    if not await self._write(self.ledger.record_progress(execution.id, self.owner, payload)):
+                        raise LostExecution
 
         return await stream.run(call, on_event)
 

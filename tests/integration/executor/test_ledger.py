@@ -80,3 +80,12 @@ async def test_cancel_of_a_finished_execution_says_how_it_ended(ledger: Ledger) 
 async def test_cancel_of_an_unknown_execution(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
         await ledger.cancel(str(uuid.uuid4()))
+
+
+async def test_progress_is_recorded_only_while_running_and_owned(ledger: Ledger) -> None:
+    execution = await running(ledger)
+    assert await ledger.record_progress(execution.id, OWNER, {"step_index": 0})
+    assert not await ledger.record_progress(execution.id, "replica-2", {"step_index": 0})
+    await ledger.cancel(execution.id)
+    assert not await ledger.record_progress(execution.id, OWNER, {"step_index": 0})
+    assert await types(ledger, execution.id) == ["created", "started", "step_progress", "cancelled"]
