@@ -127,6 +127,13 @@ class ExecutorStore:
         # other replicas; the TTL bounds staleness should a notification be lost.
         self._cache: dict[str, tuple[float, JobDefinition, dict[str, Source]]] = {}
         self._cache_ttl = cache_ttl
+        # Bumped whenever the cache is cleared: a read that began before a write may have read the
+        # old rows, and must not put them back once the write has cleared them.
+        self._generation = 0
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
     @asynccontextmanager
     async def _catalogue_write(self) -> AsyncIterator[AsyncSession]:
@@ -138,7 +145,7 @@ class ExecutorStore:
                 if session.info["catalogue_changed"]:
                     await self.db.notify(session, DEFINITIONS_CHANNEL)
         finally:
-            self._cache.clear()
+            self._forget()
 
     async def watch_changes(self, stop: asyncio.Event) -> None:
         """Forget cached definitions whenever any replica changes the catalogue."""
@@ -150,7 +157,7 @@ class ExecutorStore:
                     await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     changed.clear()
-                    self._cache.clear()
+                    self._forget()
             finally:
                 stopping.cancel()
 
@@ -221,8 +228,10 @@ class ExecutorStore:
         cached = self._cache.get(definition_id)
         if cached is not None and time.monotonic() - cached[0] < self._cache_ttl:
             return cached[1], cached[2]
+        generation = self._generation
         definition, sources = await self._read_definition_with_sources(definition_id)
-        self._cache[definition_id] = (time.monotonic(), definition, sources)
+        if generation == self._generation:  # else a write cleared the cache while we read
+            self._cache[definition_id] = (time.monotonic(), definition, sources)
         return definition, sources
 
     async def _read_definition_with_sources(self, definition_id: str) -> tuple[JobDefinition, dict[str, Source]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -151,3 +152,35 @@ async def test_another_origin_is_fine_with_new_auth_or_none_kept(store: Executor
 
 def _with_auth(base_url: str, token: str = "t") -> Source:
     return Source(id="s", name="S", type="web", base_url=base_url, auth_headers={"Authorization": f"Bearer {token}"})
+
+
+class _PausingStore(ExecutorStore):
+    """Pauses a definition read between reading the rows and caching them, when asked to."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, cache_ttl=3600)
+        self.pause = False
+        self.read = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def _read_definition_with_sources(self, definition_id: str) -> Any:
+        found = await super()._read_definition_with_sources(definition_id)
+        if self.pause:
+            self.read.set()
+            await self.resume.wait()
+        return found
+
+
+async def test_a_read_older_than_a_write_never_caches_the_old_definition(store: ExecutorStore) -> None:
+    paused = _PausingStore(store.db)
+    await paused.save_definition(definition("a", description="v1"), mode="create", validate=validate)
+    paused.pause = True
+    slow = asyncio.create_task(paused.definition_with_sources("a"))
+    await paused.read.wait()  # v1 read, not cached yet
+
+    await paused.save_definition(definition("a", description="v2"), mode="update", validate=validate)
+    paused.pause = False
+    paused.resume.set()
+
+    assert (await slow)[0].description == "v1"  # it began before the write: fine to answer v1
+    assert (await paused.definition_with_sources("a"))[0].description == "v2"
