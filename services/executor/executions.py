@@ -67,7 +67,13 @@ class Executions:
         """Record a new execution and drive it in the background; answer at once.
 
         NotFound for an unknown definition, FailedPrecondition when it is disabled, InvalidArgument
-        when it no longer validates (a source was deleted, an action disappeared)."""
+        when it no longer validates (a source was deleted, an action disappeared). A repeated
+        idempotency key answers with the execution it started, whatever became of the definition
+        since: the request was accepted then."""
+        if idempotency_key:
+            existing = await self.ledger.find_by_idempotency_key(definition_id, idempotency_key)
+            if existing is not None:
+                return existing, True
         definition, sources = await self.catalogue.store.definition_with_sources(definition_id)
         if not definition.enabled:
             raise FailedPrecondition(f"job definition {definition_id!r} is disabled")

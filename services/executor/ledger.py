@@ -295,6 +295,20 @@ class Ledger:
             raise NotFound(f"execution {execution_id!r} not found")
         return execution
 
+    async def find_by_idempotency_key(self, job_definition_id: str, key: str) -> Execution | None:
+        """The execution `key` started for this definition within the last 24 hours, if any."""
+        async with self.db.read_connection() as conn:
+            execution_id = (
+                await conn.execute(
+                    select(KEYS.c.execution_id).where(
+                        KEYS.c.job_definition_id == job_definition_id,
+                        KEYS.c.key == key,
+                        KEYS.c.created_at > utcnow() - IDEMPOTENCY_WINDOW,
+                    )
+                )
+            ).scalar()
+            return await self._get(conn, execution_id) if execution_id else None
+
     async def list_executions(
         self,
         p: Page,

@@ -123,6 +123,24 @@ async def test_idempotency_key_returns_the_first_execution(stack: Stack, site: L
     assert (await stack.http.get("/api/executions")).json()["total_count"] == 2
 
 
+async def test_a_repeated_key_answers_even_after_the_definition_was_disabled_or_deleted(stack: Stack) -> None:
+    body = {"id": "keyed", "type": "custom", "steps": [REINDEX]}
+    await define(stack, body)
+    first = await execute(stack, "keyed", key="k1")
+    await wait_for(stack, first["execution_id"])
+    response = await stack.http.put("/api/job-definitions/keyed", json={**body, "name": "Keyed", "enabled": False})
+    assert response.status_code == 200, response.text
+
+    again = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 202, again.text
+    assert again.json()["execution_id"] == first["execution_id"] and again.json()["status"] == "completed"
+    fresh = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k2"})
+    assert fresh.status_code == 400  # a new request still meets the checks
+    assert (await stack.http.delete("/api/job-definitions/keyed")).status_code == 204
+    gone = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k1"})
+    assert gone.status_code == 202 and gone.json()["execution_id"] == first["execution_id"]
+
+
 async def test_concurrent_requests_with_one_key_start_one_execution(stack: Stack, site: LocalSite) -> None:
     await define(stack, {"id": "docs", "steps": [crawl_step(site.url())]})
     bodies = await asyncio.gather(*(execute(stack, "docs", key="same") for _ in range(8)))
