@@ -552,9 +552,19 @@ class Ledger:
             ).scalar()
 
     async def claim_auto_start(self, job_definition_id: str, version: int) -> bool:
+        """True for exactly one replica per definition version."""
         return await self._insert_once(
             AUTO_STARTS, job_definition_id=job_definition_id, version=version, created_at=utcnow()
         )
+
+    async def record_auto_start(self, job_definition_id: str, version: int, execution_id: str) -> None:
+        """The execution a claimed auto_start started (left empty when it failed to start)."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                update(AUTO_STARTS)
+                .where(AUTO_STARTS.c.job_definition_id == job_definition_id, AUTO_STARTS.c.version == version)
+                .values(execution_id=execution_id)
+            )
 
     async def _insert_once(self, table: Any, **values: Any) -> bool:
         async with self.db.connection() as conn:

@@ -157,7 +157,9 @@ class Scheduler:
                         },
                     )
             if d.auto_start and await self.ledger.claim_auto_start(d.id, d.version):
-                await self._start(d, reason="auto_start")
+                execution_id = await self._start(d, reason="auto_start")
+                if execution_id:
+                    await self.ledger.record_auto_start(d.id, d.version, execution_id)
         for gone in self._entries.keys() - entries.keys():
             log.info("definition unscheduled", extra={"job_definition_id": gone})
         self._entries = entries

@@ -4,7 +4,7 @@ while the previous scheduled run is still going, rescheduled at once when defini
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from libs.db import Database
-from services.executor.ledger import ScheduleFiringRow
+from services.executor.ledger import AutoStartRow, ScheduleFiringRow
 from tests.support.local_site import small_site
 from tests.support.manual_clock import ManualClock
 from tests.support.runs import define, wait_for, wait_until
@@ -203,6 +203,24 @@ async def test_auto_start_runs_once_per_version(scheduled: Stack, clock: ManualC
     assert len(await executions_of(scheduled, "boot")) == 1
     await put(scheduled, {**body, "description": "v2"})
     await wait_until(lambda: _count(scheduled, "boot", 2))
+    second = (await executions_of(scheduled, "boot"))[1]
+    # Each version's auto_start names the execution it started.
+    expected = [("boot", 1, run["id"]), ("boot", 2, second["id"])]
+    await wait_until(lambda: _equals(auto_starts(scheduled), expected))
+
+
+async def _equals(actual: Awaitable[Any], expected: Any) -> bool:
+    return await actual == expected
+
+
+async def auto_starts(stack: Stack) -> list[tuple[str, int, str | None]]:
+    db = Database(stack.database_url, "executor")
+    try:
+        async with db.read() as session:
+            rows = await session.scalars(select(AutoStartRow).order_by(AutoStartRow.version))
+            return [(r.job_definition_id, r.version, r.execution_id) for r in rows]
+    finally:
+        await db.close()
 
 
 async def test_two_replicas_fire_each_firing_once(
