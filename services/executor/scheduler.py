@@ -154,6 +154,7 @@ class Scheduler:
                             "job_definition_id": d.id,
                             "schedule": d.schedule,
                             "next_fire": entries[d.id].next_at.isoformat(),
+                            "owner": self.executions.owner,  # which replica (several may schedule it)
                         },
                     )
             if d.auto_start and await self.ledger.claim_auto_start(d.id, d.version):

@@ -165,8 +165,13 @@ async def test_a_firing_is_skipped_while_the_previous_run_is_running(
         await wait_until(lambda: _count(scheduled, "long", 2))
 
 
-async def _loaded_twice(caplog: pytest.LogCaptureFixture) -> bool:
-    return sum(r.getMessage() == "definition scheduled" for r in caplog.records) >= 2
+async def _scheduled_by(caplog: pytest.LogCaptureFixture, definition_id: str) -> set[str]:
+    """The replicas (owners) that have scheduled this definition."""
+    return {
+        r.owner
+        for r in caplog.records
+        if r.getMessage() == "definition scheduled" and r.job_definition_id == definition_id
+    }
 
 
 async def _fired(stack: Stack, n: int) -> bool:
@@ -231,12 +236,20 @@ async def test_two_replicas_fire_each_firing_once(
     common = common_settings(pg_url, tmp_path)
     async with running_stack(common, clock=clock) as one, running_stack(common, clock=clock) as two:
         await define(one, {"id": "shared", "type": "custom", "schedule": "* * * * *", "steps": REINDEX})
-        await wait_until(lambda: _loaded_twice(caplog))
+        # Both replicas are live and have the schedule (the second learns of it by notification).
+        await wait_until(lambda: _two(_scheduled_by(caplog, "shared")))
         for minute in range(1, 7):
             await clock.advance_to(at(minute))
             await wait_until(lambda m=minute: _count(one, "shared", m))
             await _all_finished(one, "shared")
         recorded = await firings(two)
         assert [f[1] for f in recorded] == [at(m) for m in range(1, 7)]
+        assert all(f[2] and not f[3] for f in recorded), recorded  # each firing started its execution
         runs = await executions_of(one, "shared")
-        assert len(runs) == 6 and sorted(r["id"] for r in runs) == sorted(f[2] for f in recorded)
+        assert sorted(r["id"] for r in runs) == sorted(f[2] for f in recorded)  # and nothing else ran
+        started = [r for r in caplog.records if r.getMessage() == "scheduled execution started"]
+        assert sorted(r.execution_id for r in started) == sorted(f[2] for f in recorded)  # each once
+
+
+async def _two(owners: Awaitable[set[str]]) -> bool:
+    return len(await owners) == 2
