@@ -185,17 +185,20 @@ async def test_wait_for_completion_holds_later_steps(stack: Stack, site: LocalSi
 
 async def test_wait_for_completion_false_ends_the_step_when_jobs_exist(stack: Stack) -> None:
     """Go executor item 18: no waiting, no progress events; the crawl carries on by itself."""
-    slow = small_site(3)
-    slow.delay = 0.4
-    async with slow.serve():
-        await define(
-            stack, {"id": "nowait", "steps": [crawl_step(slow.url(), wait_for_completion=False, concurrency=1)]}
-        )
-        execution = await wait_for(stack, (await execute(stack, "nowait"))["execution_id"])
-        assert execution["status"] == "completed"
-        [job] = await jobs(stack, execution_id=execution["id"])
-        assert job["status"] == "running"  # still crawling after the execution completed
-        assert not [t for t, _ in await events(stack, execution["id"]) if t == "step_progress"]
+    site = GatedSite()
+    site.add("/", "Home", ["/a.html"])
+    site.add("/a.html", "A")
+    site.close()  # no page can be fetched until the execution has ended
+    async with site.serve():
+        try:
+            await define(stack, {"id": "nowait", "steps": [crawl_step(site.url(), wait_for_completion=False)]})
+            execution = await wait_for(stack, (await execute(stack, "nowait"))["execution_id"])
+            assert execution["status"] == "completed"
+            [job] = await jobs(stack, execution_id=execution["id"])
+            assert job["status"] == "running"  # still crawling after the execution completed
+            assert not [t for t, _ in await events(stack, execution["id"]) if t == "step_progress"]
+        finally:
+            site.open()
         await wait_until(lambda: _job_status(stack, job["id"], "completed"))
 
 
