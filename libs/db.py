@@ -18,7 +18,6 @@ from sqlalchemy import JSON, DateTime, TypeDecorator, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +74,20 @@ class Notifier:
 
 
 class _PgNotifier(Notifier):
-    """A dedicated asyncpg connection LISTENing on every channel anyone subscribed to."""
+    """A dedicated asyncpg connection LISTENing on the channels someone is subscribed to.
+
+    Channels come and go (one per watched execution or crawl job): the first subscriber of a
+    channel LISTENs, the last one to leave UNLISTENs, so the connection never accumulates them."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__()
         self._dsn = dsn
-        self._listened: set[str] = set()
+        # Subscribers per channel. Changed without awaiting, so a cancelled subscriber can never
+        # leave a count behind; _apply() then brings the connection in line under the lock.
+        self._subscribers: dict[str, int] = {}
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one operation at a time on the connection
         self._closed = False
 
     async def start(self) -> None:
@@ -92,20 +96,37 @@ class _PgNotifier(Notifier):
     def _on_notify(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
         self._fire(channel)
 
-    async def _listen(self, channel: str) -> None:
+    async def _apply(self, channel: str) -> None:
+        """LISTEN or UNLISTEN `channel` as its subscribers require (both are idempotent)."""
         async with self._lock:
-            if self._conn is not None and channel not in self._listened:
-                await self._conn.add_listener(channel, self._on_notify)
-            self._listened.add(channel)
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return  # the keeper LISTENs to every wanted channel when it reconnects
+            if channel in self._subscribers:
+                await conn.add_listener(channel, self._on_notify)
+            else:
+                await conn.remove_listener(channel, self._on_notify)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Event]:
+        self._subscribers[channel] = self._subscribers.get(channel, 0) + 1
         try:
-            await self._listen(channel)
-        except Exception:  # the keeper reconnects; waiters time out and re-check meanwhile
-            log.debug("LISTEN %s failed", channel, exc_info=True)
-        async with super().subscribe(channel) as ev:
-            yield ev
+            try:
+                await self._apply(channel)
+            except Exception:  # the keeper reconnects; waiters time out and re-check meanwhile
+                log.debug("LISTEN %s failed", channel, exc_info=True)
+            async with super().subscribe(channel) as ev:
+                yield ev
+        finally:
+            left = self._subscribers.get(channel, 0) - 1
+            if left > 0:
+                self._subscribers[channel] = left
+            else:
+                self._subscribers.pop(channel, None)
+                try:
+                    await self._apply(channel)
+                except Exception:  # a broken connection listens to nothing once replaced
+                    log.debug("UNLISTEN %s failed", channel, exc_info=True)
 
     async def _keep_connected(self) -> None:
         import asyncpg
@@ -117,7 +138,7 @@ class _PgNotifier(Notifier):
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 async with self._lock:
                     self._conn = conn
-                    for channel in self._listened:
+                    for channel in list(self._subscribers):
                         await conn.add_listener(channel, self._on_notify)
                 # Anything published while we were disconnected: wake everyone to re-check.
                 for channel in list(self._events):
@@ -127,7 +148,8 @@ class _PgNotifier(Notifier):
                         await asyncio.wait_for(lost.wait(), timeout=5)
                     except TimeoutError:
                         try:
-                            await conn.execute("SELECT 1")
+                            async with self._lock:  # never beside a LISTEN on the same connection
+                                await conn.execute("SELECT 1")
                         except Exception:
                             break
             except asyncio.CancelledError:
@@ -281,20 +303,6 @@ class Database:
                 fire(channel)
 
             event.listen(target.sync_session, "after_commit", after_commit, once=True)
-
-
-async def ensure_schema(url: str, schema: str) -> None:
-    """Create a service's PostgreSQL schema if missing (migrations then run inside it)."""
-    if make_url(url).get_backend_name() != "postgresql":
-        return
-    if not _IDENT.match(schema):
-        raise ValueError(f"bad schema name {schema!r}")
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    finally:
-        await engine.dispose()
 
 
 class UtcDateTime(TypeDecorator[datetime]):

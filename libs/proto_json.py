@@ -93,10 +93,6 @@ def timestamp_to_str(ts: timestamp_pb2.Timestamp) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
-
-
 def set_timestamp(ts: timestamp_pb2.Timestamp, value: datetime | None) -> None:
     if value is not None:
         ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from libs.db import utcnow
-from libs.errors import Aborted, FailedPrecondition, InvalidArgument
+from libs.errors import FailedPrecondition, InvalidArgument
 from libs.logs import log_context
 from services.executor.catalogue import Catalogue
 from services.executor.definitions import JobDefinition, validate_definition
@@ -67,7 +67,13 @@ class Executions:
         """Record a new execution and drive it in the background; answer at once.
 
         NotFound for an unknown definition, FailedPrecondition when it is disabled, InvalidArgument
-        when it no longer validates (a source was deleted, an action disappeared)."""
+        when it no longer validates (a source was deleted, an action disappeared). A repeated
+        idempotency key answers with the execution it started, whatever became of the definition
+        since: the request was accepted then."""
+        if idempotency_key:
+            existing = await self.ledger.find_by_idempotency_key(definition_id, idempotency_key)
+            if existing is not None:
+                return existing, True
         definition, sources = await self.catalogue.store.definition_with_sources(definition_id)
         if not definition.enabled:
             raise FailedPrecondition(f"job definition {definition_id!r} is disabled")
@@ -114,19 +120,22 @@ class Executions:
                 log.info(
                     "execution started", extra={"trigger": trigger, "parent_execution_id": created.parent_execution_id}
                 )
-            self.runner.start(created)
+            if not self.runner.start(created):
+                # Shutting down (an RPC finishing in the grace period): give it back at once, so
+                # another replica, or this one's next start, resumes it without waiting for a lease.
+                await self.ledger.release(self.owner, [created.id])
         return created, replayed
 
     async def cancel(self, execution_id: str) -> Execution:
+        """Cancel an unfinished execution: NotFound, or Aborted when its state forbids it (finished,
+        or starting its post-jobs). Answers once the ledger says cancelled; stopping its driver
+        and its crawl jobs goes on in the background (and outlasts a crawler that is down)."""
+        await self.ledger.cancel(execution_id)
         execution = await self.ledger.get(execution_id)
-        if execution.terminal:
-            raise Aborted(f"execution {execution_id!r} is already {execution.status}")
-        if await self.ledger.cancel(execution_id):
-            with log_context(execution_id=execution_id, job_definition_id=execution.job_definition_id):
-                log.info("execution cancelled")
-        await self.runner.stop(execution_id)
-        await self.runner.cancel_crawl_jobs(execution_id, "cancelled")
-        return await self.ledger.get(execution_id)
+        with log_context(execution_id=execution_id, job_definition_id=execution.job_definition_id):
+            log.info("execution cancelled")
+        self.runner.cancel_crawl_jobs(execution_id, "cancelled", stop_driver=True)
+        return execution
 
     async def watch(
         self, execution_id: str, after_event_id: int = 0, *, replay: bool = False, poll: float = 2.0
@@ -196,7 +205,8 @@ class Executions:
                 )
             if claimed.status == CANCELLED:
                 continue
-            self.runner.start(claimed)
+            if not self.runner.start(claimed):
+                await self.ledger.release(self.owner, [execution_id])
 
     async def shutdown(self) -> None:
         """Stop driving and give the leases back, so another instance resumes at once."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from libs.db import Database, Page, UtcDateTime, utcnow
-from libs.errors import NotFound
+from libs.errors import Aborted, NotFound
 from services.executor.model import (
     CANCELLED,
     PENDING,
@@ -144,15 +144,17 @@ _INSERT_EVENT = insert(EVENTS)
 
 @functools.cache
 def _cas_statement(
-    columns: tuple[str, ...], from_status: tuple[str, ...], by_owner: bool, post_jobs_pending: bool
+    columns: tuple[str, ...], from_status: tuple[str, ...], by_owner: bool, post_jobs_pending: bool | None
 ) -> Any:
     """One prepared UPDATE per shape: values travel as parameters, so SQLAlchemy neither rebuilds
     the statement nor recomputes its cache key on every state change."""
     conditions = [EXECUTIONS.c.id == bindparam("c_id"), EXECUTIONS.c.status.in_(from_status)]
     if by_owner:
         conditions.append(EXECUTIONS.c.owner == bindparam("c_owner"))
-    if post_jobs_pending:
+    if post_jobs_pending is True:
         conditions.append(EXECUTIONS.c.post_jobs_state == POST_PENDING)
+    elif post_jobs_pending is False:
+        conditions.append(EXECUTIONS.c.post_jobs_state != POST_PENDING)
     values: dict[str, Any] = {"updated_at": bindparam("v_updated_at", type_=EXECUTIONS.c.updated_at.type)}
     for column in columns:
         value: Any = bindparam(f"v_{column}", type_=EXECUTIONS.c[column].type)
@@ -293,6 +295,20 @@ class Ledger:
             raise NotFound(f"execution {execution_id!r} not found")
         return execution
 
+    async def find_by_idempotency_key(self, job_definition_id: str, key: str) -> Execution | None:
+        """The execution `key` started for this definition within the last 24 hours, if any."""
+        async with self.db.read_connection() as conn:
+            execution_id = (
+                await conn.execute(
+                    select(KEYS.c.execution_id).where(
+                        KEYS.c.job_definition_id == job_definition_id,
+                        KEYS.c.key == key,
+                        KEYS.c.created_at > utcnow() - IDEMPOTENCY_WINDOW,
+                    )
+                )
+            ).scalar()
+            return await self._get(conn, execution_id) if execution_id else None
+
     async def list_executions(
         self,
         p: Page,
@@ -412,10 +428,11 @@ class Ledger:
         values: dict[str, Any],
         events: Events,
         *,
-        post_jobs_pending: bool = False,
+        post_jobs_pending: bool | None = None,
     ) -> bool:
-        """UPDATE ... WHERE id, status in from_status [, owner] [, post_jobs_state = pending];
-        appends `events` when it matched. Returns whether it matched."""
+        """UPDATE ... WHERE id, status in from_status [, owner] [, post_jobs_state = pending when
+        `post_jobs_pending`, <> pending when it is False]; appends `events` when it matched.
+        Returns whether it matched."""
         statement = _cas_statement(tuple(sorted(values)), from_status, owner is not None, post_jobs_pending)
         params = {f"v_{k}": v for k, v in values.items()}
         params.update(c_id=execution_id, c_owner=owner, v_updated_at=utcnow())
@@ -459,21 +476,6 @@ class Ledger:
             execution.id, owner, (RUNNING,), values, [*events, ("steps_succeeded", {"post_jobs": execution.post_jobs})]
         )
 
-    async def pending_post_jobs(self, older_than: float, limit: int = 100) -> list[str]:
-        """Succeeded executions whose post-job outcomes are still unrecorded."""
-        cutoff = utcnow() - timedelta(seconds=older_than)
-        async with self.db.read_connection() as conn:
-            rows = await conn.execute(
-                select(EXECUTIONS.c.id)
-                .where(
-                    EXECUTIONS.c.post_jobs_state == POST_PENDING,
-                    EXECUTIONS.c.status == RUNNING,
-                    EXECUTIONS.c.updated_at < cutoff,
-                )
-                .limit(limit)
-            )
-            return list(rows.scalars())
-
     async def record_post_jobs(
         self, execution_id: str, triggered: list[PostJobOutcome], skipped: list[PostJobOutcome]
     ) -> bool:
@@ -490,16 +492,31 @@ class Ledger:
             post_jobs_pending=True,
         )
 
-    async def cancel(self, execution_id: str, message: str = "cancelled by request") -> bool:
+    async def cancel(self, execution_id: str, message: str = "cancelled by request") -> None:
+        """pending/running -> cancelled, unless every step has succeeded already.
+
+        NotFound for an unknown id. Aborted when it is finished, or when its steps succeeded and
+        its post-jobs are starting (post_jobs_state pending): that run is past cancelling."""
         values = {"status": CANCELLED, "error_code": "cancelled", "error_message": message, "completed_at": utcnow(),
                   "owner": None, "lease_until": None}  # fmt: skip
-        return await self._cas(
-            execution_id, None, _UNFINISHED, values, [(CANCELLED, {"error": {"code": "cancelled", "message": message}})]
-        )
+        event = (CANCELLED, {"error": {"code": "cancelled", "message": message}})
+        if await self._cas(execution_id, None, _UNFINISHED, values, [event], post_jobs_pending=False):
+            return
+        # Say why from what is stored now, never report a cancel that did not happen.
+        current = await self.get(execution_id)
+        if current.terminal:
+            raise Aborted(f"execution {execution_id!r} is already {current.status}")
+        if current.post_jobs_state == POST_PENDING:
+            raise Aborted(
+                f"execution {execution_id!r} has succeeded and is starting its post-jobs: it can no longer be cancelled"
+            )
+        raise Aborted(f"execution {execution_id!r} could not be cancelled (status {current.status})")
 
-    async def append_event(self, execution_id: str, type: str, payload: dict[str, Any]) -> None:
-        async with self.db.connection() as conn:
-            await self._events(conn, execution_id, [(type, payload)])
+    async def record_progress(self, execution_id: str, owner: str, payload: dict[str, Any]) -> bool:
+        """Append a step_progress event while the execution is running and `owner` drives it.
+        False, and nothing written, once it is cancelled, finished or driven by another owner: a
+        late progress report never follows the terminal event."""
+        return await self._cas(execution_id, owner, (RUNNING,), {}, [("step_progress", payload)])
 
     # ------------------------------------------------------------------------ schedules
 
@@ -535,9 +552,19 @@ class Ledger:
             ).scalar()
 
     async def claim_auto_start(self, job_definition_id: str, version: int) -> bool:
+        """True for exactly one replica per definition version."""
         return await self._insert_once(
             AUTO_STARTS, job_definition_id=job_definition_id, version=version, created_at=utcnow()
         )
+
+    async def record_auto_start(self, job_definition_id: str, version: int, execution_id: str) -> None:
+        """The execution a claimed auto_start started (left empty when it failed to start)."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                update(AUTO_STARTS)
+                .where(AUTO_STARTS.c.job_definition_id == job_definition_id, AUTO_STARTS.c.version == version)
+                .values(execution_id=execution_id)
+            )
 
     async def _insert_once(self, table: Any, **values: Any) -> bool:
         async with self.db.connection() as conn:

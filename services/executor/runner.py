@@ -56,13 +56,6 @@ _TRANSIENT = {
 PROGRESS_INTERVAL = 1.0
 
 
-async def _write(write: Awaitable[T]) -> T:
-    """Let a ledger write run to its end even if the driver is cancelled meanwhile: cancelling
-    SQLAlchemy mid-statement breaks the connection's cleanup, and a late write is harmless (every
-    write is a compare-and-set)."""
-    return await asyncio.shield(write)
-
-
 class LostExecution(Exception):
     """The execution is no longer ours to drive (cancelled, or its lease was taken)."""
 
@@ -98,6 +91,13 @@ class StepStream:
         self._stub = stub
         self._execution_id = execution_id
         self._call: Any = None
+
+    def abort(self) -> None:
+        """Cancel the stream at once: the step in flight is abandoned (cancelled, timed out, lost,
+        shutting down). No crawl job is touched."""
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
 
     async def close(self) -> None:
         """Half-close and let the crawler end the stream (cheaper for both sides than a cancel);
@@ -163,7 +163,11 @@ class Runner:
         lease_seconds: float,
         trigger_post_jobs: Callable[[str], Awaitable[None]],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cancel_retry_for: float = 300.0,
+        cancel_backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
+        """`cancel_retry_for`: how long to keep asking an unreachable crawler to cancel crawl jobs,
+        `cancel_backoff`: the first and the longest pause between those attempts (seconds)."""
         self.ledger = ledger
         self.store = store
         self.crawler = crawler
@@ -171,20 +175,28 @@ class Runner:
         self.lease_seconds = lease_seconds
         self.trigger_post_jobs = trigger_post_jobs
         self._sleep = sleep
+        self._cancel_retry_for = cancel_retry_for
+        self._cancel_backoff = cancel_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._closed = False
         self._deferred: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     @property
     def driving(self) -> list[str]:
         return list(self._tasks)
 
-    def start(self, execution: Execution) -> None:
-        """Drive `execution` (already claimed by this owner) in the background."""
-        if execution.id in self._tasks:
-            return
-        task = asyncio.create_task(self._drive(execution), name=f"execution-{execution.id}")
-        self._tasks[execution.id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(execution.id, None))
+    def start(self, execution: Execution) -> bool:
+        """Drive `execution` (already claimed by this owner) in the background. False once the
+        runner is closed (shutting down): the caller gives the lease back."""
+        if self._closed:
+            return False
+        if execution.id not in self._tasks:
+            task = asyncio.create_task(self._drive(execution), name=f"execution-{execution.id}")
+            self._tasks[execution.id] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(execution.id, None))
+        return True
 
     async def stop(self, execution_id: str) -> None:
         """Stop driving one execution here (it was cancelled, or its lease moved)."""
@@ -195,12 +207,31 @@ class Runner:
                 await task
 
     async def close(self) -> list[str]:
-        """Stop every task (shutdown); returns the ids that were being driven."""
+        """Shutdown: start nothing more, stop every task, and wait for the ledger writes they
+        began, so what they did is recorded before the database closes. Returns the ids that
+        were being driven (their state is in the ledger: another owner resumes from there)."""
+        self._closed = True
         ids = list(self._tasks)
-        for task in list(self._tasks.values()):
+        for task in [*self._tasks.values(), *self._cleanups]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *self._cleanups, return_exceptions=True)
+        await asyncio.gather(*self._writes, return_exceptions=True)
         return ids
+
+    async def _write(self, write: Awaitable[T]) -> T:
+        """Let a ledger write run to its end even if the driver is cancelled meanwhile: cancelling
+        SQLAlchemy mid-statement breaks the connection's cleanup, and a late write is harmless (every
+        write is a compare-and-set). close() waits for the writes still running."""
+        future = asyncio.ensure_future(write)
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+        return await asyncio.shield(future)
+
+    def _written(self, future: asyncio.Future[Any]) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            # Its driver sees the error, unless it was cancelled meanwhile: then it ends here.
+            log.debug("ledger write failed", exc_info=future.exception())
 
     async def _drive(self, execution: Execution) -> None:
         with log_context(execution_id=execution.id, job_definition_id=execution.job_definition_id):
@@ -219,19 +250,49 @@ class Runner:
         """If it was cancelled while a step was starting, make sure its crawl jobs stop too."""
         current = await self.ledger.get(execution_id)
         if current.status == CANCELLED:
-            await self.cancel_crawl_jobs(execution_id, "cancelled")
+            self.cancel_crawl_jobs(execution_id, "cancelled")
         log.info("stopped driving execution", extra={"status": current.status})
 
-    async def cancel_crawl_jobs(self, execution_id: str, reason: str) -> None:
-        for attempt in range(5):
-            try:
-                await self.crawler.CancelCrawlJobs(
-                    crawler_service_pb2.CancelCrawlJobsRequest(execution_id=execution_id, reason=reason), timeout=10
-                )
+    def cancel_crawl_jobs(self, execution_id: str, reason: str, *, stop_driver: bool = False) -> asyncio.Task[None]:
+        """Have the crawler cancel the execution's crawl jobs, in the background: returns at once.
+
+        An unreachable crawler is asked again with exponential backoff for `cancel_retry_for`
+        seconds; then an error is logged. With `stop_driver`, this instance's driver of the
+        execution is stopped first, so a crawl job its last StepCall created is cancelled too."""
+        task = asyncio.create_task(
+            self._cancel_crawl_jobs(execution_id, reason, stop_driver), name=f"cancel-crawl-jobs-{execution_id}"
+        )
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def _cancel_crawl_jobs(self, execution_id: str, reason: str, stop_driver: bool) -> None:
+        fields: dict[str, Any] = {"execution_id": execution_id, "reason": reason}
+        request = crawler_service_pb2.CancelCrawlJobsRequest(execution_id=execution_id, reason=reason)
+        delay, longest = self._cancel_backoff
+        attempts = 0
+        try:
+            if stop_driver:
+                await self.stop(execution_id)
+            give_up_at = time.monotonic() + self._cancel_retry_for
+            while True:
+                attempts += 1
+                try:
+                    response = await self.crawler.CancelCrawlJobs(request, timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    fields.update(code=exc.code().name, attempts=attempts)
+                    if exc.code() not in _TRANSIENT or time.monotonic() + delay > give_up_at:
+                        log.error("gave up cancelling the execution's crawl jobs", extra=fields)
+                        return
+                    log.warning("could not cancel crawl jobs yet; retrying", extra={**fields, "delay": delay})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, longest)
+                    continue
+                log.info("crawl jobs cancelled", extra={**fields, "crawl_job_ids": list(response.cancelled_job_ids)})
                 return
-            except grpc.aio.AioRpcError as exc:
-                log.warning("could not cancel crawl jobs yet", extra={"code": exc.code().name, "attempt": attempt + 1})
-                await asyncio.sleep(0.5 * (attempt + 1))
+        except asyncio.CancelledError:
+            log.error("shutting down before the execution's crawl jobs were cancelled", extra=fields)
+            raise
 
     # ------------------------------------------------------------------------- one run
 
@@ -242,20 +303,23 @@ class Runner:
         stream = StepStream(self.crawler, execution.id)
         try:
             errors = await self._steps_within_deadline(execution, stream)
+        except BaseException:
+            stream.abort()  # stopped, lost or broken: no point waiting for the step in flight
+            raise
         finally:
             await stream.close()
         if errors is None:
             return  # finished already (failed, or timed out)
         if errors:
             message = f"{len(errors)} error(s): " + "; ".join(errors)
-            if await _write(
+            if await self._write(
                 self.ledger.finish(
                     execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
                 )
             ):
                 log.warning("execution failed", extra={"error": message})
             return
-        if not await _write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
+        if not await self._write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
             raise LostExecution
         execution.post_jobs_state = POST_PENDING if execution.post_jobs else execution.post_jobs_state
         if execution.post_jobs:
@@ -278,7 +342,7 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         # The recovery loop takes it from here once the lease lapses.
-        await _write(self.ledger.release(self.owner, [execution.id]))
+        await self._write(self.ledger.release(self.owner, [execution.id]))
 
     async def _steps_within_deadline(self, execution: Execution, stream: StepStream) -> list[str] | None:
         """Run the remaining steps; None when the execution already ended (failed or timed out)."""
@@ -289,17 +353,18 @@ class Runner:
             async with asyncio.timeout(max(remaining, 0)):
                 return await self._steps(execution, stream)
         except TimeoutError:
+            stream.abort()
             await self._time_out(execution)
             return None
 
     async def _time_out(self, execution: Execution) -> None:
         timeout = execution.definition.get("timeout", "")
-        await self.cancel_crawl_jobs(execution.id, "timeout")
+        self.cancel_crawl_jobs(execution.id, "timeout")
         for step in execution.steps:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"
         message = f"execution timed out after {timeout}"
-        if await _write(
+        if await self._write(
             self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution))
         ):
             log.warning("execution timed out", extra={"timeout": timeout})
@@ -321,7 +386,7 @@ class Runner:
                 errors.append(error)
                 continue
             message = f"execution failed at {error}"
-            if await _write(
+            if await self._write(
                 self.ledger.finish(
                     execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
                 )
@@ -344,7 +409,7 @@ class Runner:
     async def _save(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Record the steps now (with any deferred events); the first write also starts the run."""
         start = execution.status == PENDING
-        if not await _write(
+        if not await self._write(
             self.ledger.save_steps(execution, self.owner, self._unsaved(execution) + events, start=start)
         ):
             raise LostExecution
@@ -446,7 +511,8 @@ class Runner:
                     last_progress = now
                     payload = {"step_index": step.index, "attempt": attempt,
                                "jobs": [job_summary(j, source_types) for j in event.progress.jobs]}  # fmt: skip
-                    await _write(self.ledger.append_event(execution.id, "step_progress", payload))
+                    if not await self._write(self.ledger.record_progress(execution.id, self.owner, payload)):
+                        raise LostExecution
 
         return await stream.run(call, on_event)
 

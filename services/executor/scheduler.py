@@ -78,6 +78,7 @@ class Scheduler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._reload_wanted = True  # also when restarted after a failure
         stopper = asyncio.create_task(self._wake_on(stop))
         notifier = self.store.db.notifier
         try:
@@ -118,7 +119,15 @@ class Scheduler:
             for entry in due:
                 fire_at = entry.next_at
                 entry.next_at = next_fire(entry.definition.schedule, max(fire_at, now))
-                await self._fire(entry.definition, fire_at)
+                try:
+                    await self._fire(entry.definition, fire_at)
+                except Exception:
+                    # One firing going wrong (a lost connection, a definition deleted meanwhile)
+                    # must not end the loop: every other schedule would silently stop.
+                    log.exception(
+                        "scheduled firing failed",
+                        extra={"job_definition_id": entry.definition.id, "fire_at": fire_at.isoformat()},
+                    )
             if due or self._reload_wanted:
                 continue
             wake_at = min([e.next_at for e in self._entries.values()], default=None)
@@ -145,10 +154,13 @@ class Scheduler:
                             "job_definition_id": d.id,
                             "schedule": d.schedule,
                             "next_fire": entries[d.id].next_at.isoformat(),
+                            "owner": self.executions.owner,  # which replica (several may schedule it)
                         },
                     )
             if d.auto_start and await self.ledger.claim_auto_start(d.id, d.version):
-                await self._start(d, reason="auto_start")
+                execution_id = await self._start(d, reason="auto_start")
+                if execution_id:
+                    await self.ledger.record_auto_start(d.id, d.version, execution_id)
         for gone in self._entries.keys() - entries.keys():
             log.info("definition unscheduled", extra={"job_definition_id": gone})
         self._entries = entries

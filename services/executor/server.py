@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -35,6 +37,35 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    backoff: float = 0.5,
+    max_backoff: float = 30.0,
+) -> None:
+    """Run `run()` until `stop` is set. If it raises, or returns before `stop`, log it and run it
+    again after a pause that doubles up to `max_backoff` (and starts over after a long healthy run):
+    a background loop that dies must not take a replica's leases or schedules with it silently."""
+    delay = backoff
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run()
+        except Exception:
+            log.exception("background task failed; restarting", extra={"task": name, "delay": delay})
+        else:
+            if stop.is_set():
+                return
+            log.error("background task ended unexpectedly; restarting", extra={"task": name, "delay": delay})
+        if time.monotonic() - started > max_backoff:
+            delay = backoff
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, max_backoff)
 
 
 async def serve(
@@ -97,22 +128,28 @@ async def serve(
         self_channel = insecure_channel(self_addr)
         stack.push_async_callback(self_channel.close)
         self_stub.append(executor_service_pb2_grpc.ExecutorServiceStub(self_channel))
-        # Runs before the server stops: drivers stop and leases go back for another replica.
+        # Unwinds before the server stops: the runner refuses new executions, its drivers stop
+        # with their ledger writes finished, and their leases go back for another replica. RPCs
+        # finishing in the server's grace period after that hand what they start back at once.
         stack.push_async_callback(executions.shutdown)
 
-        background = [
-            asyncio.create_task(executions.maintain(stop), name="leases"),
-            asyncio.create_task(store.watch_changes(stop), name="catalogue-changes"),
-        ]
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "leases": lambda: executions.maintain(stop),
+            "catalogue-changes": lambda: store.watch_changes(stop),
+        }
         if settings.scheduler_enabled:
-            background.append(
-                asyncio.create_task(Scheduler(store, ledger, executions, clock).run(stop), name="scheduler")
-            )
+            scheduler = Scheduler(store, ledger, executions, clock)
+            loops["scheduler"] = lambda: scheduler.run(stop)
+        background = [asyncio.create_task(supervise(name, run, stop), name=name) for name, run in loops.items()]
         log.info("executor ready", extra={"owner": owner, "self_addr": self_addr})
         if on_ready:
             on_ready(server.port)
         await stop.wait()
         log.info("executor shutting down")
+        # Shutdown order: NOT_SERVING at once; the loops that start executions (scheduler,
+        # recovery) end; then the exit stack: executions.shutdown, the server's grace period,
+        # the channels, the database.
+        await server.health.enter_graceful_shutdown()
         await asyncio.gather(*background, return_exceptions=True)
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy import Boolean, Integer, String, Text, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -96,6 +97,20 @@ def _fill_source(row: SourceRow, s: Source, *, keep_auth: bool) -> None:
         row.auth = {"headers": dict(s.auth_headers), "cookies": dict(s.auth_cookies)} if s.has_auth else None
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit: where auth may go."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # unparseable: never the same origin as anything
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
 # Woken whenever a definition is created, changed or deleted (the scheduler re-reads them).
 DEFINITIONS_CHANNEL = "definitions"
 
@@ -112,6 +127,13 @@ class ExecutorStore:
         # other replicas; the TTL bounds staleness should a notification be lost.
         self._cache: dict[str, tuple[float, JobDefinition, dict[str, Source]]] = {}
         self._cache_ttl = cache_ttl
+        # Bumped whenever the cache is cleared: a read that began before a write may have read the
+        # old rows, and must not put them back once the write has cleared them.
+        self._generation = 0
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
     @asynccontextmanager
     async def _catalogue_write(self) -> AsyncIterator[AsyncSession]:
@@ -123,7 +145,7 @@ class ExecutorStore:
                 if session.info["catalogue_changed"]:
                     await self.db.notify(session, DEFINITIONS_CHANNEL)
         finally:
-            self._cache.clear()
+            self._forget()
 
     async def watch_changes(self, stop: asyncio.Event) -> None:
         """Forget cached definitions whenever any replica changes the catalogue."""
@@ -135,7 +157,7 @@ class ExecutorStore:
                     await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     changed.clear()
-                    self._cache.clear()
+                    self._forget()
             finally:
                 stopping.cancel()
 
@@ -206,8 +228,10 @@ class ExecutorStore:
         cached = self._cache.get(definition_id)
         if cached is not None and time.monotonic() - cached[0] < self._cache_ttl:
             return cached[1], cached[2]
+        generation = self._generation
         definition, sources = await self._read_definition_with_sources(definition_id)
-        self._cache[definition_id] = (time.monotonic(), definition, sources)
+        if generation == self._generation:  # else a write cleared the cache while we read
+            self._cache[definition_id] = (time.monotonic(), definition, sources)
         return definition, sources
 
     async def _read_definition_with_sources(self, definition_id: str) -> tuple[JobDefinition, dict[str, Source]]:
@@ -223,11 +247,6 @@ class ExecutorStore:
                 rows = await conn.execute(select(source_table).where(source_table.c.id.in_(definition.sources)))
                 sources = {r.id: _source(r) for r in rows}  # type: ignore[arg-type]
             return definition, sources
-
-    async def find_definitions(self, ids: Collection[str]) -> dict[str, JobDefinition]:
-        async with self.db.read() as session:
-            rows = await session.scalars(select(JobDefinitionRow).where(JobDefinitionRow.id.in_(list(ids))))
-            return {row.id: _definition(row) for row in rows}
 
     async def list_definitions(
         self, p: Page, *, type: str | None = None, enabled: bool | None = None
@@ -279,7 +298,11 @@ class ExecutorStore:
                 return _source(row), True
             if mode == "create":
                 raise AlreadyExists(f"source {s.id!r} already exists")
-            before = _source(row).content()
+            stored = _source(row)
+            if keep_auth and stored.has_auth and _origin(stored.base_url) != _origin(s.base_url):
+                # Credentials go only to the host they were given for (DESIGN section 8).
+                raise InvalidArgument.field("auth", "credentials were given for another host; send them again")
+            before = stored.content()
             _fill_source(row, s, keep_auth=keep_auth)
             if _source(row).content() == before:
                 return _source(row), False

@@ -5,6 +5,7 @@ adapted to the stream-based design, and a test for each of the Go system's bugs 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ import pytest
 
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
+from tests.support.gated_site import GatedSite
 from tests.support.local_site import LocalSite, small_site
 from tests.support.runs import add_source, define, events, execute, get_execution, jobs, wait_for, wait_until
 from tests.support.services import Stack
@@ -121,6 +123,24 @@ async def test_idempotency_key_returns_the_first_execution(stack: Stack, site: L
     assert (await stack.http.get("/api/executions")).json()["total_count"] == 2
 
 
+async def test_a_repeated_key_answers_even_after_the_definition_was_disabled_or_deleted(stack: Stack) -> None:
+    body = {"id": "keyed", "type": "custom", "steps": [REINDEX]}
+    await define(stack, body)
+    first = await execute(stack, "keyed", key="k1")
+    await wait_for(stack, first["execution_id"])
+    response = await stack.http.put("/api/job-definitions/keyed", json={**body, "name": "Keyed", "enabled": False})
+    assert response.status_code == 200, response.text
+
+    again = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 202, again.text
+    assert again.json()["execution_id"] == first["execution_id"] and again.json()["status"] == "completed"
+    fresh = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k2"})
+    assert fresh.status_code == 400  # a new request still meets the checks
+    assert (await stack.http.delete("/api/job-definitions/keyed")).status_code == 204
+    gone = await stack.http.post("/api/job-definitions/keyed/execute", headers={"Idempotency-Key": "k1"})
+    assert gone.status_code == 202 and gone.json()["execution_id"] == first["execution_id"]
+
+
 async def test_concurrent_requests_with_one_key_start_one_execution(stack: Stack, site: LocalSite) -> None:
     await define(stack, {"id": "docs", "steps": [crawl_step(site.url())]})
     bodies = await asyncio.gather(*(execute(stack, "docs", key="same") for _ in range(8)))
@@ -165,17 +185,20 @@ async def test_wait_for_completion_holds_later_steps(stack: Stack, site: LocalSi
 
 async def test_wait_for_completion_false_ends_the_step_when_jobs_exist(stack: Stack) -> None:
     """Go executor item 18: no waiting, no progress events; the crawl carries on by itself."""
-    slow = small_site(3)
-    slow.delay = 0.4
-    async with slow.serve():
-        await define(
-            stack, {"id": "nowait", "steps": [crawl_step(slow.url(), wait_for_completion=False, concurrency=1)]}
-        )
-        execution = await wait_for(stack, (await execute(stack, "nowait"))["execution_id"])
-        assert execution["status"] == "completed"
-        [job] = await jobs(stack, execution_id=execution["id"])
-        assert job["status"] == "running"  # still crawling after the execution completed
-        assert not [t for t, _ in await events(stack, execution["id"]) if t == "step_progress"]
+    site = GatedSite()
+    site.add("/", "Home", ["/a.html"])
+    site.add("/a.html", "A")
+    site.close()  # no page can be fetched until the execution has ended
+    async with site.serve():
+        try:
+            await define(stack, {"id": "nowait", "steps": [crawl_step(site.url(), wait_for_completion=False)]})
+            execution = await wait_for(stack, (await execute(stack, "nowait"))["execution_id"])
+            assert execution["status"] == "completed"
+            [job] = await jobs(stack, execution_id=execution["id"])
+            assert job["status"] == "running"  # still crawling after the execution completed
+            assert not [t for t, _ in await events(stack, execution["id"]) if t == "step_progress"]
+        finally:
+            site.open()
         await wait_until(lambda: _job_status(stack, job["id"], "completed"))
 
 
@@ -359,19 +382,34 @@ async def _has_jobs(stack: Stack, execution_id: str) -> bool:
     return bool(await jobs(stack, execution_id=execution_id))
 
 
-async def test_cancel_right_after_execute(stack: Stack, site: LocalSite) -> None:
+async def test_cancel_right_after_execute(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     """Go executor item 9: an execution cancelled as soon as it started ends cancelled, and so
     does any crawl job its first step had already created."""
-    site.delay = 0.5  # the crawl cannot finish before the cancel lands
-    await define(stack, {"id": "never", "steps": [crawl_step(site.url(), concurrency=1)]})
-    execution_id = (await execute(stack, "never"))["execution_id"]
-    cancelled = await stack.http.post(f"/api/executions/{execution_id}/cancel")
-    assert cancelled.status_code == 200, cancelled.text
-    execution = await wait_for(stack, execution_id)
-    assert execution["status"] == "cancelled"
-    await asyncio.sleep(0.5)  # a StepCall in flight at the cancel is cleaned up by its driver
-    for job in await jobs(stack, execution_id=execution_id):
-        assert job["status"] == "cancelled"
+    caplog.set_level(logging.INFO, logger="services.executor.runner")
+    site = GatedSite()
+    site.add("/", "Home", ["/a.html"])
+    site.close()  # the crawl cannot finish before the cancel lands
+    async with site.serve():
+        await define(stack, {"id": "never", "steps": [crawl_step(site.url(), concurrency=1)]})
+        execution_id = (await execute(stack, "never"))["execution_id"]
+        cancelled = await stack.http.post(f"/api/executions/{execution_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        # Settled: the driver has stopped (a StepCall in flight has created its job or never
+        # will), then the crawler cancelled whatever the execution had.
+        await wait_until(lambda: _crawl_jobs_cancelled(caplog, execution_id))
+        listed = await jobs(stack, execution_id=execution_id)
+        assert len(listed) <= 1
+        assert [j["status"] for j in listed if j["status"] in ("running", "completed")] == []
+        assert (await get_execution(stack, execution_id))["status"] == "cancelled"
+        site.open()
+
+
+async def _crawl_jobs_cancelled(caplog: pytest.LogCaptureFixture, execution_id: str) -> bool:
+    return any(
+        r.getMessage() == "crawl jobs cancelled" and getattr(r, "execution_id", "") == execution_id
+        for r in caplog.records
+    )
 
 
 async def test_a_dropped_watcher_does_not_stop_the_execution(stack: Stack) -> None:

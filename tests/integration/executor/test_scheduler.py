@@ -4,16 +4,16 @@ while the previous scheduled run is still going, rescheduled at once when defini
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from libs.db import Database
-from services.executor.ledger import ScheduleFiringRow
+from services.executor.ledger import AutoStartRow, ScheduleFiringRow
 from tests.support.local_site import small_site
 from tests.support.manual_clock import ManualClock
 from tests.support.runs import define, wait_for, wait_until
@@ -86,6 +86,39 @@ async def test_each_firing_runs_through_execute(
     assert [(f[1], f[3]) for f in await firings(scheduled)] == [(at(5), ""), (at(10), ""), (at(15), "")]
 
 
+async def test_a_firing_that_fails_does_not_stop_the_scheduler(
+    scheduled: Stack, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A firing that raises (here its table is briefly gone, like a database hiccup) is logged,
+    and later firings still run, in the same scheduler loop (no restart)."""
+    await define(scheduled, {"id": "tick", "type": "custom", "schedule": "* * * * *", "steps": REINDEX})
+    await loaded(caplog, "tick", "* * * * *")
+    await _ddl(scheduled, "ALTER TABLE schedule_firings RENAME TO schedule_firings_away")
+    try:
+        await clock.advance_to(at(1))
+        await wait_until(lambda: _logged(caplog, "scheduled firing failed"))
+    finally:
+        await _ddl(scheduled, "ALTER TABLE schedule_firings_away RENAME TO schedule_firings")
+    await clock.advance_to(at(2))
+    [run] = await wait_until(lambda: executions_of(scheduled, "tick"))
+    await wait_for(scheduled, run["id"])
+    assert [(f[1], f[2]) for f in await firings(scheduled)] == [(at(2), run["id"])]
+    assert not await _logged(caplog, "background task failed; restarting")
+
+
+async def _ddl(stack: Stack, statement: str) -> None:
+    db = Database(stack.database_url, "executor")
+    try:
+        async with db.session() as session:
+            await session.execute(text(statement))
+    finally:
+        await db.close()
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    return any(r.getMessage() == message for r in caplog.records)
+
+
 async def _all_finished(stack: Stack, definition_id: str) -> None:
     for run in await executions_of(stack, definition_id):
         await wait_for(stack, run["id"])
@@ -132,8 +165,13 @@ async def test_a_firing_is_skipped_while_the_previous_run_is_running(
         await wait_until(lambda: _count(scheduled, "long", 2))
 
 
-async def _loaded_twice(caplog: pytest.LogCaptureFixture) -> bool:
-    return sum(r.getMessage() == "definition scheduled" for r in caplog.records) >= 2
+async def _scheduled_by(caplog: pytest.LogCaptureFixture, definition_id: str) -> set[str]:
+    """The replicas (owners) that have scheduled this definition."""
+    return {
+        r.owner
+        for r in caplog.records
+        if r.getMessage() == "definition scheduled" and r.job_definition_id == definition_id
+    }
 
 
 async def _fired(stack: Stack, n: int) -> bool:
@@ -170,6 +208,24 @@ async def test_auto_start_runs_once_per_version(scheduled: Stack, clock: ManualC
     assert len(await executions_of(scheduled, "boot")) == 1
     await put(scheduled, {**body, "description": "v2"})
     await wait_until(lambda: _count(scheduled, "boot", 2))
+    second = (await executions_of(scheduled, "boot"))[1]
+    # Each version's auto_start names the execution it started.
+    expected = [("boot", 1, run["id"]), ("boot", 2, second["id"])]
+    await wait_until(lambda: _equals(auto_starts(scheduled), expected))
+
+
+async def _equals(actual: Awaitable[Any], expected: Any) -> bool:
+    return await actual == expected
+
+
+async def auto_starts(stack: Stack) -> list[tuple[str, int, str | None]]:
+    db = Database(stack.database_url, "executor")
+    try:
+        async with db.read() as session:
+            rows = await session.scalars(select(AutoStartRow).order_by(AutoStartRow.version))
+            return [(r.job_definition_id, r.version, r.execution_id) for r in rows]
+    finally:
+        await db.close()
 
 
 async def test_two_replicas_fire_each_firing_once(
@@ -180,12 +236,20 @@ async def test_two_replicas_fire_each_firing_once(
     common = common_settings(pg_url, tmp_path)
     async with running_stack(common, clock=clock) as one, running_stack(common, clock=clock) as two:
         await define(one, {"id": "shared", "type": "custom", "schedule": "* * * * *", "steps": REINDEX})
-        await wait_until(lambda: _loaded_twice(caplog))
+        # Both replicas are live and have the schedule (the second learns of it by notification).
+        await wait_until(lambda: _two(_scheduled_by(caplog, "shared")))
         for minute in range(1, 7):
             await clock.advance_to(at(minute))
             await wait_until(lambda m=minute: _count(one, "shared", m))
             await _all_finished(one, "shared")
         recorded = await firings(two)
         assert [f[1] for f in recorded] == [at(m) for m in range(1, 7)]
+        assert all(f[2] and not f[3] for f in recorded), recorded  # each firing started its execution
         runs = await executions_of(one, "shared")
-        assert len(runs) == 6 and sorted(r["id"] for r in runs) == sorted(f[2] for f in recorded)
+        assert sorted(r["id"] for r in runs) == sorted(f[2] for f in recorded)  # and nothing else ran
+        started = [r for r in caplog.records if r.getMessage() == "scheduled execution started"]
+        assert sorted(r.execution_id for r in started) == sorted(f[2] for f in recorded)  # each once
+
+
+async def _two(owners: Awaitable[set[str]]) -> bool:
+    return len(await owners) == 2

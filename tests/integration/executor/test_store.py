@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,3 +108,79 @@ async def test_sources_keep_auth_when_asked(store: ExecutorStore) -> None:
     assert saved.name == "S2" and saved.auth_headers == {"Authorization": "Bearer t"}
     cleared, _ = await store.save_source(edited, mode="update", keep_auth=False)
     assert not cleared.has_auth
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://a/docs/", "HTTPS://A/", "https://a:443/"],
+    ids=["other-path", "case", "default-port"],
+)
+async def test_auth_is_kept_on_the_same_origin(store: ExecutorStore, base_url: str) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    saved, _ = await store.save_source(
+        Source(id="s", name="S", type="web", base_url=base_url), mode="update", keep_auth=True
+    )
+    assert saved.base_url == base_url and saved.auth_headers == {"Authorization": "Bearer t"}
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://b/", "http://a/", "https://a:8443/", "https://a.evil/"],
+    ids=["host", "scheme", "port", "suffix"],
+)
+async def test_kept_auth_never_moves_to_another_origin(store: ExecutorStore, base_url: str) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    with pytest.raises(InvalidArgument) as err:
+        await store.save_source(Source(id="s", name="S", type="web", base_url=base_url), mode="update", keep_auth=True)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("auth", "credentials were given for another host; send them again")
+    ]
+    unchanged = await store.get_source("s")
+    assert unchanged.base_url == "https://a/" and unchanged.auth_headers == {"Authorization": "Bearer t"}
+
+
+async def test_another_origin_is_fine_with_new_auth_or_none_kept(store: ExecutorStore) -> None:
+    await store.save_source(_with_auth("https://a/"), mode="create")
+    resent, _ = await store.save_source(_with_auth("https://b/", token="u"), mode="update", keep_auth=False)
+    assert resent.auth_headers == {"Authorization": "Bearer u"}
+    await store.save_source(Source(id="plain", name="P", type="web", base_url="https://a/"), mode="create")
+    moved, _ = await store.save_source(
+        Source(id="plain", name="P", type="web", base_url="https://b/"), mode="update", keep_auth=True
+    )
+    assert moved.base_url == "https://b/" and not moved.has_auth
+
+
+def _with_auth(base_url: str, token: str = "t") -> Source:
+    return Source(id="s", name="S", type="web", base_url=base_url, auth_headers={"Authorization": f"Bearer {token}"})
+
+
+class _PausingStore(ExecutorStore):
+    """Pauses a definition read between reading the rows and caching them, when asked to."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, cache_ttl=3600)
+        self.pause = False
+        self.read = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def _read_definition_with_sources(self, definition_id: str) -> Any:
+        found = await super()._read_definition_with_sources(definition_id)
+        if self.pause:
+            self.read.set()
+            await self.resume.wait()
+        return found
+
+
+async def test_a_read_older_than_a_write_never_caches_the_old_definition(store: ExecutorStore) -> None:
+    paused = _PausingStore(store.db)
+    await paused.save_definition(definition("a", description="v1"), mode="create", validate=validate)
+    paused.pause = True
+    slow = asyncio.create_task(paused.definition_with_sources("a"))
+    await paused.read.wait()  # v1 read, not cached yet
+
+    await paused.save_definition(definition("a", description="v2"), mode="update", validate=validate)
+    paused.pause = False
+    paused.resume.set()
+
+    assert (await slow)[0].description == "v1"  # it began before the write: fine to answer v1
+    assert (await paused.definition_with_sources("a"))[0].description == "v2"

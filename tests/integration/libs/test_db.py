@@ -4,13 +4,16 @@ notifications wake subscribers after commit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from libs.db import Database
+from tests.support.runs import wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -67,3 +70,72 @@ async def test_notify_wakes_subscribers_after_commit(db: Database) -> None:
             await db.notify(s, "job_1")
             assert not woken.is_set()  # not before commit
         await asyncio.wait_for(woken.wait(), 5)
+
+
+@pytest.fixture
+async def pg_db(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(pg_url, "scratch")
+    await database.start()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def listening(db: Database) -> set[str]:
+    """The channels the notifier's connection LISTENs to, as PostgreSQL sees them."""
+    notifier: Any = db.notifier
+    await wait_until(lambda: _connected(notifier))
+    async with notifier._lock:
+        rows = await notifier._conn.fetch("SELECT pg_listening_channels() AS channel")
+    return {r["channel"] for r in rows}
+
+
+async def _connected(notifier: Any) -> bool:
+    return notifier._conn is not None
+
+
+async def notify(db: Database, channel: str) -> None:
+    async with db.session() as s:
+        await db.notify(s, channel)
+
+
+async def test_postgres_unlistens_when_the_last_subscriber_leaves(pg_db: Database) -> None:
+    assert await listening(pg_db) == set()
+    async with pg_db.notifier.subscribe("job_1") as first:
+        async with pg_db.notifier.subscribe("job_1"):
+            assert await listening(pg_db) == {"job_1"}
+        assert await listening(pg_db) == {"job_1"}  # one subscriber is still there
+        await notify(pg_db, "job_1")
+        await asyncio.wait_for(first.wait(), 10)
+    assert await listening(pg_db) == set()
+    # Subscribing again LISTENs again, and is woken again.
+    async with pg_db.notifier.subscribe("job_1") as again:
+        assert await listening(pg_db) == {"job_1"}
+        await notify(pg_db, "job_1")
+        await asyncio.wait_for(again.wait(), 10)
+    assert await listening(pg_db) == set()
+
+
+async def test_no_listener_outlives_its_subscribers(db: Database) -> None:
+    """Many short-lived watchers (one channel per execution) leave nothing behind."""
+    for i in range(30):
+        async with db.notifier.subscribe(f"exec_{i}"), db.notifier.subscribe(f"exec_{i}"):
+            pass
+    cancelled = asyncio.create_task(_subscribe_forever(db, "exec_cancelled"))
+    await wait_until(lambda: _subscribed(db, "exec_cancelled"))
+    cancelled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    assert not db.notifier._events
+    if db.is_postgres:
+        assert await listening(db) == set()
+
+
+async def _subscribe_forever(db: Database, channel: str) -> None:
+    async with db.notifier.subscribe(channel):
+        await asyncio.Event().wait()
+
+
+async def _subscribed(db: Database, channel: str) -> bool:
+    return channel in db.notifier._events
