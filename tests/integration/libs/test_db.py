@@ -64,8 +64,7 @@ async def test_sqlite_readers_cannot_write(tmp_path: Path) -> None:
 
 
 async def test_notify_wakes_subscribers_after_commit(db: Database) -> None:
-    async with db.notifier.subscribe("job_1") as woken:
-        await asyncio.sleep(0.2 if db.is_postgres else 0)  # LISTEN registered
+    async with db.notifier.subscribe("job_1") as woken:  # LISTENing once entered
         async with db.session() as s:
             await db.notify(s, "job_1")
             assert not woken.is_set()  # not before commit
