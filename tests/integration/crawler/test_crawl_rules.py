@@ -21,8 +21,7 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
-from tests.support.local_site import small_site
-from tests.support.site import serve_site
+from tests.support.site import serve_site, small_site
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

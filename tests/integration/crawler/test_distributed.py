@@ -29,13 +29,13 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
-from tests.support.site import Page, Site, html_page, serve_site
+from tests.support.site import LocalSite, Page, ScenarioSite, html_page, serve_site
 
 # Politeness slows the crawl enough for a fault to land in the middle of it.
 SLOW = {**CONFIG, "rate_limit": 25, "wait_for_completion": False}
 
 
-async def assert_exact_result(c: Crawler, site: Site, job_id: str) -> None:
+async def assert_exact_result(c: Crawler, site: ScenarioSite, job_id: str) -> None:
     job = await wait_for_status(c.stub, job_id, timeout=120)
     urls = await frontier(c.stub, job_id)
     docs = await job_documents(c.stub, job_id)
@@ -57,7 +57,9 @@ async def wait_until_settled(c: Crawler, job_id: str, at_least: int) -> None:
     raise AssertionError("the crawl made no progress")
 
 
-async def crawl_through(c: Crawler, site: Site, fault: Callable[[], Awaitable[None]], *, after: int = 12) -> str:
+async def crawl_through(
+    c: Crawler, site: ScenarioSite, fault: Callable[[], Awaitable[None]], *, after: int = 12
+) -> str:
     (job_id,) = accepted_ids(await run_step(c.stub, step_call(SLOW, sources=[site_source(site.base)])))
     await wait_until_settled(c, job_id, after)
     await fault()
@@ -151,10 +153,10 @@ async def terminate_backends(pg_url: str) -> int:
 
 async def test_crawl_delay_holds_across_worker_processes(shared: CrawlerSettings, tmp_path: Path) -> None:
     pages = {f"/p{i}.html": Page(body=html_page(f"P{i}", [])) for i in range(8)}
-    site = Site(pages={"/": Page(body=html_page("Home", list(pages))), **pages})
+    site = LocalSite(pages={"/": Page(body=html_page("Home", list(pages))), **pages})
     site.robots_txt = "User-agent: *\nCrawl-delay: 0.25\n"
     async with (
-        serve_site(site),
+        site.serve(),
         running_crawler(shared, run_workers=False) as c,
         worker_processes(shared, 2, tmp_path),
     ):

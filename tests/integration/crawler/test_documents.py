@@ -17,7 +17,7 @@ from tests.support.crawler import (
     source,
     step_call,
 )
-from tests.support.site import Page, Site, html_page, serve_site
+from tests.support.site import LocalSite, Page, html_page, serve_site
 
 
 async def crawl_docs(c, base: str) -> str:  # type: ignore[no-untyped-def]
@@ -89,8 +89,8 @@ async def test_corpus_summary_is_idempotent_and_reindex_counts_documents(backend
 
 
 async def test_credentials_are_sent_only_to_the_source_host_and_never_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    site = Site(pages={})
-    async with serve_site(site) as site:
+    site = LocalSite()
+    async with site.serve():
         port = site.base.rsplit(":", 1)[1]
         site.pages.update(
             {

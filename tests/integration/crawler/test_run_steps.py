@@ -152,7 +152,7 @@ async def test_cancel_crawl_jobs_cancels_the_execution_and_a_replay_creates_noth
         serve_site() as site,
         running_crawler(crawler_settings({"database_url": None, "data_dir": tmp_path})) as c,
     ):
-        site.slow_seconds = 5
+        site.pages["/slow.html"].delay = 5
         call = step_call(
             {"max_depth": 2, "wait_for_completion": False, "rate_limit": 300}, sources=[source("a", site.base + "/")]
         )

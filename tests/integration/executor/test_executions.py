@@ -12,9 +12,9 @@ import pytest
 
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.local_site import LocalSite, small_site
 from tests.support.runs import add_source, define, events, execute, get_execution, jobs, wait_for, wait_until
 from tests.support.services import Stack
+from tests.support.site import LocalSite, small_site
 
 
 def crawl_step(url: str, **config: Any) -> dict[str, Any]:
