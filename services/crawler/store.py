@@ -87,7 +87,7 @@ class CrawlJobRow(Base):
     max_pages: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer)
     auth: Mapped[dict[str, Any] | None]
-    request_id: Mapped[str] = mapped_column(String(64), default="")
+    request_id: Mapped[str] = mapped_column(Text, default="")
     total_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     completed_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_urls: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -12,10 +12,13 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from libs.db import Database
 from libs.grpc_server import insecure_channel
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2, source_pb2
 from services.crawler import server as crawler_server
+from services.crawler.actions.crawl import DEFAULTS
 from services.crawler.settings import CrawlerSettings
+from services.crawler.store import JobSpec
 from tests.support.services import migrate_for, running
 
 # Short timings so retries, leases and the pump act within a test's patience.
@@ -175,11 +178,37 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return exc.code()
 
 
+@contextlib.asynccontextmanager
+async def crawler_database(common: dict[str, Any], **options: Any) -> AsyncIterator[Database]:
+    """The crawler's database for these settings, migrated (SQLite) or cloned migrated (PostgreSQL)."""
+    await migrate_for(common)
+    db = Database(CrawlerSettings(**common).database_url_for("crawler"), "crawler", **options)
+    await db.start()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def job_spec(seeds: Sequence[str], **fields: Any) -> JobSpec:
+    """A crawl job as the crawl action would plan it (built-in defaults)."""
+    return JobSpec(
+        name=fields.pop("name", "test"),
+        source_id=fields.pop("source_id", "test-source"),
+        source_type="web",
+        config={**DEFAULTS, **fields.pop("config", {})},
+        source_snapshot={},
+        auth=fields.pop("auth", None),
+        seed_urls=list(seeds),
+        metadata=fields.pop("metadata", {}),
+        **fields,
+    )
+
+
 async def event_types(settings: CrawlerSettings, job_id: str) -> list[str]:
     """The types of a job's events, oldest first, read from its database."""
     from sqlalchemy import select
 
-    from libs.db import Database
     from services.crawler.store import EVENTS
 
     db = Database(settings.database_url_for("crawler"), "crawler", pool_size=1)
