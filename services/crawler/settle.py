@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database, utcnow
 from services.crawler.fetch import Auth, Robots
-from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, canonical_url, host_of, url_key
+from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, host_of, url_key
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
     CANCELLED,
@@ -187,8 +187,7 @@ def job_context(row: Any) -> JobContext:
     auth = None
     if row.auth and (row.auth.get("headers") or row.auth.get("cookies")):
         base = (row.source_snapshot or {}).get("base_url") or (seeds[0] if seeds else "")
-        hostname = (canonical_url(base) or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        auth = Auth(hostname=hostname, headers=row.auth.get("headers") or {}, cookies=row.auth.get("cookies") or {})
+        auth = Auth.for_source(base, row.auth.get("headers") or {}, row.auth.get("cookies") or {})
     return JobContext(
         id=row.id,
         source_id=row.source_id,
