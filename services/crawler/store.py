@@ -731,9 +731,10 @@ class CrawlStore:
 
 
 def _fts5_query(query: str) -> str:
-    """User words as an FTS5 query: every word must appear (quoted, so no syntax errors)."""
-    words = [w.replace('"', "") for w in query.split()]
-    return " ".join(f'"{w}"' for w in words if w)
+    """User words as an FTS5 query: every word must appear. Each word is an FTS5 string (a double
+    quote inside doubled), so no character of the user's is FTS5 syntax; a word without a token
+    (punctuation only) matches nothing, as on PostgreSQL."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
 
 
 def _document(row: Any) -> DocumentRow:
