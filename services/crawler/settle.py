@@ -230,6 +230,7 @@ class Settler:
         retry_backoff: float = 2.0,
         progress_interval: float = 0.5,
         robots_lookup: Callable[[str], Robots | None] = lambda _host: None,
+        on_db_error: Callable[[BaseException], None] | None = None,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
@@ -237,6 +238,8 @@ class Settler:
         self.retry_backoff = retry_backoff
         self.progress_interval = progress_interval
         self.robots_lookup = robots_lookup
+        # Called with every database error of a settle, including those retried.
+        self.on_db_error = on_db_error
         # A test hook: awaited inside the transaction just before the counter update.
         self.before_counters = before_counters
 
@@ -260,9 +263,9 @@ class Settler:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
         try:
-            return await retrying(what, once(False))  # type: ignore[no-any-return]
+            return await retrying(what, once(False), on_error=self.on_db_error)  # type: ignore[no-any-return]
         except _BudgetOverflow:
-            return await retrying(what, once(True))  # type: ignore[no-any-return]
+            return await retrying(what, once(True), on_error=self.on_db_error)  # type: ignore[no-any-return]
 
     async def _settle_once(
         self,

@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -274,13 +274,27 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
-    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, SQLAlchemyError) or is_transient(exc)
+
+
+async def retrying(
+    what: str,
+    attempt: Callable[[], Awaitable[Any]],
+    *,
+    attempts: int = 12,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Any:
+    """Run a database unit of work again while it fails transiently (backoff up to 2 s).
+
+    `on_error` is called with every database error, retried or not."""
     delay = 0.05
     for n in range(1, attempts + 1):
         try:
             return await attempt()
         except Exception as exc:
+            if on_error is not None and is_database_error(exc):
+                on_error(exc)
             if n == attempts or not is_transient(exc):
                 raise
             log.warning("%s failed (%s); retrying", what, str(getattr(exc, "orig", exc)).splitlines()[0][:200])

@@ -118,6 +118,7 @@ class Worker:
             max_attempts=settings.max_attempts,
             retry_backoff=settings.retry_backoff,
             robots_lookup=self._robots_known,
+            on_db_error=self._on_db_error,
             before_counters=before_counters,
         )
         self._status: dict[str, tuple[str, float]] = {}
@@ -197,7 +198,7 @@ class Worker:
             or s[0] != RUNNING
             or clock - s[1] > STATUS_TTL
         ]
-        states = await retrying("checking tasks", lambda: self._states(checked)) if checked else {}
+        states = await self._retrying("checking tasks", lambda: self._states(checked)) if checked else {}
         now = utcnow()
         for delivery, task in tasks:
             state = states.get(task.url_id)
@@ -310,7 +311,7 @@ class Worker:
             if start > time.time():
                 await asyncio.sleep(start - time.time())
                 # The job may have been cancelled (or the URL settled) while we waited.
-                state = (await retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
+                state = (await self._retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
                 if state is None or state[0] != QUEUED or state[1] != RUNNING:
                     return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
         fetched_at = utcnow()
@@ -344,7 +345,7 @@ class Worker:
     async def _context(self, job_id: str) -> JobContext:
         ctx = self._contexts.get(job_id)
         if ctx is None:
-            ctx = await retrying("reading a job", lambda: self._load_context(job_id))
+            ctx = await self._retrying("reading a job", lambda: self._load_context(job_id))
             self._contexts[job_id] = ctx
             while len(self._contexts) > JOBS_REMEMBERED:
                 self._contexts.popitem(last=False)
@@ -368,6 +369,21 @@ class Worker:
                 )
             ).one()
         return job_context(row)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        return await retrying(what, attempt, on_error=self._on_db_error)
+
+    def _on_db_error(self, _exc: BaseException) -> None:
+        self._forget_known()
+
+    def _forget_known(self) -> None:
+        """Settles commit asynchronously (synchronous_commit off): when the database fails, a
+        commit it acknowledged may be lost, and the cache would claim URLs the frontier never
+        got (their links would never be inserted again). Any database error empties it, in
+        place, so a settle under way (or retrying) stops trusting it too."""
+        for urls in self._known.values():
+            urls.clear()
+        self._known.clear()
 
     def _known_urls(self, job_id: str) -> dict[str, int]:
         known = self._known.get(job_id)
@@ -394,10 +410,10 @@ class Worker:
             known = self._robots_known(host)
             if known is not None:
                 return known
-            status, body = await retrying("reading robots.txt", lambda: self._robots_from_db(host))
+            status, body = await self._retrying("reading robots.txt", lambda: self._robots_from_db(host))
             if status is None:
                 status, body = await self.fetcher.robots(f"{url.split('://', 1)[0]}://{host}")
-                await retrying("caching robots.txt", lambda: self._save_robots(host, status, body))
+                await self._retrying("caching robots.txt", lambda: self._save_robots(host, status, body))
             robots = Robots.parse(status, body, self.settings.user_agent)
             self._robots[host] = (robots, time.monotonic() + self.settings.robots_ttl)
             return robots
@@ -444,7 +460,7 @@ class Worker:
                     )
                 return start.timestamp()
 
-        return await retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
+        return await self._retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
 
 
 def _at(epoch: float) -> datetime:

@@ -12,13 +12,16 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from libs.amqp import InProcessQueue
 from libs.db import Database
 from libs.grpc_server import insecure_channel
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2, source_pb2
 from services.crawler import server as crawler_server
 from services.crawler.actions.crawl import DEFAULTS
+from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
-from services.crawler.store import JobSpec
+from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec
+from services.crawler.worker import Worker, build_worker
 from tests.support.services import migrate_for, running
 
 # Short timings so retries, leases and the pump act within a test's patience.
@@ -203,6 +206,30 @@ def job_spec(seeds: Sequence[str], **fields: Any) -> JobSpec:
         metadata=fields.pop("metadata", {}),
         **fields,
     )
+
+
+async def wait_for_job(store: CrawlStore, job_id: str, *, timeout: float = 90) -> CrawlJobRow:
+    """Poll the store until the job is terminal (a bound for hangs, not a speed check)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (job := await store.get_job(job_id)).status not in TERMINAL:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status}")
+        await asyncio.sleep(0.05)
+    return job
+
+
+@contextlib.asynccontextmanager
+async def running_worker(db: Database, settings: CrawlerSettings, **hooks: Any) -> AsyncIterator[Worker]:
+    """One worker consuming an in-process queue of its own (`worker.queue`)."""
+    queue = InProcessQueue(queue_spec(settings))
+    worker = build_worker(db, queue, settings, **hooks)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await worker.fetcher.close()
+        await queue.close()
 
 
 async def event_types(settings: CrawlerSettings, job_id: str) -> list[str]:

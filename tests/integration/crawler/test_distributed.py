@@ -11,9 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
 from services.crawler.settings import CrawlerSettings
 from tests.integration.crawler.test_crawl_site import CONFIG, site_source
@@ -29,6 +26,7 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
+from tests.support.databases import terminate_backends
 from tests.support.site import LocalSite, Page, ScenarioSite, html_page, serve_site
 
 # Politeness slows the crawl enough for a fault to land in the middle of it.
@@ -133,22 +131,6 @@ async def test_database_connections_terminated_mid_crawl_lose_nothing(
 
         job_id = await crawl_through(c, site, terminate)
         await assert_exact_result(c, site, job_id)
-
-
-async def terminate_backends(pg_url: str) -> int:
-    """pg_terminate_backend for every connection to this test's own database, and no other."""
-    url = make_url(pg_url)
-    conn = await asyncpg.connect(
-        url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    )
-    try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            url.database,
-        )
-    finally:
-        await conn.close()
-    return sum(1 for r in rows if r[0])
 
 
 async def test_crawl_delay_holds_across_worker_processes(shared: CrawlerSettings, tmp_path: Path) -> None:
