@@ -58,6 +58,7 @@ from services.crawler.store import (
     URLS,
     RobotsRow,
     dialect_insert,
+    is_database_error,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ STATUS_TTL = 1.0
 # 163 -> 270 pages/s with two workers on one job).
 SETTLERS = 3
 MAX_BATCH = 512
+# After a database error a worker waits before giving tasks back to the queue, doubling the wait
+# while errors follow each other: requeued at once, a task comes straight back and fails again,
+# and a short outage would burn its delivery limit and dead-letter a good URL as poison.
+DB_BACKOFF_FIRST = 0.5
+DB_BACKOFF_MAX = 10.0
 
 
 _PG_STATES = text(
@@ -104,6 +110,7 @@ class Worker:
         *,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
         parse: Callable[[str, bytes, str | None], Awaitable[Any]] | None = None,
+        backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -111,6 +118,9 @@ class Worker:
         self.parser = parser
         self.settings = settings
         self._parse = parse or parser.parse
+        self._backoff_sleep = backoff_sleep
+        # Database errors in a row (any stage); a settle that commits resets it.
+        self._db_errors = 0
         self._robots: dict[str, tuple[Robots, float]] = {}
         self._robots_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.settler = Settler(
@@ -167,8 +177,10 @@ class Worker:
                 await self._admit(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("checking %d task(s) failed; they will be delivered again", len(batch))
+                if is_database_error(exc):
+                    await self._back_off(len(batch))
                 for delivery in batch:
                     await _settle_delivery(delivery, requeue=True)
 
@@ -238,8 +250,10 @@ class Worker:
                 outcome = await self._process(ctx, task)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("processing %s failed; the task goes back to the queue", task.url)
+                if is_database_error(exc):
+                    await self._back_off(1)
                 await _settle_delivery(delivery, requeue=True)
                 return
             async with self._pending_changed:
@@ -282,11 +296,14 @@ class Worker:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("settling %d URL(s) failed; their tasks go back to the queue", len(works))
+                if is_database_error(exc):
+                    await self._back_off(len(works))
                 for work in works:
                     await _settle_delivery(work.delivery, requeue=True)
                 return
+            self._db_errors = 0
             known.update(settled.known)
             if len(known) > KNOWN_URLS_PER_JOB:
                 known.clear()
@@ -372,6 +389,12 @@ class Worker:
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
         return await retrying(what, attempt, on_error=self._on_db_error)
+
+    async def _back_off(self, tasks: int) -> None:
+        delay = min(DB_BACKOFF_FIRST * 2**self._db_errors, DB_BACKOFF_MAX)
+        self._db_errors += 1
+        log.warning("database error: %d task(s) go back to the queue in %.1f s", tasks, delay)
+        await self._backoff_sleep(delay)
 
     def _on_db_error(self, _exc: BaseException) -> None:
         self._forget_known()

@@ -20,7 +20,7 @@ from services.crawler import server as crawler_server
 from services.crawler.actions.crawl import DEFAULTS
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
-from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec
+from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec, retrying
 from services.crawler.worker import Worker, build_worker
 from tests.support.services import migrate_for, running
 
@@ -209,9 +209,10 @@ def job_spec(seeds: Sequence[str], **fields: Any) -> JobSpec:
 
 
 async def wait_for_job(store: CrawlStore, job_id: str, *, timeout: float = 90) -> CrawlJobRow:
-    """Poll the store until the job is terminal (a bound for hangs, not a speed check)."""
+    """Poll the store until the job is terminal (a bound for hangs, not a speed check); reads
+    are retried like the crawler's, for tests that break the database's connections."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while (job := await store.get_job(job_id)).status not in TERMINAL:
+    while (job := await retrying("reading a job", lambda: store.get_job(job_id))).status not in TERMINAL:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"job {job_id} still {job.status}")
         await asyncio.sleep(0.05)
