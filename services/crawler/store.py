@@ -369,8 +369,10 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
 class CrawlStore:
     """Crawl jobs, their logs and events, documents: one unit of work per method."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db = db
+        # A test hook: awaited inside create_jobs' transaction, once the jobs are inserted.
+        self.before_commit = before_commit
 
     # ----------------------------------------------------------------------------- creating
 
@@ -454,6 +456,8 @@ class CrawlStore:
                 tasks.extend(await dispatch(session, job.id, job.concurrency, spec.request_id, now))
                 await self.db.notify(session, job_channel(job.id))
                 jobs.append(job)
+            if self.before_commit is not None:
+                await self.before_commit()
         return jobs, tasks
 
     async def rerun_job(self, job_id: str, request_id: str) -> tuple[CrawlJobRow, list[Task]]:

@@ -30,6 +30,8 @@ FAST = {
     "visibility_timeout": 4.0,
     "pump_interval": 0.2,
     "fetch_timeout": 10.0,
+    # In-flight fetches get this long when a test's crawler stops (a page held at a gate never ends).
+    "shutdown_grace": 2.0,
 }
 
 

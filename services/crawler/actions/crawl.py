@@ -148,8 +148,9 @@ class CrawlAction:
         except InvalidArgument as exc:
             event(finished=crawler_service_pb2.StepFinished(ok=False, error=exc.message))
             return
-        jobs, tasks = await self.store.create_jobs(specs)
-        await tasks_queue.publish(self.queue, tasks)
+        # Shielded: a stream closed (or a server stopping) while the jobs are being created must
+        # not roll them back halfway, nor leave them created with their first tasks unpublished.
+        jobs = await asyncio.shield(self._start(specs))
         event(accepted=crawler_service_pb2.StepAccepted(jobs=[step_job(j) for j in jobs]))
         config = struct_to_dict(call.step.config)
         if config.get("wait_for_completion") is False:
@@ -166,6 +167,11 @@ class CrawlAction:
         event(
             finished=crawler_service_pb2.StepFinished(ok=not failures, error=error, jobs=[step_job(j) for j in final])
         )
+
+    async def _start(self, specs: list[JobSpec]) -> list[CrawlJobRow]:
+        jobs, tasks = await self.store.create_jobs(specs)
+        await tasks_queue.publish(self.queue, tasks)
+        return jobs
 
     async def watch(self, job_ids: list[str], on_progress: Callable[[list[CrawlJobRow]], None]) -> list[CrawlJobRow]:
         """Report the jobs' counters as they change (at most every PROGRESS_INTERVAL) until

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from libs.db import page
 from services.crawler import queue as tasks_queue
 from services.crawler.frontier import url_key
 from services.crawler.settle import Outcome
-from services.crawler.store import CrawlStore, retrying
+from services.crawler.store import CrawlStore, Task, retrying
 from tests.support.crawler import crawler_database, crawler_settings, job_spec, running_worker, wait_for_job
 from tests.support.databases import terminate_backends
 from tests.support.services import common_settings
@@ -20,6 +22,13 @@ from tests.support.site import LocalSite
 
 # How a worker process opens its database (services.crawler.worker.serve).
 WORKER_DB: dict[str, Any] = {"pre_ping": False, "server_settings": {"synchronous_commit": "off"}}
+
+
+async def site_waiting(site: LocalSite, requests: int) -> None:
+    """Until `requests` page requests wait at the site's gate."""
+    async with asyncio.timeout(30):
+        while site.waiting < requests:  # noqa: ASYNC110 - the site counts, nothing to wait on
+            await asyncio.sleep(0.01)
 
 
 def linked_pair() -> LocalSite:
@@ -112,3 +121,94 @@ async def test_a_database_error_while_settling_waits_longer_each_time_before_req
     # Two failed deliveries of a delivery limit of 2: without the waits it would be poison.
     assert final.status == "completed"
     assert [(u.state, u.reason) for u in urls] == [("done", "")]
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Until a log record containing `text` was written (a fact the worker records)."""
+    async with asyncio.timeout(30):
+        while not any(text in r.getMessage() for r in caplog.records):  # noqa: ASYNC110 - records are a list
+            await asyncio.sleep(0.01)
+
+
+async def one_page_job(store: CrawlStore, site: LocalSite) -> tuple[str, list[Task]]:
+    (job,), tasks = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+    return job.id, tasks
+
+
+async def url_states(store: CrawlStore, job_id: str) -> list[tuple[str, str]]:
+    urls, _ = await store.list_urls(job_id, None, "", page(10, 0, "", "", allowed=("created_at",)))
+    return [(u.state, u.reason) for u in urls]
+
+
+async def test_stopping_lets_a_fetch_under_way_finish_and_settle(
+    backend: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    site = LocalSite()
+    site.add("/", "Home")
+    site.close()
+    caplog.set_level(logging.INFO, logger="services.crawler.worker")
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        job_id, tasks = await one_page_job(store, site)
+        async with running_worker(db, crawler_settings(backend)) as worker:
+            await tasks_queue.publish(worker.queue, tasks)
+            await site_waiting(site, 1)
+            stopping = asyncio.create_task(worker.stop(grace=60))
+            await logged(caplog, "crawl worker stopping")
+            site.open()
+            await stopping
+            requeued = await worker.queue.depth()
+        job = await store.get_job(job_id)
+        states = await url_states(store, job_id)
+
+    assert states == [("done", "")]
+    assert job.status == "completed" and job.result_count == 1
+    assert requeued == 0  # the delivery was acked
+
+
+async def test_what_does_not_finish_within_the_grace_period_is_delivered_again(backend: dict[str, Any]) -> None:
+    site = LocalSite()
+    site.add("/", "Home")
+    site.close()
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        job_id, tasks = await one_page_job(store, site)
+        async with running_worker(db, crawler_settings(backend)) as worker:
+            await tasks_queue.publish(worker.queue, tasks)
+            await site_waiting(site, 1)
+            await worker.stop(grace=0.1)  # the page never answers
+            requeued = await worker.queue.depth()
+        states = await url_states(store, job_id)
+
+    assert states == [("queued", "")]
+    assert requeued == 1
+
+
+async def test_a_settle_under_way_when_the_grace_period_ends_runs_to_its_end(
+    backend: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    site = LocalSite()
+    site.add("/", "Home")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_settle(job_id: str, outcomes: list[Outcome]) -> None:
+        entered.set()
+        await release.wait()
+
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        job_id, tasks = await one_page_job(store, site)
+        async with running_worker(db, crawler_settings(backend), before_counters=hold_the_settle) as worker:
+            await tasks_queue.publish(worker.queue, tasks)
+            await asyncio.wait_for(entered.wait(), 30)
+            stopping = asyncio.create_task(worker.stop(grace=0.1))
+            await logged(caplog, "shutdown grace of 0.1 s is over")
+            release.set()
+            await stopping
+            requeued = await worker.queue.depth()
+        job = await store.get_job(job_id)
+        states = await url_states(store, job_id)
+
+    assert states == [("done", "")]
+    assert job.status == "completed" and job.result_count == 1
+    assert requeued == 0
