@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import json
-import re
 import logging
+import re
 import sys
 import time
 import uuid
