@@ -18,7 +18,7 @@ from quaero.v1 import crawl_job_pb2, crawler_service_pb2, source_pb2
 from services.crawler import queue as tasks_queue
 from services.crawler.frontier import canonical_url
 from services.crawler.messages import step_job
-from services.crawler.store import COMPLETED, TERMINAL, CrawlJobRow, CrawlStore, JobSpec, job_channel
+from services.crawler.store import COMPLETED, TERMINAL, CrawlJobRow, CrawlStore, Created, JobSpec, job_channel
 
 DEFAULTS: dict[str, Any] = {
     "max_depth": 2,
@@ -150,7 +150,12 @@ class CrawlAction:
             return
         # Shielded: a stream closed (or a server stopping) while the jobs are being created must
         # not roll them back halfway, nor leave them created with their first tasks unpublished.
-        jobs = await asyncio.shield(self._start(specs))
+        created = await asyncio.shield(self._start(specs))
+        jobs = created.jobs
+        if created.cancelled is not None:
+            error = f"execution {call.execution_id} was cancelled ({created.cancelled}): no crawl job started"
+            event(finished=crawler_service_pb2.StepFinished(ok=False, error=error, jobs=[step_job(j) for j in jobs]))
+            return
         event(accepted=crawler_service_pb2.StepAccepted(jobs=[step_job(j) for j in jobs]))
         config = struct_to_dict(call.step.config)
         if config.get("wait_for_completion") is False:
@@ -168,10 +173,10 @@ class CrawlAction:
             finished=crawler_service_pb2.StepFinished(ok=not failures, error=error, jobs=[step_job(j) for j in final])
         )
 
-    async def _start(self, specs: list[JobSpec]) -> list[CrawlJobRow]:
-        jobs, tasks = await self.store.create_jobs(specs)
-        await tasks_queue.publish(self.queue, tasks)
-        return jobs
+    async def _start(self, specs: list[JobSpec]) -> Created:
+        created = await self.store.create_jobs(specs)
+        await tasks_queue.publish(self.queue, created.tasks)
+        return created
 
     async def watch(self, job_ids: list[str], on_progress: Callable[[list[CrawlJobRow]], None]) -> list[CrawlJobRow]:
         """Report the jobs' counters as they change (at most every PROGRESS_INTERVAL) until

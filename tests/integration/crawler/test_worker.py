@@ -52,7 +52,8 @@ async def test_a_database_error_empties_the_cache_of_known_urls(pg_url: str, tmp
         crawler_database(common, **WORKER_DB) as db,
     ):
         store = CrawlStore(db)
-        (job,), tasks = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 1})])
+        created = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 1})])
+        (job,), tasks = created.jobs, created.tasks
         async with running_worker(db, crawler_settings(common), before_counters=cut_connections_once) as worker:
             # What a commit lost with the database (synchronous_commit off) leaves behind: the
             # cache claims /a.html is in the frontier, and it is not.
@@ -98,7 +99,8 @@ async def test_a_database_error_while_settling_waits_longer_each_time_before_req
     site.add("/", "Home")
     async with site.serve(), crawler_database(common, **WORKER_DB) as db:
         store = CrawlStore(db)
-        (job,), tasks = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+        created = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+        (job,), tasks = created.jobs, created.tasks
         async with db.session() as session:  # an outage of the one table a settle of a page needs
             await session.execute(text("ALTER TABLE documents RENAME TO documents_away"))
         settings = crawler_settings(common, delivery_limit=2)
@@ -131,7 +133,8 @@ async def logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
 
 
 async def one_page_job(store: CrawlStore, site: LocalSite) -> tuple[str, list[Task]]:
-    (job,), tasks = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+    created = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+    (job,), tasks = created.jobs, created.tasks
     return job.id, tasks
 
 
