@@ -23,6 +23,7 @@ from services.crawler.settings import CrawlerSettings
 from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec, retrying
 from services.crawler.worker import Worker, build_worker
 from tests.support.services import migrate_for, running
+from tests.support.site import LocalSite
 
 # Short timings so retries, leases and the pump act within a test's patience.
 FAST = {
@@ -233,6 +234,20 @@ async def running_worker(db: Database, settings: CrawlerSettings, **hooks: Any) 
         await worker.stop()
         await worker.fetcher.close()
         await queue.close()
+
+
+async def site_waiting(site: LocalSite, requests: int) -> None:
+    """Until at least `requests` page requests wait at the site's gate."""
+    async with asyncio.timeout(30):
+        while site.waiting < requests:  # noqa: ASYNC110 - the site counts; there is nothing to wait on
+            await asyncio.sleep(0.01)
+
+
+async def site_answered(site: LocalSite, requests: int) -> None:
+    """Until the site answered at least `requests` page requests."""
+    async with asyncio.timeout(30):
+        while site.answered < requests:  # noqa: ASYNC110 - the site counts; there is nothing to wait on
+            await asyncio.sleep(0.01)
 
 
 async def event_types(settings: CrawlerSettings, job_id: str) -> list[str]:

@@ -15,20 +15,20 @@ from services.crawler import queue as tasks_queue
 from services.crawler.frontier import url_key
 from services.crawler.settle import Outcome
 from services.crawler.store import CrawlStore, Task, retrying
-from tests.support.crawler import crawler_database, crawler_settings, job_spec, running_worker, wait_for_job
+from tests.support.crawler import (
+    crawler_database,
+    crawler_settings,
+    job_spec,
+    running_worker,
+    site_waiting,
+    wait_for_job,
+)
 from tests.support.databases import terminate_backends
 from tests.support.services import common_settings
 from tests.support.site import LocalSite
 
 # How a worker process opens its database (services.crawler.worker.serve).
 WORKER_DB: dict[str, Any] = {"pre_ping": False, "server_settings": {"synchronous_commit": "off"}}
-
-
-async def site_waiting(site: LocalSite, requests: int) -> None:
-    """Until `requests` page requests wait at the site's gate."""
-    async with asyncio.timeout(30):
-        while site.waiting < requests:  # noqa: ASYNC110 - the site counts, nothing to wait on
-            await asyncio.sleep(0.01)
 
 
 def linked_pair() -> LocalSite:
