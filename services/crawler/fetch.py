@@ -7,7 +7,6 @@ canonical URL (a tracking parameter added, a fragment) is followed in place.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
@@ -190,10 +189,3 @@ class Robots:
         if self.parser is None:
             return 0.0
         return float(self.parser.crawl_delay(self.user_agent) or 0.0)
-
-
-async def wait_until(deadline: float) -> None:
-    """Sleep until time.time() reaches `deadline` (a politeness slot)."""
-    delay = deadline - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)

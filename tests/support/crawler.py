@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 
 from libs.amqp import InProcessQueue
@@ -177,11 +176,6 @@ def assert_counters_match(job: crawl_job_pb2.CrawlJob, urls: dict[str, tuple[str
     assert p.failed_urls == states.count("failed")
     assert p.pending_urls == states.count("queued")
     assert job.result_count == documents
-
-
-def code_of(exc: BaseException) -> grpc.StatusCode:
-    assert isinstance(exc, grpc.aio.AioRpcError), exc
-    return exc.code()
 
 
 @contextlib.asynccontextmanager

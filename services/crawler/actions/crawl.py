@@ -33,7 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "obey_robots": True,
 }
 _SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
-_SCALARS = [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if not f.is_repeated]
+_CONFIG_FIELDS = crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields
+_SCALARS = [f.name for f in _CONFIG_FIELDS if not f.is_repeated]
+_LISTS = [f.name for f in _CONFIG_FIELDS if f.is_repeated]
+_NUMBERS = [f.name for f in _CONFIG_FIELDS if f.type in (f.TYPE_INT32, f.TYPE_INT64)]
 PROGRESS_INTERVAL = 0.5
 # Watchers re-read the jobs at least this often, whatever the notifier says.
 RECHECK_INTERVAL = 1.0
@@ -47,15 +50,9 @@ def effective_config(step: dict[str, Any], source: source_pb2.Source | None) -> 
     if source is not None:
         crawl = source.crawl
         config.update({name: getattr(crawl, name) for name in _SCALARS if crawl.HasField(name)})
-        config.update(
-            {
-                name: list(getattr(crawl, name))
-                for name in ("include_patterns", "exclude_patterns", "allowed_domains")
-                if getattr(crawl, name)
-            }
-        )
+        config.update({name: list(getattr(crawl, name)) for name in _LISTS if getattr(crawl, name)})
     config.update({k: step[k] for k in CRAWL_OPTIONS if step.get(k) is not None})
-    for key in ("max_depth", "max_pages", "concurrency", "rate_limit"):
+    for key in _NUMBERS:
         config[key] = int(config[key])
     return config
 
