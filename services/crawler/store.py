@@ -266,7 +266,7 @@ class Created:
 
     jobs: list[CrawlJobRow]
     tasks: list[Task]
-    # The reason given when the specs' execution was cancelled: then no job was created.
+    # The reason given when the specs' execution was cancelled: then no new job was created.
     cancelled: str | None = None
 
 
