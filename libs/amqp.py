@@ -5,7 +5,9 @@ Both keep one contract, so workers are tested against either:
 - a consumer gets `Delivery` objects and must `ack()` or `reject(requeue=...)` each;
 - a message rejected with requeue, or left unacked when its consumer goes away, comes back with
   `delivery_count` + 1; past `delivery_limit` deliveries it goes to the dead-letter queue, as does
-  a message rejected without requeue.
+  a message rejected without requeue;
+- a consumer can stop receiving and still settle what it holds (a graceful shutdown), then be
+  cancelled, which returns whatever it did not settle.
 """
 
 from __future__ import annotations
@@ -62,7 +64,13 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 
 class Consumer(Protocol):
-    async def cancel(self) -> None: ...
+    async def stop_receiving(self) -> None:
+        """No more deliveries; those received can still be acked or rejected until `cancel()`."""
+        ...
+
+    async def cancel(self) -> None:
+        """Stop receiving (if not done yet) and give back every delivery not settled."""
+        ...
 
 
 class TaskQueue(Protocol):
@@ -100,12 +108,20 @@ class _RabbitDelivery:
 class _RabbitConsumer:
     def __init__(self, channel: aio_pika.abc.AbstractChannel, queue: aio_pika.abc.AbstractQueue, tag: str) -> None:
         self._channel, self._queue, self._tag = channel, queue, tag
+        self._receiving = True
 
-    async def cancel(self) -> None:
+    async def stop_receiving(self) -> None:
+        # basic.cancel only: the channel stays open, so deliveries held can still be acked.
         # Bounded: after a reconnect the robust channel may wait for a restore that never comes,
         # and closing the connection releases everything anyway.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._queue.cancel(self._tag), 1)
+        if self._receiving:
+            self._receiving = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queue.cancel(self._tag), 1)
+
+    async def cancel(self) -> None:
+        await self.stop_receiving()
+        # Closing the channel returns its unacked deliveries to the queue.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._channel.close(), 1)
 
@@ -286,10 +302,13 @@ class _InProcessConsumer:
             log.exception("queue handler failed; message requeued")
             await delivery.reject(requeue=True)
 
-    async def cancel(self) -> None:
+    async def stop_receiving(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+
+    async def cancel(self) -> None:
+        await self.stop_receiving()
         for task in list(self.handlers):
             task.cancel()
         await asyncio.gather(*self.handlers, return_exceptions=True)

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libs.errors import FieldViolation
+from quaero.v1 import crawl_job_pb2
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -70,19 +71,30 @@ def parse_retry_policy(config: dict[str, Any], path: str = "config") -> tuple[Re
     return RetryPolicy(**values), violations
 
 
-# Crawl options: name -> (kind, minimum). Defaults live with the crawler (CrawlConfig docs).
-CRAWL_OPTIONS: dict[str, str] = {
-    "max_depth": "int>=0",
-    "max_pages": "int>=1",
-    "concurrency": "int>=1",
-    "rate_limit": "int>=0",
-    "follow_links": "bool",
-    "allow_subdomains": "bool",
-    "obey_robots": "bool",
-    "include_patterns": "regexes",
-    "exclude_patterns": "regexes",
-    "allowed_domains": "hosts",
-}
+# What the CrawlConfig message cannot say about its fields: the smallest number allowed (else
+# 0), and which lists hold host names (the others hold regular expressions).
+_MINIMUMS = {"max_pages": 1, "concurrency": 1}
+_HOST_LISTS = {"allowed_domains"}
+
+
+def _crawl_options() -> dict[str, str]:
+    """Crawl options, name -> kind ("int>=N", "bool", "regexes", "hosts"): the fields of the
+    CrawlConfig message, so a field added there is accepted and checked in a step's config."""
+    options: dict[str, str] = {}
+    for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields:
+        if f.is_repeated and f.type == f.TYPE_STRING:
+            options[f.name] = "hosts" if f.name in _HOST_LISTS else "regexes"
+        elif f.type == f.TYPE_BOOL:
+            options[f.name] = "bool"
+        elif f.type in (f.TYPE_INT32, f.TYPE_INT64, f.TYPE_UINT32, f.TYPE_UINT64):
+            options[f.name] = f"int>={_MINIMUMS.get(f.name, 0)}"
+        else:
+            raise TypeError(f"CrawlConfig.{f.name}: no check for this field type in libs/step_config.py")
+    return options
+
+
+# Defaults live with the crawler (CrawlConfig docs).
+CRAWL_OPTIONS = _crawl_options()
 CRAWL_STEP_KEYS = {
     *CRAWL_OPTIONS,
     "start_urls",

@@ -7,18 +7,16 @@ canonical URL (a tracking parameter added, a fragment) is followed in place.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
 from protego import Protego
 
 from libs import metrics
-from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, resolve_link
+from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, origin, resolve_link
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -26,14 +24,22 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 @dataclass(frozen=True)
 class Auth:
-    """Credentials of a source, sent only to requests whose host is `hostname`."""
+    """Credentials of a source, sent only to requests for the source's origin: the scheme, host
+    and port of its base URL. Never to another host (a redirect, a link off-site), and never in
+    clear text to http when the source is https."""
 
-    hostname: str
+    origin: tuple[str, str, int]
     headers: Mapping[str, str] = field(default_factory=dict)
     cookies: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def for_source(cls, base_url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> Auth | None:
+        """None when the base URL has no http(s) origin: then nothing is sent anywhere."""
+        source_origin = origin(base_url)
+        return cls(source_origin, headers, cookies) if source_origin is not None else None
+
     def for_url(self, url: str) -> dict[str, str]:
-        if (urlsplit(url).hostname or "").lower() != self.hostname:
+        if origin(url) != self.origin:
             return {}
         headers = dict(self.headers)
         if self.cookies:
@@ -183,10 +189,3 @@ class Robots:
         if self.parser is None:
             return 0.0
         return float(self.parser.crawl_delay(self.user_agent) or 0.0)
-
-
-async def wait_until(deadline: float) -> None:
-    """Sleep until time.time() reaches `deadline` (a politeness slot)."""
-    delay = deadline - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)

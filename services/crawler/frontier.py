@@ -77,6 +77,22 @@ def hostname_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the default port filled in; None for anything else.
+
+    urlsplit().hostname lower-cases the host, drops user info and the brackets of an IPv6 literal."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
+
+
 def resolve_link(base: str, href: str) -> str | None:
     """`href` made absolute against `base`; None for things that are not links to documents."""
     href = href.strip()

@@ -10,7 +10,6 @@ from services.crawler.store import CrawlJobRow, CrawlUrlRow, DocumentRow, JobEve
 
 _STATUS = crawl_job_pb2.CrawlJobStatus.DESCRIPTOR
 _URL_STATE = crawl_job_pb2.CrawlUrlState.DESCRIPTOR
-_LEVEL = crawl_job_pb2.LogLevel.DESCRIPTOR
 LEVEL_BY_NUMBER = {
     10: crawl_job_pb2.LOG_LEVEL_DEBUG,
     20: crawl_job_pb2.LOG_LEVEL_INFO,

@@ -13,7 +13,7 @@ import multiprocessing
 import re
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import html_to_markdown
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -54,7 +54,6 @@ class ParsedPage:
     markdown: str
     content_hash: str
     word_count: int
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def decode(body: bytes, charset: str | None) -> str:

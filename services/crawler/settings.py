@@ -23,8 +23,10 @@ class CrawlerSettings(CommonSettings):
         default=90.0, gt=0, description="Seconds a published task may stay unsettled before the pump republishes it."
     )
     pump_interval: float = Field(default=0.5, gt=0, description="Seconds between two rounds of the dispatch pump.")
+    # Parsing runs on the event loop the fetches, settles and gRPC share: 32 KiB keeps one page
+    # to a few milliseconds there; larger pages go to the process pool.
     parse_inline_limit: int = Field(
-        default=256 * 1024, ge=0, description="Pages up to this size are parsed inline; larger ones in a process pool."
+        default=32 * 1024, ge=0, description="Pages up to this size are parsed inline; larger ones in a process pool."
     )
     parse_processes: int = Field(default=1, ge=0, description="Processes parsing large pages (0: parse inline).")
     robots_ttl: float = Field(default=3600.0, ge=0, description="Seconds a host's robots.txt is cached.")

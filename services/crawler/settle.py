@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database, utcnow
 from services.crawler.fetch import Auth, Robots
-from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, canonical_url, host_of, url_key
+from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, host_of, url_key
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
     CANCELLED,
@@ -187,8 +187,7 @@ def job_context(row: Any) -> JobContext:
     auth = None
     if row.auth and (row.auth.get("headers") or row.auth.get("cookies")):
         base = (row.source_snapshot or {}).get("base_url") or (seeds[0] if seeds else "")
-        hostname = (canonical_url(base) or "").split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        auth = Auth(hostname=hostname, headers=row.auth.get("headers") or {}, cookies=row.auth.get("cookies") or {})
+        auth = Auth.for_source(base, row.auth.get("headers") or {}, row.auth.get("cookies") or {})
     return JobContext(
         id=row.id,
         source_id=row.source_id,
@@ -231,6 +230,7 @@ class Settler:
         retry_backoff: float = 2.0,
         progress_interval: float = 0.5,
         robots_lookup: Callable[[str], Robots | None] = lambda _host: None,
+        on_db_error: Callable[[BaseException], None] | None = None,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
@@ -238,6 +238,8 @@ class Settler:
         self.retry_backoff = retry_backoff
         self.progress_interval = progress_interval
         self.robots_lookup = robots_lookup
+        # Called with every database error of a settle, including those retried.
+        self.on_db_error = on_db_error
         # A test hook: awaited inside the transaction just before the counter update.
         self.before_counters = before_counters
 
@@ -261,9 +263,9 @@ class Settler:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
         try:
-            return await retrying(what, once(False))  # type: ignore[no-any-return]
+            return await retrying(what, once(False), on_error=self.on_db_error)  # type: ignore[no-any-return]
         except _BudgetOverflow:
-            return await retrying(what, once(True))  # type: ignore[no-any-return]
+            return await retrying(what, once(True), on_error=self.on_db_error)  # type: ignore[no-any-return]
 
     async def _settle_once(
         self,

@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,7 +87,7 @@ class CrawlJobRow(Base):
     max_pages: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer)
     auth: Mapped[dict[str, Any] | None]
-    request_id: Mapped[str] = mapped_column(String(64), default="")
+    request_id: Mapped[str] = mapped_column(Text, default="")
     total_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     completed_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_urls: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -174,6 +174,14 @@ class HostSlotRow(Base):
     next_at: Mapped[datetime]
 
 
+class CancelledExecutionRow(Base):
+    __tablename__ = "cancelled_executions"
+
+    execution_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cancelled_at: Mapped[datetime]
+
+
 class RobotsRow(Base):
     __tablename__ = "robots_cache"
 
@@ -190,6 +198,7 @@ LOGS = cast(Table, JobLogRow.__table__)
 EVENTS = cast(Table, JobEventRow.__table__)
 HOST_SLOTS = cast(Table, HostSlotRow.__table__)
 ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
+CANCELLED_EXECUTIONS = cast(Table, CancelledExecutionRow.__table__)
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
@@ -252,6 +261,16 @@ class JobSpec:
 
 
 @dataclass
+class Created:
+    """What create_jobs did: the jobs (created now, or found by step_key), their first tasks."""
+
+    jobs: list[CrawlJobRow]
+    tasks: list[Task]
+    # The reason given when the specs' execution was cancelled: then no new job was created.
+    cancelled: str | None = None
+
+
+@dataclass
 class ListFilter:
     status: str | None = None
     job_definition_id: str | None = None
@@ -274,13 +293,27 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-async def retrying(what: str, attempt: Callable[[], Awaitable[Any]], *, attempts: int = 12) -> Any:
-    """Run a database unit of work again while it fails transiently (backoff up to 2 s)."""
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, SQLAlchemyError) or is_transient(exc)
+
+
+async def retrying(
+    what: str,
+    attempt: Callable[[], Awaitable[Any]],
+    *,
+    attempts: int = 12,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Any:
+    """Run a database unit of work again while it fails transiently (backoff up to 2 s).
+
+    `on_error` is called with every database error, retried or not."""
     delay = 0.05
     for n in range(1, attempts + 1):
         try:
             return await attempt()
         except Exception as exc:
+            if on_error is not None and is_database_error(exc):
+                on_error(exc)
             if n == attempts or not is_transient(exc):
                 raise
             log.warning("%s failed (%s); retrying", what, str(getattr(exc, "orig", exc)).splitlines()[0][:200])
@@ -355,19 +388,29 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
 class CrawlStore:
     """Crawl jobs, their logs and events, documents: one unit of work per method."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db = db
+        # A test hook: awaited inside create_jobs' transaction, once the jobs are inserted.
+        self.before_commit = before_commit
 
     # ----------------------------------------------------------------------------- creating
 
-    async def create_jobs(self, specs: Sequence[JobSpec]) -> tuple[list[CrawlJobRow], list[Task]]:
+    async def create_jobs(self, specs: Sequence[JobSpec]) -> Created:
         """Create jobs (or find those a replayed step already created, by step_key) with their
-        seeds queued, in one transaction. Returns every job and the first tasks to publish."""
+        seeds queued, in one transaction. Returns every job and the first tasks to publish.
+
+        Jobs of an execution whose crawl jobs were cancelled are not created: this transaction
+        and CancelCrawlJobs' are ordered (`_lock_executions`), so a cancel either comes first
+        and is seen here, or comes after and cancels what this created."""
         now = utcnow()
         jobs: list[CrawlJobRow] = []
         tasks: list[Task] = []
+        cancelled: str | None = None
         async with self.db.session() as session:
+            stopped = await self._lock_executions(session, [s.metadata.get("execution_id") or "" for s in specs])
             for spec in specs:
+                reason = stopped.get(spec.metadata.get("execution_id") or "")
+                cancelled = reason if reason is not None else cancelled
                 if spec.step_key is not None:
                     existing = (
                         await session.execute(select(CrawlJobRow).where(CrawlJobRow.step_key == spec.step_key))
@@ -375,6 +418,8 @@ class CrawlStore:
                     if existing is not None:
                         jobs.append(existing)
                         continue
+                if reason is not None:
+                    continue
                 cfg = spec.config
                 values = {
                     "id": spec.id,
@@ -440,7 +485,27 @@ class CrawlStore:
                 tasks.extend(await dispatch(session, job.id, job.concurrency, spec.request_id, now))
                 await self.db.notify(session, job_channel(job.id))
                 jobs.append(job)
-        return jobs, tasks
+            if self.before_commit is not None:
+                await self.before_commit()
+        return Created(jobs, tasks, cancelled)
+
+    async def _lock_executions(self, session: AsyncSession, execution_ids: Sequence[str]) -> dict[str, str]:
+        """Order this transaction with every other that creates or cancels crawl jobs of these
+        executions, and return those cancelled (execution id -> reason). PostgreSQL: a
+        transaction-scoped advisory lock per execution; SQLite runs one write transaction at a
+        time anyway."""
+        ids = sorted({i for i in execution_ids if i})
+        if not ids:
+            return {}
+        if self.db.is_postgres:
+            for execution_id in ids:  # sorted: two transactions never wait on each other's locks
+                await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": execution_id})
+        rows = await session.execute(
+            select(CANCELLED_EXECUTIONS.c.execution_id, CANCELLED_EXECUTIONS.c.reason).where(
+                CANCELLED_EXECUTIONS.c.execution_id.in_(ids)
+            )
+        )
+        return {r.execution_id: r.reason for r in rows}
 
     async def rerun_job(self, job_id: str, request_id: str) -> tuple[CrawlJobRow, list[Task]]:
         original = await self.get_job(job_id)
@@ -461,8 +526,8 @@ class CrawlStore:
             metadata=metadata,
             request_id=request_id,
         )
-        jobs, tasks = await self.create_jobs([spec])
-        return jobs[0], tasks
+        created = await self.create_jobs([spec])
+        return created.jobs[0], created.tasks
 
     # ------------------------------------------------------------------------------ reading
 
@@ -576,7 +641,14 @@ class CrawlStore:
         return await retrying("cancelling jobs", lambda: self._cancel_execution(execution_id, reason))  # type: ignore[no-any-return]
 
     async def _cancel_execution(self, execution_id: str, reason: str) -> list[str]:
+        """Cancel the execution's running jobs, and mark it so no job of it is created later."""
         async with self.db.session() as session:
+            await self._lock_executions(session, [execution_id])
+            await session.execute(
+                dialect_insert(self.db, CANCELLED_EXECUTIONS)
+                .values(execution_id=execution_id, reason=reason, cancelled_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["execution_id"])
+            )
             ids = (
                 (
                     await session.execute(
@@ -731,9 +803,10 @@ class CrawlStore:
 
 
 def _fts5_query(query: str) -> str:
-    """User words as an FTS5 query: every word must appear (quoted, so no syntax errors)."""
-    words = [w.replace('"', "") for w in query.split()]
-    return " ".join(f'"{w}"' for w in words if w)
+    """User words as an FTS5 query: every word must appear. Each word is an FTS5 string (a double
+    quote inside doubled), so no character of the user's is FTS5 syntax; a word without a token
+    (punctuation only) matches nothing, as on PostgreSQL."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
 
 
 def _document(row: Any) -> DocumentRow:

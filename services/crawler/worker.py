@@ -6,6 +6,8 @@ A worker is a pipeline of three stages joined by in-memory queues:
 - one asyncio task per delivery fetches and parses its page into an `Outcome`;
 - the settler takes every outcome ready, settles them per job in one transaction, publishes
   the leased tasks with pipelined confirms, then acks the deliveries.
+Stopping is graceful: no more deliveries, the tasks under way finish within the grace period,
+and a settle once started always runs to its end.
 `python -m services.crawler.worker` runs one; the crawler server runs one in-process in embedded
 mode.
 """
@@ -58,6 +60,7 @@ from services.crawler.store import (
     URLS,
     RobotsRow,
     dialect_insert,
+    is_database_error,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,13 @@ STATUS_TTL = 1.0
 # 163 -> 270 pages/s with two workers on one job).
 SETTLERS = 3
 MAX_BATCH = 512
+# After a database error a worker waits before giving tasks back to the queue, doubling the wait
+# while errors follow each other: requeued at once, a task comes straight back and fails again,
+# and a short outage would burn its delivery limit and dead-letter a good URL as poison.
+DB_BACKOFF_FIRST = 0.5
+DB_BACKOFF_MAX = 10.0
+# On shutdown, how long settles already under way may take beyond the grace period.
+SETTLE_GRACE = 30.0
 
 
 _PG_STATES = text(
@@ -104,6 +114,7 @@ class Worker:
         *,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
         parse: Callable[[str, bytes, str | None], Awaitable[Any]] | None = None,
+        backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -111,6 +122,9 @@ class Worker:
         self.parser = parser
         self.settings = settings
         self._parse = parse or parser.parse
+        self._backoff_sleep = backoff_sleep
+        # Database errors in a row (any stage); a settle that commits resets it.
+        self._db_errors = 0
         self._robots: dict[str, tuple[Robots, float]] = {}
         self._robots_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.settler = Settler(
@@ -118,19 +132,26 @@ class Worker:
             max_attempts=settings.max_attempts,
             retry_backoff=settings.retry_backoff,
             robots_lookup=self._robots_known,
+            on_db_error=self._on_db_error,
             before_counters=before_counters,
         )
         self._status: dict[str, tuple[str, float]] = {}
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
         self._known: OrderedDict[str, dict[str, int]] = OrderedDict()
-        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        # None tells the gate to stop.
+        self._inbox: asyncio.Queue[Delivery | None] = asyncio.Queue()
         # Outcomes waiting to be settled, per job; a job is in `_settling` while a settler has it.
         self._pending: defaultdict[str, list[_Work]] = defaultdict(list)
         self._settling: set[str] = set()
         self._pending_changed = asyncio.Condition()
         self._consumer: Consumer | None = None
+        # Fetches under way (one per admitted delivery), and settles under way.
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._settles: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        # Set once the grace period is over: the settle loops end instead of taking more work.
+        self._closing = False
 
     # ------------------------------------------------------------------------------ running
 
@@ -142,32 +163,77 @@ class Worker:
         ]
         self._consumer = await self.queue.consume(self._on_delivery, prefetch=self.settings.worker_prefetch)
 
-    async def stop(self) -> None:
-        """Stop consuming; whatever was not acked is delivered again (to another worker)."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop consuming, and let the tasks under way finish within `grace` seconds (the
+        shutdown_grace setting by default): their pages are fetched, settled and acked. What has
+        not finished by then is left unacked, so it is delivered again (to another worker); a
+        settle once started always runs to its end, so no work is left half settled."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._stopping.set()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop_receiving()
+        self._inbox.put_nowait(None)
+        log.info("crawl worker stopping: %d fetch(es) under way get %s s to finish", len(self._tasks), grace)
+        try:
+            async with asyncio.timeout(grace):
+                await self._drain()
+        except TimeoutError:
+            log.warning(
+                "shutdown grace of %s s is over: %d fetch(es) and %d settle(s) unfinished; their tasks will be "
+                "delivered again",
+                grace,
+                len(self._tasks),
+                sum(len(w) for w in self._pending.values()) + len(self._settles),
+            )
+        for task in [*self._loops[:2], *self._tasks]:  # the gate, the status watcher, the fetches
+            task.cancel()
+        async with self._pending_changed:
+            self._closing = True
+            self._pending_changed.notify_all()
+        # Bounded: a cancellation swallowed somewhere below must not hang the shutdown.
+        left = [*self._loops, *self._tasks, *self._settles]
+        if left:
+            _, stuck = await asyncio.wait(left, timeout=max(grace, SETTLE_GRACE))
+            if stuck:
+                log.error("%d worker task(s) did not stop; leaving them", len(stuck))
+        self._loops.clear()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.cancel()
             self._consumer = None
-        for task in [*self._loops, *self._tasks]:
-            task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
-        self._loops.clear()
         self.parser.close()
+
+    async def _drain(self) -> None:
+        """Until every delivery received is fetched, settled and acked (or given back)."""
+        if self._loops:
+            await asyncio.wait(self._loops[:1])  # the gate admits what it holds, then ends
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        async with self._pending_changed:
+            await self._pending_changed.wait_for(lambda: not self._pending and not self._settling)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         self._inbox.put_nowait(delivery)
 
     async def _gate(self) -> None:
-        while True:
-            batch = [await self._inbox.get()]
-            while not self._inbox.empty() and len(batch) < 256:
-                batch.append(self._inbox.get_nowait())
+        stopping = False
+        while not stopping:
+            received = [await self._inbox.get()]
+            while not self._inbox.empty() and len(received) < 256:
+                received.append(self._inbox.get_nowait())
+            stopping = None in received
+            batch = [d for d in received if d is not None]
+            if not batch:
+                continue
             try:
                 await self._admit(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("checking %d task(s) failed; they will be delivered again", len(batch))
+                if is_database_error(exc):
+                    await self._back_off(len(batch))
                 for delivery in batch:
                     await _settle_delivery(delivery, requeue=True)
 
@@ -197,7 +263,7 @@ class Worker:
             or s[0] != RUNNING
             or clock - s[1] > STATUS_TTL
         ]
-        states = await retrying("checking tasks", lambda: self._states(checked)) if checked else {}
+        states = await self._retrying("checking tasks", lambda: self._states(checked)) if checked else {}
         now = utcnow()
         for delivery, task in tasks:
             state = states.get(task.url_id)
@@ -237,8 +303,10 @@ class Worker:
                 outcome = await self._process(ctx, task)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("processing %s failed; the task goes back to the queue", task.url)
+                if is_database_error(exc):
+                    await self._back_off(1)
                 await _settle_delivery(delivery, requeue=True)
                 return
             async with self._pending_changed:
@@ -260,12 +328,22 @@ class Worker:
     async def _settle_loop(self) -> None:
         while True:
             async with self._pending_changed:
-                await self._pending_changed.wait_for(lambda: any(j not in self._settling for j in self._pending))
+                await self._pending_changed.wait_for(
+                    lambda: self._closing or any(j not in self._settling for j in self._pending)
+                )
+                if self._closing:
+                    return
                 job_id, works = self._next_batch() or ("", [])
             if not works:
                 continue
+            settle = asyncio.create_task(self._settle(job_id, works), name=f"worker-settle-{job_id}")
+            self._settles.add(settle)
+            settle.add_done_callback(self._settles.discard)
             try:
-                await self._settle(job_id, works)
+                # Once started, a settle runs to its end even if this loop is cancelled: a
+                # transaction cut short (or committed, its tasks never published nor its
+                # deliveries acked) would leave its URLs to the lease timeout.
+                await asyncio.shield(settle)
             finally:
                 async with self._pending_changed:
                     self._settling.discard(job_id)
@@ -281,11 +359,14 @@ class Worker:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("settling %d URL(s) failed; their tasks go back to the queue", len(works))
+                if is_database_error(exc):
+                    await self._back_off(len(works))
                 for work in works:
                     await _settle_delivery(work.delivery, requeue=True)
                 return
+            self._db_errors = 0
             known.update(settled.known)
             if len(known) > KNOWN_URLS_PER_JOB:
                 known.clear()
@@ -310,7 +391,7 @@ class Worker:
             if start > time.time():
                 await asyncio.sleep(start - time.time())
                 # The job may have been cancelled (or the URL settled) while we waited.
-                state = (await retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
+                state = (await self._retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
                 if state is None or state[0] != QUEUED or state[1] != RUNNING:
                     return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
         fetched_at = utcnow()
@@ -344,7 +425,7 @@ class Worker:
     async def _context(self, job_id: str) -> JobContext:
         ctx = self._contexts.get(job_id)
         if ctx is None:
-            ctx = await retrying("reading a job", lambda: self._load_context(job_id))
+            ctx = await self._retrying("reading a job", lambda: self._load_context(job_id))
             self._contexts[job_id] = ctx
             while len(self._contexts) > JOBS_REMEMBERED:
                 self._contexts.popitem(last=False)
@@ -368,6 +449,33 @@ class Worker:
                 )
             ).one()
         return job_context(row)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        return await retrying(what, attempt, on_error=self._on_db_error)
+
+    async def _back_off(self, tasks: int) -> None:
+        """Wait before tasks go back to the queue; a worker stopping gives them back at once."""
+        delay = min(DB_BACKOFF_FIRST * 2**self._db_errors, DB_BACKOFF_MAX)
+        self._db_errors += 1
+        log.warning("database error: %d task(s) go back to the queue in %.1f s", tasks, delay)
+        waits = [asyncio.ensure_future(self._backoff_sleep(delay)), asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    def _on_db_error(self, _exc: BaseException) -> None:
+        self._forget_known()
+
+    def _forget_known(self) -> None:
+        """Settles commit asynchronously (synchronous_commit off): when the database fails, a
+        commit it acknowledged may be lost, and the cache would claim URLs the frontier never
+        got (their links would never be inserted again). Any database error empties it, in
+        place, so a settle under way (or retrying) stops trusting it too."""
+        for urls in self._known.values():
+            urls.clear()
+        self._known.clear()
 
     def _known_urls(self, job_id: str) -> dict[str, int]:
         known = self._known.get(job_id)
@@ -394,10 +502,10 @@ class Worker:
             known = self._robots_known(host)
             if known is not None:
                 return known
-            status, body = await retrying("reading robots.txt", lambda: self._robots_from_db(host))
+            status, body = await self._retrying("reading robots.txt", lambda: self._robots_from_db(host))
             if status is None:
                 status, body = await self.fetcher.robots(f"{url.split('://', 1)[0]}://{host}")
-                await retrying("caching robots.txt", lambda: self._save_robots(host, status, body))
+                await self._retrying("caching robots.txt", lambda: self._save_robots(host, status, body))
             robots = Robots.parse(status, body, self.settings.user_agent)
             self._robots[host] = (robots, time.monotonic() + self.settings.robots_ttl)
             return robots
@@ -444,7 +552,7 @@ class Worker:
                     )
                 return start.timestamp()
 
-        return await retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
+        return await self._retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
 
 
 def _at(epoch: float) -> datetime:

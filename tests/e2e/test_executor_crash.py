@@ -13,8 +13,8 @@ from libs.proto_json import from_dict
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import crawler_service_pb2_grpc, execution_pb2, executor_service_pb2_grpc, job_definition_pb2
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.local_site import small_site
 from tests.support.processes import Process, service_env
+from tests.support.site import small_site
 
 
 def wait(predicate, timeout: float = 60, interval: float = 0.1):  # type: ignore[no-untyped-def]

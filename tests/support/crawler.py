@@ -9,14 +9,20 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 
+from libs.amqp import InProcessQueue
+from libs.db import Database
 from libs.grpc_server import insecure_channel
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2, source_pb2
 from services.crawler import server as crawler_server
+from services.crawler.actions.crawl import DEFAULTS
+from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
+from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec, retrying
+from services.crawler.worker import Worker, build_worker
 from tests.support.services import migrate_for, running
+from tests.support.site import LocalSite
 
 # Short timings so retries, leases and the pump act within a test's patience.
 FAST = {
@@ -24,6 +30,8 @@ FAST = {
     "visibility_timeout": 4.0,
     "pump_interval": 0.2,
     "fetch_timeout": 10.0,
+    # In-flight fetches get this long when a test's crawler stops (a page held at a gate never ends).
+    "shutdown_grace": 2.0,
 }
 
 
@@ -170,16 +178,76 @@ def assert_counters_match(job: crawl_job_pb2.CrawlJob, urls: dict[str, tuple[str
     assert job.result_count == documents
 
 
-def code_of(exc: BaseException) -> grpc.StatusCode:
-    assert isinstance(exc, grpc.aio.AioRpcError), exc
-    return exc.code()
+@contextlib.asynccontextmanager
+async def crawler_database(common: dict[str, Any], **options: Any) -> AsyncIterator[Database]:
+    """The crawler's database for these settings, migrated (SQLite) or cloned migrated (PostgreSQL)."""
+    await migrate_for(common)
+    db = Database(CrawlerSettings(**common).database_url_for("crawler"), "crawler", **options)
+    await db.start()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def job_spec(seeds: Sequence[str], **fields: Any) -> JobSpec:
+    """A crawl job as the crawl action would plan it (built-in defaults)."""
+    return JobSpec(
+        name=fields.pop("name", "test"),
+        source_id=fields.pop("source_id", "test-source"),
+        source_type="web",
+        config={**DEFAULTS, **fields.pop("config", {})},
+        source_snapshot={},
+        auth=fields.pop("auth", None),
+        seed_urls=list(seeds),
+        metadata=fields.pop("metadata", {}),
+        **fields,
+    )
+
+
+async def wait_for_job(store: CrawlStore, job_id: str, *, timeout: float = 90) -> CrawlJobRow:
+    """Poll the store until the job is terminal (a bound for hangs, not a speed check); reads
+    are retried like the crawler's, for tests that break the database's connections."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (job := await retrying("reading a job", lambda: store.get_job(job_id))).status not in TERMINAL:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status}")
+        await asyncio.sleep(0.05)
+    return job
+
+
+@contextlib.asynccontextmanager
+async def running_worker(db: Database, settings: CrawlerSettings, **hooks: Any) -> AsyncIterator[Worker]:
+    """One worker consuming an in-process queue of its own (`worker.queue`)."""
+    queue = InProcessQueue(queue_spec(settings))
+    worker = build_worker(db, queue, settings, **hooks)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await worker.fetcher.close()
+        await queue.close()
+
+
+async def site_waiting(site: LocalSite, requests: int) -> None:
+    """Until at least `requests` page requests wait at the site's gate."""
+    async with asyncio.timeout(30):
+        while site.waiting < requests:  # noqa: ASYNC110 - the site counts; there is nothing to wait on
+            await asyncio.sleep(0.01)
+
+
+async def site_answered(site: LocalSite, requests: int) -> None:
+    """Until the site answered at least `requests` page requests."""
+    async with asyncio.timeout(30):
+        while site.answered < requests:  # noqa: ASYNC110 - the site counts; there is nothing to wait on
+            await asyncio.sleep(0.01)
 
 
 async def event_types(settings: CrawlerSettings, job_id: str) -> list[str]:
     """The types of a job's events, oldest first, read from its database."""
     from sqlalchemy import select
 
-    from libs.db import Database
     from services.crawler.store import EVENTS
 
     db = Database(settings.database_url_for("crawler"), "crawler", pool_size=1)

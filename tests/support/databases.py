@@ -126,3 +126,28 @@ class PostgresDatabases:
 
     def drop(self, url: str) -> None:
         run_sync(_drop(self.admin_url, url))
+
+
+async def terminate_backends(url: str) -> int:
+    """pg_terminate_backend for every connection to this test's own database, and no other;
+    returns once they are gone."""
+    database = make_url(url).database
+    conn = await asyncpg.connect(_dsn(url, "postgres"))
+    try:
+        # Two statements: in one, the planner may call pg_terminate_backend before filtering.
+        pids = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database
+            )
+        ]
+        terminated = [
+            r[0]
+            for r in await conn.fetch("SELECT pid FROM unnest($1::int[]) AS pid WHERE pg_terminate_backend(pid)", pids)
+        ]
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = any($1::int[])"
+        while not await conn.fetchval(gone, terminated):  # noqa: ASYNC110 - the server's state, not ours
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+    return len(terminated)

@@ -1,37 +1,31 @@
-"""A small website served on 127.0.0.1 by the test itself, with the exact result a crawl must give.
+"""Websites served on 127.0.0.1 (port 0) by the test itself, recording every request they get.
 
-The site exercises every scope rule: external links, an excluded folder (step pattern) and a
-drafts folder (source filter), a robots-disallowed folder, 404s, redirects (to a page, to a known
-page, to another site, in a loop), fragments and tracking parameters, one page spelled several
-ways, pages beyond the depth limit, a page reachable by a long and a short path, non-HTML files,
-a 429 with Retry-After, a 503 that recovers, a 500 that never does, and a slow page.
-
-`Site.expected(max_depth=3)` is the frontier a crawl with the standard config must end with:
-canonical URL -> (state, reason), whatever order the pages were fetched in.
+`LocalSite` serves pages by path, with knobs for slowness and failures, and a gate that holds
+requests back so a test sees a crawl while it runs. `small_site()` is an index and its leaves;
+`ScenarioSite` exercises every scope rule and knows the exact result a crawl of it must give.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-ROBOTS_TXT = "User-agent: *\nDisallow: /robots-blocked/\n"
-BLOG_POSTS = 12
-DOCS_PAGES = 8
+ROBOTS_TXT = "User-agent: *\nAllow: /\n"
 
 
-def html_page(title: str, links: list[str], body: str = "") -> bytes:
-    anchors = "\n".join(f'<li><a href="{href}">link {i}</a></li>' for i, href in enumerate(links))
+def html_page(title: str, links: Sequence[str] = (), body: str = "") -> bytes:
+    anchors = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f'<meta name="description" content="About {title}"></head>'
-        f'<body><nav><a href="/">home</a></nav><main><h1>{title}</h1><p>{body or "Words about " + title}.</p>'
+        f"<body><main><h1>{title}</h1><p>{body or 'Some words about ' + title + '.'}</p>"
         f"<ul>{anchors}</ul></main></body></html>"
     ).encode()
 
@@ -42,28 +36,178 @@ class Page:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds the answer takes.
+    delay: float = 0.0
 
 
 @dataclass
-class Site:
-    """The pages by path; `base` is set once the server listens."""
+class LocalSite:
+    """Pages by path (with the query, if any). `delay` slows every page; `failures[path] = (n,
+    status)` makes the first n requests for a path answer `status` (a 429 with Retry-After: 1).
 
-    base: str = ""
+    Every request is recorded when it arrives: `requests` (time.time(), path), `seen` (host,
+    path, headers), `hits` per path. Pages (not robots.txt) whose path `held` accepts wait while
+    the gate is closed; `waiting` counts them. `active` counts pages being answered, `max_active`
+    the most there ever were at once, `answered` those answered."""
+
     pages: dict[str, Page] = field(default_factory=dict)
-    requests: list[tuple[float, str]] = field(default_factory=list)
-    # (host header, path, request headers) of every request.
-    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    base: str = ""
     robots_txt: str = ROBOTS_TXT
+    delay: float = 0.0
+    failures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    held: Callable[[str], bool] = lambda _path: True
+    requests: list[tuple[float, str]] = field(default_factory=list)
+    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
-    slow_seconds: float = 1.0
+    waiting: int = 0
+    active: int = 0
+    max_active: int = 0
+    answered: int = 0
+    _gate: asyncio.Event | None = field(default=None, repr=False)
 
-    def url(self, path: str) -> str:
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
+    def url(self, path: str = "/") -> str:
         return self.base + path
 
-    # ------------------------------------------------------------------------------ content
+    def add(self, path: str, title: str, links: Sequence[str] = (), body: str = "") -> None:
+        self.pages[path] = Page(body=html_page(title, links, body))
+
+    def page_requests(self) -> list[tuple[float, str]]:
+        return [(t, p) for t, p in self.requests if p != "/robots.txt"]
+
+    # --------------------------------------------------------------------------------- gate
+
+    def close(self) -> None:
+        """Hold back the pages `held` accepts until `open()` (served in the test's loop only)."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        self._gate.clear()
+
+    def open(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+
+    # ------------------------------------------------------------------------------ serving
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path_qs
+        self.requests.append((time.time(), path))
+        self.seen.append((request.host, path, dict(request.headers)))
+        self.hits[path] += 1
+        if path == "/robots.txt":
+            return web.Response(text=self.robots_txt, content_type="text/plain")
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self._gate is not None and not self._gate.is_set() and self.held(path):
+                self.waiting += 1
+                try:
+                    await self._gate.wait()
+                finally:
+                    self.waiting -= 1
+            return await self._answer(path)
+        finally:
+            self.active -= 1
+            self.answered += 1
+
+    async def _answer(self, path: str) -> web.StreamResponse:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        failing = self.failures.get(path)
+        if failing and self.hits[path] <= failing[0]:
+            headers = {"Retry-After": "1"} if failing[1] == 429 else {}
+            return web.Response(status=failing[1], text="failing on purpose", headers=headers)
+        page = self.pages.get(path)
+        if page is None:
+            return web.Response(status=404, text="no such page")
+        if page.delay:
+            await asyncio.sleep(page.delay)
+        return web.Response(
+            status=page.status, body=page.body, headers={"Content-Type": page.content_type, **page.headers}
+        )
+
+    async def _start(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        tcp = web.TCPSite(runner, "127.0.0.1", 0)
+        await tcp.start()
+        port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}"
+        return runner
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[LocalSite]:
+        """Serve from the test's event loop for the duration of the block."""
+        runner = await self._start()
+        try:
+            yield self
+        finally:
+            self.open()
+            await runner.cleanup()
+
+    @contextlib.contextmanager
+    def serve_in_thread(self) -> Iterator[LocalSite]:
+        """Serve from a thread of its own, for synchronous tests that block while processes work."""
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            runner = await self._start()
+            started.set()
+            try:
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+        thread.start()
+        started.wait(10)
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(10)
+            loop.close()
+
+
+def small_site(pages: int = 4, prefix: str = "") -> LocalSite:
+    """An index linking to `pages` leaf pages."""
+    site = LocalSite()
+    leaves = [f"{prefix}/page-{i}.html" for i in range(pages)]
+    site.add(f"{prefix}/", f"Index {prefix}", leaves)
+    for i, leaf in enumerate(leaves):
+        site.add(leaf, f"Page {i} {prefix}", [f"{prefix}/"])
+    return site
+
+
+# ------------------------------------------------------------------------------------ scenario
+
+SCENARIO_ROBOTS_TXT = "User-agent: *\nDisallow: /robots-blocked/\n"
+BLOG_POSTS = 12
+DOCS_PAGES = 8
+
+
+@dataclass
+class ScenarioSite(LocalSite):
+    """External links, an excluded folder (step pattern) and a drafts folder (source filter), a
+    robots-disallowed folder, 404s, redirects (to a page, to a known page, to another site, in a
+    loop), fragments and tracking parameters, one page spelled several ways, pages beyond the
+    depth limit, a page reachable by a long and a short path, non-HTML files, a 429 with
+    Retry-After, a 503 that recovers, a 500 that never does, and a slow page.
+
+    `expected()` is the frontier a crawl with the standard config must end with: canonical URL
+    -> (state, reason), whatever order the pages were fetched in."""
+
+    robots_txt: str = SCENARIO_ROBOTS_TXT
 
     def build(self) -> None:
-        port = self.base.rsplit(":", 1)[1]
+        port = self.port
         p = self.pages
         p["/"] = Page(
             body=html_page(
@@ -128,9 +272,11 @@ class Site:
         p["/files/report.pdf"] = Page(body=b"%PDF-1.4 fake", content_type="application/pdf")
         p["/files/logo.png"] = Page(body=b"\x89PNG fake", content_type="image/png")
         p["/busy.html"] = Page(body=html_page("Busy", []))
+        self.failures["/busy.html"] = (1, 429)
         p["/flaky.html"] = Page(body=html_page("Flaky", []))
+        self.failures["/flaky.html"] = (1, 503)
         p["/broken.html"] = Page(status=500, body=b"boom", content_type="text/plain")
-        p["/slow.html"] = Page(body=html_page("Slow", []))
+        p["/slow.html"] = Page(body=html_page("Slow", []), delay=1.0)
         # A long path (root -> chain/1 -> chain/2 -> target, depth 3, links cut) and a short
         # one (root -> shortcut -> target, depth 2): the target's child must be stored either way.
         p["/chain/1.html"] = Page(body=html_page("Chain 1", ["/chain/2.html"]))
@@ -181,47 +327,11 @@ class Site:
             self.url(p) for p in ("/old-page", "/to-docs", "/go-external", "/loop-a", "/loop-b")
         }
 
-    # ------------------------------------------------------------------------------ serving
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path_qs
-        self.requests.append((time.time(), path))
-        self.seen.append((request.host, path, dict(request.headers)))
-        self.hits[path] += 1
-        if path == "/robots.txt":
-            return web.Response(text=self.robots_txt, content_type="text/plain")
-        if path == "/busy.html" and self.hits[path] == 1:
-            return web.Response(status=429, text="slow down", headers={"Retry-After": "1"})
-        if path == "/flaky.html" and self.hits[path] == 1:
-            return web.Response(status=503, text="try again")
-        if path == "/slow.html":
-            await asyncio.sleep(self.slow_seconds)
-        page = self.pages.get(path)
-        if page is None:
-            return web.Response(status=404, text="no such page")
-        return web.Response(
-            status=page.status, body=page.body, headers={"Content-Type": page.content_type, **page.headers}
-        )
-
-    def page_requests(self) -> list[tuple[float, str]]:
-        return [(t, p) for t, p in self.requests if p != "/robots.txt"]
-
-
-@asynccontextmanager
-async def serve_site(site: Site | None = None) -> AsyncIterator[Site]:
-    """Serve a site on 127.0.0.1 (a free port) for the duration of the block."""
-    site = site or Site()
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", site.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base = f"http://127.0.0.1:{port}"
-    if not site.pages:
+@contextlib.asynccontextmanager
+async def serve_site() -> AsyncIterator[ScenarioSite]:
+    """Serve the scenario on 127.0.0.1 for the duration of the block."""
+    site = ScenarioSite()
+    async with site.serve():
         site.build()
-    try:
         yield site
-    finally:
-        await runner.cleanup()

@@ -18,7 +18,7 @@ from quaero.v1 import crawl_job_pb2, crawler_service_pb2, source_pb2
 from services.crawler import queue as tasks_queue
 from services.crawler.frontier import canonical_url
 from services.crawler.messages import step_job
-from services.crawler.store import COMPLETED, TERMINAL, CrawlJobRow, CrawlStore, JobSpec, job_channel
+from services.crawler.store import COMPLETED, TERMINAL, CrawlJobRow, CrawlStore, Created, JobSpec, job_channel
 
 DEFAULTS: dict[str, Any] = {
     "max_depth": 2,
@@ -33,7 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "obey_robots": True,
 }
 _SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
-_SCALARS = [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if not f.is_repeated]
+_CONFIG_FIELDS = crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields
+_SCALARS = [f.name for f in _CONFIG_FIELDS if not f.is_repeated]
+_LISTS = [f.name for f in _CONFIG_FIELDS if f.is_repeated]
+_NUMBERS = [f.name for f in _CONFIG_FIELDS if f.type in (f.TYPE_INT32, f.TYPE_INT64)]
 PROGRESS_INTERVAL = 0.5
 # Watchers re-read the jobs at least this often, whatever the notifier says.
 RECHECK_INTERVAL = 1.0
@@ -47,15 +50,9 @@ def effective_config(step: dict[str, Any], source: source_pb2.Source | None) -> 
     if source is not None:
         crawl = source.crawl
         config.update({name: getattr(crawl, name) for name in _SCALARS if crawl.HasField(name)})
-        config.update(
-            {
-                name: list(getattr(crawl, name))
-                for name in ("include_patterns", "exclude_patterns", "allowed_domains")
-                if getattr(crawl, name)
-            }
-        )
+        config.update({name: list(getattr(crawl, name)) for name in _LISTS if getattr(crawl, name)})
     config.update({k: step[k] for k in CRAWL_OPTIONS if step.get(k) is not None})
-    for key in ("max_depth", "max_pages", "concurrency", "rate_limit"):
+    for key in _NUMBERS:
         config[key] = int(config[key])
     return config
 
@@ -148,8 +145,14 @@ class CrawlAction:
         except InvalidArgument as exc:
             event(finished=crawler_service_pb2.StepFinished(ok=False, error=exc.message))
             return
-        jobs, tasks = await self.store.create_jobs(specs)
-        await tasks_queue.publish(self.queue, tasks)
+        # Shielded: a stream closed (or a server stopping) while the jobs are being created must
+        # not roll them back halfway, nor leave them created with their first tasks unpublished.
+        created = await asyncio.shield(self._start(specs))
+        jobs = created.jobs
+        if created.cancelled is not None:
+            error = f"execution {call.execution_id} was cancelled ({created.cancelled}): no crawl job started"
+            event(finished=crawler_service_pb2.StepFinished(ok=False, error=error, jobs=[step_job(j) for j in jobs]))
+            return
         event(accepted=crawler_service_pb2.StepAccepted(jobs=[step_job(j) for j in jobs]))
         config = struct_to_dict(call.step.config)
         if config.get("wait_for_completion") is False:
@@ -166,6 +169,11 @@ class CrawlAction:
         event(
             finished=crawler_service_pb2.StepFinished(ok=not failures, error=error, jobs=[step_job(j) for j in final])
         )
+
+    async def _start(self, specs: list[JobSpec]) -> Created:
+        created = await self.store.create_jobs(specs)
+        await tasks_queue.publish(self.queue, created.tasks)
+        return created
 
     async def watch(self, job_ids: list[str], on_progress: Callable[[list[CrawlJobRow]], None]) -> list[CrawlJobRow]:
         """Report the jobs' counters as they change (at most every PROGRESS_INTERVAL) until

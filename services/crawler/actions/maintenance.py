@@ -150,20 +150,24 @@ async def corpus_summary(db: Database, config: dict[str, Any]) -> dict[str, Any]
 
 
 async def reindex(db: Database, config: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild the full-text index (PostgreSQL: REINDEX the GIN index; SQLite: FTS5 rebuild)."""
+    """Rebuild the full-text index (PostgreSQL: REINDEX the GIN index concurrently, so crawls
+    keep writing documents meanwhile; SQLite: FTS5 rebuild)."""
     dry_run = config.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidArgument.field("config.dry_run", "must be true or false")
-    if dry_run:
+    if dry_run or db.is_postgres:
         async with db.read() as session:
             count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
-        return {"documents": count, "dry_run": True}
+        if dry_run:
+            return {"documents": count, "dry_run": True}
+        # REINDEX CONCURRENTLY cannot run inside a transaction block: an autocommit connection.
+        async with db.engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("REINDEX INDEX CONCURRENTLY ix_documents_search"))
+        return {"documents": count, "dry_run": False}
     async with db.session() as session:
         count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
-        if db.is_postgres:
-            await session.execute(text("REINDEX INDEX ix_documents_search"))
-        else:
-            await session.execute(text("INSERT INTO documents_fts(documents_fts) VALUES ('rebuild')"))
+        await session.execute(text("INSERT INTO documents_fts(documents_fts) VALUES ('rebuild')"))
     return {"documents": count, "dry_run": False}
 
 

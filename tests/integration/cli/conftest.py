@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from tests.support.gated_site import GatedSite
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite
 
 QUAERO = Path(sys.executable).parent / "quaero"
 
@@ -55,8 +55,8 @@ async def run_cli(*args: str, url: str, **env: str) -> Result:
     return Result(process.returncode, out.decode(), err.decode())
 
 
-def bird_site() -> GatedSite:
-    site = GatedSite()
+def bird_site() -> LocalSite:
+    site = LocalSite()
     site.add("/", "Birds", ["/pelicans.html", "/herons.html", "/more/1.html"])
     site.add("/pelicans.html", "Pelicans", ["/"], body="Brown pelicans dive for fish along the coast")
     site.add("/herons.html", "Herons", ["/"], body="Grey herons wait in the shallows")
@@ -72,7 +72,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[GatedSite]:
+async def site() -> AsyncIterator[LocalSite]:
     site = bird_site()
     async with site.serve():
         try:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cli.conftest import GatedSite, Result, run_cli
+from tests.integration.cli.conftest import Result, run_cli
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite
 
 SOURCE_TOML = """
 kind = "source"
@@ -44,7 +45,7 @@ def one_error_line(result: Result, code: int) -> str:
 
 
 @pytest.fixture
-def files(tmp_path: Path, site: GatedSite) -> Path:
+def files(tmp_path: Path, site: LocalSite) -> Path:
     folder = tmp_path / "defs"
     (folder / "sources").mkdir(parents=True)
     (folder / "sources" / "birds.toml").write_text(SOURCE_TOML.format(url=site.url("/")))
@@ -104,7 +105,7 @@ async def test_definitions_list_show_disable_enable_delete(files: Path, quaero: 
 
 
 async def test_jobs_docs_and_executions_after_a_crawl(
-    files: Path, quaero: Any, tmp_path: Path, site: GatedSite
+    files: Path, quaero: Any, tmp_path: Path, site: LocalSite
 ) -> None:
     await quaero("apply", "-f", str(files))
     watched = await quaero("execute", "birds-crawl", "--watch", "--json")

@@ -8,9 +8,10 @@ import json
 import re
 from typing import Any
 
-from tests.integration.cli.conftest import GatedSite, Result, start_cli
+from tests.integration.cli.conftest import Result, start_cli
 from tests.support.runs import define
 from tests.support.services import Stack
+from tests.support.site import LocalSite
 
 
 def plain(text: str) -> str:
@@ -26,7 +27,7 @@ async def read_until(stream: asyncio.StreamReader, pattern: str, seen: bytearray
         seen.extend(chunk)
 
 
-async def test_crawl_shows_live_progress_and_ends_with_the_document_count(stack: Stack, site: GatedSite) -> None:
+async def test_crawl_shows_live_progress_and_ends_with_the_document_count(stack: Stack, site: LocalSite) -> None:
     site.close()
     process = await start_cli(
         "crawl", site.url("/"), "--depth", "1", url=stack.base_url, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1"
@@ -50,7 +51,7 @@ async def test_crawl_shows_live_progress_and_ends_with_the_document_count(stack:
     assert execution["trigger"] == "cli"
 
 
-async def test_crawl_again_updates_the_definition(stack: Stack, site: GatedSite, quaero: Any) -> None:
+async def test_crawl_again_updates_the_definition(stack: Stack, site: LocalSite, quaero: Any) -> None:
     first = await quaero("crawl", site.url("/"), "--depth", "0", "--no-watch")
     second = await quaero("crawl", site.url("/"), "--max-pages", "2", "--exclude", "herons", "--json")
 
@@ -67,7 +68,7 @@ async def test_crawl_again_updates_the_definition(stack: Stack, site: GatedSite,
     assert sum(job["result_count"] for job in result["jobs"]) == 2
 
 
-async def test_docs_search_finds_a_crawled_page(site: GatedSite, quaero: Any) -> None:
+async def test_docs_search_finds_a_crawled_page(site: LocalSite, quaero: Any) -> None:
     crawled = await quaero("crawl", site.url("/"))
 
     found = await quaero("docs", "search", "pelicans")
@@ -81,7 +82,7 @@ async def test_docs_search_finds_a_crawled_page(site: GatedSite, quaero: Any) ->
     assert nothing.code == 0 and nothing.out == "" and "no documents match" in nothing.err
 
 
-async def test_execute_watch_follows_the_post_jobs_it_starts(stack: Stack, site: GatedSite, quaero: Any) -> None:
+async def test_execute_watch_follows_the_post_jobs_it_starts(stack: Stack, site: LocalSite, quaero: Any) -> None:
     await define(stack, {"id": "tidy", "steps": [{"name": "reindex", "action": "reindex"}]})
     await define(
         stack,
@@ -116,7 +117,7 @@ async def test_execute_watch_follows_the_post_jobs_it_starts(stack: Stack, site:
     assert tidy["execution"]["job_definition_id"] == "tidy" and tidy["execution"]["status"] == "completed"
 
 
-async def test_execute_without_watch_returns_at_once(stack: Stack, site: GatedSite, quaero: Any) -> None:
+async def test_execute_without_watch_returns_at_once(stack: Stack, site: LocalSite, quaero: Any) -> None:
     await define(stack, {"id": "r", "steps": [{"name": "reindex", "action": "reindex"}]})
 
     result = await quaero("execute", "r", "--json")
@@ -128,7 +129,7 @@ async def test_execute_without_watch_returns_at_once(stack: Stack, site: GatedSi
     assert execution["trigger"] == "cli"
 
 
-async def test_a_failed_execution_is_one_error_line_and_exit_1(stack: Stack, site: GatedSite, quaero: Any) -> None:
+async def test_a_failed_execution_is_one_error_line_and_exit_1(stack: Stack, site: LocalSite, quaero: Any) -> None:
     await define(
         stack,
         {"id": "broken", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url("/gone")]}}]},

@@ -12,12 +12,12 @@ from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import Outcome
 from services.crawler.worker import Worker, build_worker
 from tests.support.crawler import accepted_ids, event_types, job_documents, run_step, running_crawler, step_call
-from tests.support.site import Page, Site, html_page, serve_site
+from tests.support.site import LocalSite, Page, html_page
 
 
 async def test_the_last_two_urls_settled_at_once_complete_the_job_exactly_once(shared: CrawlerSettings) -> None:
     settings = shared.model_copy(update={"worker_prefetch": 1})
-    site = Site(
+    site = LocalSite(
         pages={
             "/": Page(body=html_page("Home", ["/a.html", "/b.html"])),
             "/a.html": Page(body=html_page("A", [])),
@@ -34,7 +34,7 @@ async def test_the_last_two_urls_settled_at_once_complete_the_job_exactly_once(s
             met.append(time.monotonic())
 
     workers: list[Worker] = []
-    async with serve_site(site), running_crawler(settings, run_workers=False) as c:
+    async with site.serve(), running_crawler(settings, run_workers=False) as c:
         try:
             for _ in range(2):
                 db = Database(settings.database_url_for("crawler"), "crawler", pool_size=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
+import pytest
 from google.protobuf import json_format
 
 from quaero.v1 import crawler_service_pb2, source_pb2
@@ -17,7 +19,7 @@ from tests.support.crawler import (
     source,
     step_call,
 )
-from tests.support.site import Page, Site, html_page, serve_site
+from tests.support.site import LocalSite, Page, html_page, serve_site
 
 
 async def crawl_docs(c, base: str) -> str:  # type: ignore[no-untyped-def]
@@ -66,6 +68,48 @@ async def test_search_finds_pages_with_a_snippet_and_get_returns_markdown(backen
         assert all(d.markdown == "" for d in listed)
 
 
+@pytest.mark.parametrize("query", ["", "   ", "\t\n\u3000"], ids=["empty", "spaces", "other-whitespace"])
+async def test_a_search_without_words_is_invalid_naming_the_query(backend: dict[str, Any], query: str) -> None:
+    async with running_crawler(crawler_settings(backend)) as c:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await c.stub.SearchDocuments(crawler_service_pb2.SearchDocumentsRequest(query=query))
+
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "query" in (err.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ('"', 0),
+        ('""', 0),
+        ("*", 0),
+        ("()", 0),
+        ("-", 0),
+        ("NEAR(", 0),
+        ("^ : +", 0),
+        ("AND OR NOT", 0),
+        ('"pelicans"', 1),
+        ("pelicans*", 1),
+        ("(pelicans)", 1),
+        ('pelicans "', 1),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, str) else str(v),
+)
+async def test_search_syntax_characters_are_words_not_syntax_on_both_databases(
+    backend: dict[str, Any], query: str, found: int
+) -> None:
+    site = LocalSite()
+    site.add("/", "Birds", body="Brown pelicans dive for fish")
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c:
+        await crawl_docs(c, site.base)
+
+        hits = await c.stub.SearchDocuments(crawler_service_pb2.SearchDocumentsRequest(query=query))
+
+        assert hits.total_count == found
+        assert len(hits.documents) == found
+
+
 async def test_corpus_summary_is_idempotent_and_reindex_counts_documents(backend: dict[str, Any]) -> None:
     async with serve_site() as site, running_crawler(crawler_settings(backend)) as c:
         await crawl_docs(c, site.base)
@@ -89,8 +133,8 @@ async def test_corpus_summary_is_idempotent_and_reindex_counts_documents(backend
 
 
 async def test_credentials_are_sent_only_to_the_source_host_and_never_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    site = Site(pages={})
-    async with serve_site(site) as site:
+    site = LocalSite()
+    async with site.serve():
         port = site.base.rsplit(":", 1)[1]
         site.pages.update(
             {

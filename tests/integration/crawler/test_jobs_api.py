@@ -94,7 +94,7 @@ async def test_rerun_creates_a_new_job_that_really_runs(tmp_path: Path) -> None:
 
 async def test_delete_is_refused_while_running_and_removes_a_finished_job(tmp_path: Path) -> None:
     async with serve_site() as site, embedded(tmp_path) as c:
-        site.slow_seconds = 3
+        site.pages["/slow.html"].delay = 3
         call = step_call(
             {"max_depth": 1, "wait_for_completion": False}, sources=[source("a", site.base + "/slow.html")]
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from tests.support.crawler import accepted_ids, crawler_settings, run_step, running_crawler, step_call, wait_for_status
-from tests.support.local_site import small_site
+from tests.support.site import small_site
 
 
 def sample(name: str, **labels: str) -> float:

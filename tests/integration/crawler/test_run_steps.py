@@ -152,7 +152,7 @@ async def test_cancel_crawl_jobs_cancels_the_execution_and_a_replay_creates_noth
         serve_site() as site,
         running_crawler(crawler_settings({"database_url": None, "data_dir": tmp_path})) as c,
     ):
-        site.slow_seconds = 5
+        site.pages["/slow.html"].delay = 5
         call = step_call(
             {"max_depth": 2, "wait_for_completion": False, "rate_limit": 300}, sources=[source("a", site.base + "/")]
         )
@@ -164,7 +164,11 @@ async def test_cancel_crawl_jobs_cancels_the_execution_and_a_replay_creates_noth
         replay = await run_step(c.stub, call)
 
         assert list(response.cancelled_job_ids) == [job_id]
-        assert accepted_ids(replay) == [job_id]
+        assert [e.WhichOneof("kind") for e in replay] == ["finished"]
+        assert not replay[0].finished.ok and "cancelled (timeout)" in replay[0].finished.error
+        assert [j.crawl_job_id for j in replay[0].finished.jobs] == [job_id]
+        listed = await c.stub.ListCrawlJobs(crawler_service_pb2.ListCrawlJobsRequest(execution_id=call.execution_id))
+        assert listed.total_count == 1
         job = (await c.stub.GetCrawlJob(crawler_service_pb2.GetCrawlJobRequest(id=job_id))).crawl_job
         assert job.status == crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED
         assert job.error == "timeout"
@@ -172,3 +176,18 @@ async def test_cancel_crawl_jobs_cancels_the_execution_and_a_replay_creates_noth
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await c.stub.CancelCrawlJob(crawler_service_pb2.CancelCrawlJobRequest(id=job_id))
         assert err.value.code() == grpc.StatusCode.ABORTED
+
+
+async def test_a_step_of_an_execution_whose_crawl_jobs_were_cancelled_starts_none(backend: dict[str, Any]) -> None:
+    async with running_crawler(crawler_settings(backend)) as c:
+        call = step_call({"start_urls": ["http://docs.test/"]})
+        await c.stub.CancelCrawlJobs(crawler_service_pb2.CancelCrawlJobsRequest(execution_id=call.execution_id))
+
+        events = await run_step(c.stub, call)
+        listed = await c.stub.ListCrawlJobs(crawler_service_pb2.ListCrawlJobsRequest(execution_id=call.execution_id))
+
+        assert [e.WhichOneof("kind") for e in events] == ["finished"]
+        assert not events[0].finished.ok
+        expected = f"execution {call.execution_id} was cancelled (cancelled): no crawl job started"
+        assert events[0].finished.error == expected
+        assert listed.total_count == 0

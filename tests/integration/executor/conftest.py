@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_site import LocalSite, small_site
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite, small_site
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import pytest
 
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.gated_site import GatedSite
-from tests.support.local_site import LocalSite, small_site
 from tests.support.runs import add_source, define, events, execute, get_execution, jobs, wait_for, wait_until
 from tests.support.services import Stack
+from tests.support.site import LocalSite, small_site
 
 
 def crawl_step(url: str, **config: Any) -> dict[str, Any]:
@@ -185,7 +184,7 @@ async def test_wait_for_completion_holds_later_steps(stack: Stack, site: LocalSi
 
 async def test_wait_for_completion_false_ends_the_step_when_jobs_exist(stack: Stack) -> None:
     """Go executor item 18: no waiting, no progress events; the crawl carries on by itself."""
-    site = GatedSite()
+    site = LocalSite()
     site.add("/", "Home", ["/a.html"])
     site.add("/a.html", "A")
     site.close()  # no page can be fetched until the execution has ended
@@ -386,7 +385,7 @@ async def test_cancel_right_after_execute(stack: Stack, caplog: pytest.LogCaptur
     """Go executor item 9: an execution cancelled as soon as it started ends cancelled, and so
     does any crawl job its first step had already created."""
     caplog.set_level(logging.INFO, logger="services.executor.runner")
-    site = GatedSite()
+    site = LocalSite()
     site.add("/", "Home", ["/a.html"])
     site.close()  # the crawl cannot finish before the cancel lands
     async with site.serve():

@@ -14,10 +14,10 @@ from libs.db import Database
 from quaero.v1 import executor_service_pb2 as ex
 from services.executor.definitions import JobDefinition, Step
 from services.executor.store import ExecutorStore
-from tests.support.local_site import LocalSite, small_site
 from tests.support.manual_clock import ManualClock
 from tests.support.runs import add_source, children, define, execute, get_execution, wait_for, wait_until
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite, small_site
 
 REINDEX = [{"name": "reindex", "action": "reindex"}]
 

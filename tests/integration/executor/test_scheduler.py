@@ -14,10 +14,10 @@ from sqlalchemy import select, text
 
 from libs.db import Database
 from services.executor.ledger import AutoStartRow, ScheduleFiringRow
-from tests.support.local_site import small_site
 from tests.support.manual_clock import ManualClock
 from tests.support.runs import define, wait_for, wait_until
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import small_site
 
 START = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
 REINDEX = [{"name": "reindex", "action": "reindex"}]

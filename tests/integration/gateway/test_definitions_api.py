@@ -267,8 +267,8 @@ async def test_openapi_and_docs_are_served(stack: Stack) -> None:
 async def test_unusable_request_ids_are_replaced_and_crawls_still_run(backend: dict[str, Any], hostile: str) -> None:
     """A caller's X-Request-ID travels to every service and into the crawler's tables: one that
     could not (too long for the column, not valid in gRPC metadata) is replaced, never fatal."""
-    from tests.support.local_site import small_site
     from tests.support.runs import define, wait_for
+    from tests.support.site import small_site
 
     site = small_site(2)
     async with site.serve(), running_stack(backend) as stack:

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.local_site import small_site
 from tests.support.runs import add_source, define, execute, jobs, wait_for
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import small_site
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 ROOT = Path(__file__).resolve().parents[3]

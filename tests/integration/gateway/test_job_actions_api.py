@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.gated_site import GatedSite
-from tests.support.local_site import LocalSite
 from tests.support.runs import define, execute, jobs, wait_for, wait_until
 from tests.support.services import Stack, running_stack
+from tests.support.site import LocalSite
 
 
 @pytest.fixture
@@ -22,8 +21,8 @@ async def stack(backend: dict[str, Any]) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[GatedSite]:
-    site = GatedSite()
+async def site() -> AsyncIterator[LocalSite]:
+    site = LocalSite()
     site.add("/", "Gated index", ["/one.html"])
     site.add("/one.html", "One")
     site.close()
@@ -45,7 +44,7 @@ async def start_crawl(stack: Stack, site: LocalSite) -> tuple[str, dict[str, Any
     return execution_id, found[0]
 
 
-async def test_cancel_a_running_job_then_again_is_409(stack: Stack, site: GatedSite) -> None:
+async def test_cancel_a_running_job_then_again_is_409(stack: Stack, site: LocalSite) -> None:
     execution_id, job = await start_crawl(stack, site)
 
     cancelled = await stack.http.post(f"/api/jobs/{job['id']}/cancel")
@@ -57,7 +56,7 @@ async def test_cancel_a_running_job_then_again_is_409(stack: Stack, site: GatedS
     assert (await wait_for(stack, execution_id))["status"] == "failed"  # a cancelled crawl fails its step
 
 
-async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, site: GatedSite) -> None:
+async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, site: LocalSite) -> None:
     execution_id, job = await start_crawl(stack, site)
 
     while_running = await stack.http.delete(f"/api/jobs/{job['id']}")
@@ -70,7 +69,7 @@ async def test_delete_a_running_job_is_409_and_a_finished_one_204(stack: Stack, 
     assert (await stack.http.get(f"/api/jobs/{job['id']}")).status_code == 404
 
 
-async def test_rerun_is_201_and_the_new_job_really_runs(stack: Stack, site: GatedSite) -> None:
+async def test_rerun_is_201_and_the_new_job_really_runs(stack: Stack, site: LocalSite) -> None:
     site.open()
     execution_id, job = await start_crawl(stack, site)
     await wait_for(stack, execution_id)
@@ -99,7 +98,7 @@ async def test_actions_on_an_unknown_job_are_404(stack: Stack, action: str) -> N
     assert response.status_code == 404 and response.json()["error"]["code"] == "NOT_FOUND"
 
 
-async def test_execute_records_the_cli_trigger(stack: Stack, site: GatedSite) -> None:
+async def test_execute_records_the_cli_trigger(stack: Stack, site: LocalSite) -> None:
     site.open()
     await define(
         stack, {"id": "t", "steps": [{"name": "c", "action": "crawl", "config": {"start_urls": [site.url("/")]}}]}
@@ -115,7 +114,7 @@ async def test_execute_records_the_cli_trigger(stack: Stack, site: GatedSite) ->
     assert refused.status_code == 400 and refused.json()["error"]["details"][0]["field"] == "trigger"
 
 
-async def test_execution_events_resumed_mid_run_lose_nothing(stack: Stack, site: GatedSite) -> None:
+async def test_execution_events_resumed_mid_run_lose_nothing(stack: Stack, site: LocalSite) -> None:
     execution_id, _ = await start_crawl(stack, site)
     url = f"/api/executions/{execution_id}/events"
     seen: list[int] = []

@@ -17,9 +17,9 @@ import pytest_asyncio
 from services.gateway.routes.documents import Document, DocumentSummaryList
 from services.gateway.routes.executions import Execution
 from services.gateway.routes.jobs import CrawlJob, CrawlJobList, CrawlUrlList, JobLogList
-from tests.support.local_site import LocalSite
 from tests.support.runs import define, execute, wait_for
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

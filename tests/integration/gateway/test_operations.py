@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.logs import JsonFormatter, configure_logging, service_var
-from tests.support.local_site import small_site
 from tests.support.runs import define, execute, wait_for
 from tests.support.services import Stack, running_stack
+from tests.support.site import small_site
 
 TOKEN = "t0ken-for-tests"
 

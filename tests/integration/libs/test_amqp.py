@@ -150,3 +150,24 @@ async def test_a_consumer_survives_a_dropped_broker_connection(amqp_url: str) ->
         await queue.delete()
         await queue.close()
         await proxy.close()
+
+
+async def test_a_consumer_that_stopped_receiving_still_settles_what_it_holds(queue: TaskQueue) -> None:
+    await queue.publish([OutgoingMessage(b"held")])
+    held: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def hold(d: Delivery) -> None:
+        held.put_nowait(d)
+
+    consumer = await queue.consume(hold, prefetch=10)
+    delivery = await asyncio.wait_for(held.get(), 20)
+    await consumer.stop_receiving()
+    await queue.publish([OutgoingMessage(b"after")])
+    await delivery.ack()
+    waiting = await queue.depth()
+    await consumer.cancel()
+
+    assert delivery.body == b"held"
+    assert held.empty()  # "after" went nowhere
+    assert waiting == 1
+    assert await queue.depth() == 1  # "held" was acked: only "after" is left

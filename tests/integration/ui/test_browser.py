@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.support.gated_site import GatedSite
 from tests.support.runs import define
 from tests.support.services import Stack, common_settings, running_stack
+from tests.support.site import LocalSite
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -56,8 +56,8 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[GatedSite]:
-    site = GatedSite()
+async def site() -> AsyncIterator[LocalSite]:
+    site = LocalSite()
     site.add("/", "Birds of the coast", ["/pelicans.html", "/herons.html", "/missing.html", "/far/1.html"])
     site.add("/pelicans.html", "Pelicans", ["/"], body="Brown pelicans dive for fish along the coast")
     site.add("/herons.html", "Herons", ["/"], body="Grey herons wait in the shallows")
@@ -71,7 +71,7 @@ async def site() -> AsyncIterator[GatedSite]:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, site: GatedSite) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, site: LocalSite) -> AsyncIterator[Stack]:
     async with running_stack(common_settings(None, tmp_path / "data")) as s:
         await define(s, {"id": "tidy", "name": "Tidy the index", "steps": [{"name": "reindex", "action": "reindex"}]})
         await define(
@@ -89,7 +89,7 @@ async def stack(tmp_path: Path, site: GatedSite) -> AsyncIterator[Stack]:
 
 
 async def test_execute_a_definition_watch_its_job_complete_and_find_its_documents(
-    stack: Stack, site: GatedSite, page: Page, tmp_path: Path
+    stack: Stack, site: LocalSite, page: Page, tmp_path: Path
 ) -> None:
     site.close()  # the crawl waits for the site until the job page is open
     await page.goto(stack.base_url + "/")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from libs.step_config import RetryPolicy, check_step_config, parse_duration, parse_retry_policy
+from quaero.v1 import crawl_job_pb2
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,8 @@ def test_backoff_grows_and_is_capped() -> None:
 
 def test_options_of_actions_this_release_does_not_know_are_accepted() -> None:
     assert check_step_config("future_action", {"anything": 1}, "config") == []
+
+
+@pytest.mark.parametrize("field", [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields])
+def test_every_crawl_config_field_is_a_checked_option_of_the_crawl_action(field: str) -> None:
+    assert check_step_config("crawl", {field: "not right"}, "config")[0].field == f"config.{field}"
