@@ -112,5 +112,4 @@ def test_sigkill_mid_execution_then_resume(pg_url: str, amqp_url: str, tmp_path:
                 second.wait_for_log("resuming execution")
         finally:
             for p in reversed(procs):
-                if p.proc.poll() is None:
-                    p.stop()
+                p.stop()

@@ -63,11 +63,8 @@ async def site() -> AsyncIterator[LocalSite]:
     site.add("/herons.html", "Herons", ["/"], body="Grey herons wait in the shallows")
     site.add("/far/1.html", "Far away", ["/far/2.html"])
     site.add("/far/2.html", "Too far")
-    async with site.serve():
-        try:
-            yield site
-        finally:
-            site.open()
+    async with site.serve():  # which opens the gate again when it ends
+        yield site
 
 
 @pytest.fixture
