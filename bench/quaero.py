@@ -14,17 +14,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 from google.protobuf import struct_pb2
-from sqlalchemy.engine import make_url
 
 from libs.amqp import RabbitQueue
 from libs.grpc_server import insecure_channel
-from libs.migrate import migrate
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
+from tests.support.databases import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,34 +38,6 @@ class Result:
     @property
     def pages_per_second(self) -> float:
         return self.pages / self.seconds
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql", database=database or parsed.database).render_as_string(
-        hide_password=False
-    )
-
-
-@contextlib.asynccontextmanager
-async def _database(admin_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one run, dropped afterwards."""
-    name = f"quaero_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(url, "crawler", crawler_server.MIGRATIONS)
-        yield url
-    finally:
-        conn = await asyncpg.connect(_dsn(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def _proc_status(pid: int, field: str) -> float:
@@ -115,7 +85,7 @@ async def crawl(
     base: str, depth: int, *, database_url: str, amqp_url: str, workers: int = 2, concurrency: int = 16
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
-    async with _database(database_url) as db_url:
+    async with scratch_database(database_url, "crawler") as db_url:
         settings = CrawlerSettings(
             database_url=db_url,
             amqp_url=amqp_url,
