@@ -22,6 +22,7 @@ from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc, job_definit
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
+from tests.support.crawler import job_documents
 from tests.support.databases import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,19 +67,6 @@ async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
         await asyncio.sleep(0.05)
     output = await asyncio.to_thread(log.read_text, errors="replace")
     raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
-
-
-async def _documents(stub: crawler_service_pb2_grpc.CrawlerServiceStub, job_id: str) -> set[str]:
-    urls: set[str] = set()
-    offset = 0
-    while True:
-        page = await stub.ListDocuments(
-            crawler_service_pb2.ListDocumentsRequest(job_id=job_id, limit=500, offset=offset)
-        )
-        urls.update(d.url for d in page.documents)
-        offset += len(page.documents)
-        if offset >= page.total_count or not page.documents:
-            return urls
 
 
 async def crawl(
@@ -140,7 +128,7 @@ async def crawl(
             cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
             peak = max(_proc_status(p.pid, "VmHWM") for p in procs)
             job = finished.jobs[0]
-            urls = await _documents(stub, job.crawl_job_id)
+            urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()
             return Result(pages=len(urls), seconds=seconds, urls=urls, peak_worker_rss_mb=peak, worker_cpu_seconds=cpu)
         finally:
