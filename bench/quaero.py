@@ -14,15 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import struct_pb2
-
 from libs.amqp import RabbitQueue
 from libs.grpc_server import insecure_channel
-from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
+from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
-from tests.support.crawler import job_documents
+from tests.support.crawler import job_documents, step_call
 from tests.support.databases import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,16 +95,9 @@ async def crawl(
             procs = list(await asyncio.gather(*(_start_worker(env, logs / f"worker-{i}.log") for i in range(workers))))
             channel = insecure_channel(f"127.0.0.1:{port}")
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
-            config = struct_pb2.Struct()
-            config.update(
-                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency}
-            )
-            call = crawler_service_pb2.StepCall(
-                execution_id=uuid.uuid4().hex,
+            call = step_call(
+                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency},
                 job_definition_id="bench",
-                step_index=0,
-                attempt=1,
-                step=job_definition_pb2.JobStep(name="crawl", action="crawl", config=config),
             )
             done = asyncio.Event()
 
