@@ -14,22 +14,18 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
 from libs.grpc_server import insecure_channel
-from libs.migrate import migrate
 from quaero.v1 import executor_service_pb2 as ex
 from quaero.v1 import executor_service_pb2_grpc
-from services.crawler import server as crawler_server
-from services.executor import server as executor_server
+from tests.support.databases import scratch_database
 from tests.support.processes import Process, service_env
 
 CHEAP = [{"name": "count", "action": "reindex", "config": {"dry_run": True}}]
@@ -51,33 +47,6 @@ class LatencyResult:
 @dataclass
 class PostJobResult:
     delays_ms: list[float]
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    return (parsed.set(database=database) if database else parsed).render_as_string(hide_password=False)
-
-
-@contextlib.asynccontextmanager
-async def bench_database(admin_url: str) -> AsyncIterator[str]:
-    """A migrated database of its own, dropped afterwards."""
-    name = f"quaero_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(url, "executor", executor_server.MIGRATIONS)
-        await migrate(url, "crawler", crawler_server.MIGRATIONS)
-        yield url
-    finally:
-        conn = await asyncpg.connect(_dsn(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 @contextlib.contextmanager
@@ -184,7 +153,7 @@ async def run(
     admin_url: str, amqp_url: str, *, rate: float = 100.0, seconds: float = 20.0, runs: int = 30
 ) -> tuple[LatencyResult, PostJobResult]:
     with tempfile.TemporaryDirectory(prefix="quaero-bench-") as logs:
-        async with bench_database(admin_url) as url:
+        async with scratch_database(admin_url, "executor", "crawler") as url:
             with services(url, amqp_url, Path(logs)) as (base_url, executor_addr):
                 latency = await execute_latency(base_url, rate, seconds)
                 delays = await post_job_delay(base_url, executor_addr, runs)

@@ -14,17 +14,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-from google.protobuf import struct_pb2
-from sqlalchemy.engine import make_url
-
 from libs.amqp import RabbitQueue
 from libs.grpc_server import insecure_channel
-from libs.migrate import migrate
-from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
+from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
+from tests.support.crawler import job_documents, step_call
+from tests.support.databases import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,34 +37,6 @@ class Result:
     @property
     def pages_per_second(self) -> float:
         return self.pages / self.seconds
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql", database=database or parsed.database).render_as_string(
-        hide_password=False
-    )
-
-
-@contextlib.asynccontextmanager
-async def _database(admin_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one run, dropped afterwards."""
-    name = f"quaero_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(url, "crawler", crawler_server.MIGRATIONS)
-        yield url
-    finally:
-        conn = await asyncpg.connect(_dsn(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def _proc_status(pid: int, field: str) -> float:
@@ -98,24 +67,11 @@ async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
     raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
 
 
-async def _documents(stub: crawler_service_pb2_grpc.CrawlerServiceStub, job_id: str) -> set[str]:
-    urls: set[str] = set()
-    offset = 0
-    while True:
-        page = await stub.ListDocuments(
-            crawler_service_pb2.ListDocumentsRequest(job_id=job_id, limit=500, offset=offset)
-        )
-        urls.update(d.url for d in page.documents)
-        offset += len(page.documents)
-        if offset >= page.total_count or not page.documents:
-            return urls
-
-
 async def crawl(
     base: str, depth: int, *, database_url: str, amqp_url: str, workers: int = 2, concurrency: int = 16
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
-    async with _database(database_url) as db_url:
+    async with scratch_database(database_url, "crawler") as db_url:
         settings = CrawlerSettings(
             database_url=db_url,
             amqp_url=amqp_url,
@@ -139,16 +95,9 @@ async def crawl(
             procs = list(await asyncio.gather(*(_start_worker(env, logs / f"worker-{i}.log") for i in range(workers))))
             channel = insecure_channel(f"127.0.0.1:{port}")
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
-            config = struct_pb2.Struct()
-            config.update(
-                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency}
-            )
-            call = crawler_service_pb2.StepCall(
-                execution_id=uuid.uuid4().hex,
+            call = step_call(
+                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency},
                 job_definition_id="bench",
-                step_index=0,
-                attempt=1,
-                step=job_definition_pb2.JobStep(name="crawl", action="crawl", config=config),
             )
             done = asyncio.Event()
 
@@ -170,7 +119,7 @@ async def crawl(
             cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
             peak = max(_proc_status(p.pid, "VmHWM") for p in procs)
             job = finished.jobs[0]
-            urls = await _documents(stub, job.crawl_job_id)
+            urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()
             return Result(pages=len(urls), seconds=seconds, urls=urls, peak_worker_rss_mb=peak, worker_cpu_seconds=cpu)
         finally:

@@ -25,7 +25,7 @@ from services.crawler.service import CrawlerServicer
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import Settler
 from services.crawler.store import CrawlStore
-from services.crawler.worker import build_worker
+from services.crawler.worker import running_worker
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ async def serve(
         stack.push_async_callback(queue.close)
 
         if run_workers:
-            worker = build_worker(db, queue, settings, **(worker_hooks or {}))
-            stack.push_async_callback(worker.fetcher.close)
-            await worker.start()
-            stack.push_async_callback(worker.stop)
+            await stack.enter_async_context(running_worker(db, queue, settings, **(worker_hooks or {})))
         dead_letters = DeadLetters(db, queue, Settler(db, max_attempts=settings.max_attempts))
         await dead_letters.start()
         stack.push_async_callback(dead_letters.stop)

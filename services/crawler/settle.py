@@ -46,8 +46,10 @@ from services.crawler.store import (
     Task,
     append_event,
     append_logs,
+    cancel_queued,
     dialect_insert,
     dispatch,
+    drop_queued,
     event_payload,
     finish_job,
     job_channel,
@@ -768,41 +770,17 @@ class Settler:
                 await append_event(session, ctx.id, "progress", event_payload(job), now)
                 events = True
         elif job.status == CANCELLED:
-            await self._cancel_stragglers(session, ctx.id, now)
+            await cancel_queued(session, ctx.id, now)  # URLs this batch queued meanwhile
         await append_logs(session, ctx.id, logs, now)
         if events:
             await self.db.notify(session, job_channel(ctx.id))
-
-    async def _cancel_stragglers(self, session: AsyncSession, job_id: str, now: datetime) -> None:
-        """URLs this batch queued for a job cancelled meanwhile are cancelled too."""
-        dropped = (
-            await session.execute(
-                update(URLS)
-                .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
-                .values(state=CANCELLED, reason="cancelled", published_at=None, updated_at=now)
-                .returning(URLS.c.id)
-            )
-        ).all()
-        if dropped:
-            await session.execute(
-                update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - len(dropped))
-            )
 
     async def _skip_over_budget(
         self, session: AsyncSession, ctx: JobContext, job: Any, logs: list[tuple[str, str]], now: datetime
     ) -> Any:
         """The budget is spent: every URL still queued is skipped (in-flight tasks are dropped
         by their claim)."""
-        dropped = len(
-            (
-                await session.execute(
-                    update(URLS)
-                    .where(URLS.c.job_id == ctx.id, URLS.c.state == QUEUED)
-                    .values(state=SKIPPED, reason=BUDGET, published_at=None, updated_at=now)
-                    .returning(URLS.c.id)
-                )
-            ).all()
-        )
+        dropped = await drop_queued(session, ctx.id, SKIPPED, BUDGET, now)
         if not dropped:
             return job
         logs.append(("info", f"Page budget of {job.max_pages} reached: {dropped} queued URL(s) skipped"))

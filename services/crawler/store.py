@@ -334,6 +334,27 @@ async def append_logs(session: AsyncSession, job_id: str, entries: Sequence[tupl
         )
 
 
+async def drop_queued(session: AsyncSession, job_id: str, state: str, reason: str, now: datetime) -> int:
+    """Every URL of the job still queued becomes `state` (its lease gone); returns how many."""
+    dropped = await session.execute(
+        update(URLS)
+        .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
+        .values(state=state, reason=reason, published_at=None, updated_at=now)
+        .returning(URLS.c.id)
+    )
+    return len(dropped.all())
+
+
+async def cancel_queued(session: AsyncSession, job_id: str, now: datetime) -> int:
+    """A cancelled job's queued URLs are cancelled too, and no longer pending; returns how many."""
+    dropped = await drop_queued(session, job_id, CANCELLED, "cancelled", now)
+    if dropped:
+        await session.execute(
+            update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - dropped)
+        )
+    return dropped
+
+
 _PG_DISPATCH = text(
     """
     UPDATE crawl_urls SET published_at = CAST(:now AS timestamptz), publications = publications + 1
@@ -679,17 +700,7 @@ class CrawlStore:
         ).scalar_one_or_none()
         if claimed is None:
             return None
-        dropped = (
-            await session.execute(
-                update(URLS)
-                .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
-                .values(state=CANCELLED, reason="cancelled", published_at=None, updated_at=now)
-                .returning(URLS.c.id)
-            )
-        ).all()
-        await session.execute(
-            update(JOBS).where(JOBS.c.id == job_id).values(pending_urls=JOBS.c.pending_urls - len(dropped))
-        )
+        dropped = await cancel_queued(session, job_id, now)
         job = (
             await session.execute(
                 select(CrawlJobRow).where(CrawlJobRow.id == job_id).execution_options(populate_existing=True)
@@ -698,7 +709,7 @@ class CrawlStore:
         await append_event(session, job_id, CANCELLED, event_payload(job, error=reason), now)
         await self.db.notify(session, STATUS_CHANNEL)
         await append_logs(
-            session, job_id, [("warn", f"Crawl cancelled ({reason}): {len(dropped)} queued URL(s) dropped")], now
+            session, job_id, [("warn", f"Crawl cancelled ({reason}): {dropped} queued URL(s) dropped")], now
         )
         await self.db.notify(session, job_channel(job_id))
         return job

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -584,6 +584,22 @@ def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **ho
     return Worker(db, queue, fetcher, parser, settings, **hooks)
 
 
+@contextlib.asynccontextmanager
+async def running_worker(
+    db: Database, queue: TaskQueue, settings: CrawlerSettings, **hooks: Any
+) -> AsyncIterator[Worker]:
+    """A started worker; on exit it stops (within the shutdown grace), then its fetcher closes."""
+    worker = build_worker(db, queue, settings, **hooks)
+    try:
+        await worker.start()
+        try:
+            yield worker
+        finally:
+            await worker.stop()
+    finally:
+        await worker.fetcher.close()
+
+
 async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
     """Consume URL tasks until `stop` is set."""
     service_var.set("crawler-worker")
@@ -602,10 +618,7 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(db.close)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler-worker")
         stack.push_async_callback(queue.close)
-        worker = build_worker(db, queue, settings)
-        stack.push_async_callback(worker.fetcher.close)
-        await worker.start()
-        stack.push_async_callback(worker.stop)
+        await stack.enter_async_context(running_worker(db, queue, settings))
         log.info("crawl worker consuming", extra={"queue": settings.queue_name})
         await stop.wait()
         log.info("crawl worker shutting down")

@@ -20,7 +20,8 @@ from services.crawler.actions.crawl import DEFAULTS
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
 from services.crawler.store import TERMINAL, CrawlJobRow, CrawlStore, JobSpec, retrying
-from services.crawler.worker import Worker, build_worker
+from services.crawler.worker import Worker
+from services.crawler.worker import running_worker as worker_running
 from tests.support.services import migrate_for, running
 from tests.support.site import LocalSite
 
@@ -220,13 +221,10 @@ async def wait_for_job(store: CrawlStore, job_id: str, *, timeout: float = 90) -
 async def running_worker(db: Database, settings: CrawlerSettings, **hooks: Any) -> AsyncIterator[Worker]:
     """One worker consuming an in-process queue of its own (`worker.queue`)."""
     queue = InProcessQueue(queue_spec(settings))
-    worker = build_worker(db, queue, settings, **hooks)
-    await worker.start()
     try:
-        yield worker
+        async with worker_running(db, queue, settings, **hooks) as worker:
+            yield worker
     finally:
-        await worker.stop()
-        await worker.fetcher.close()
         await queue.close()
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,6 +113,25 @@ async def _drop(admin_url: str, url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str, *schemas: str) -> AsyncIterator[str]:
+    """A database of its own migrated for `schemas` from scratch (no template), dropped
+    afterwards: what the benchmarks run on."""
+    name = f"quaero_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(_dsn(admin_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        for schema in schemas:
+            await migrate(url, schema, MIGRATIONS[schema])
+        yield url
+    finally:
+        await _drop(admin_url, url)
 
 
 class PostgresDatabases:
