@@ -50,6 +50,12 @@ def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinitio
     )
 
 
+def step_to_proto(s: Step) -> job_definition_pb2.JobStep:
+    return job_definition_pb2.JobStep(
+        name=s.name, action=s.action, config=dict_to_struct(s.config), on_error=enum_value(ON_ERROR_ENUM, s.on_error)
+    )
+
+
 def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
     msg = job_definition_pb2.JobDefinition(
         id=d.id,
@@ -57,15 +63,7 @@ def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
         type=enum_value(DEF_TYPE, d.type),
         description=d.description,
         sources=d.sources,
-        steps=[
-            job_definition_pb2.JobStep(
-                name=s.name,
-                action=s.action,
-                config=dict_to_struct(s.config),
-                on_error=enum_value(ON_ERROR_ENUM, s.on_error),
-            )
-            for s in d.steps
-        ],
+        steps=[step_to_proto(s) for s in d.steps],
         schedule=d.schedule,
         timeout=d.timeout,
         enabled=d.enabled,

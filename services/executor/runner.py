@@ -20,11 +20,11 @@ import grpc
 
 from libs.db import utcnow
 from libs.logs import log_context
-from libs.proto_json import dict_to_struct, enum_to_str, enum_value, struct_to_dict
+from libs.proto_json import enum_to_str, struct_to_dict
 from libs.step_config import RetryPolicy, parse_retry_policy
-from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
-from services.executor.convert import source_to_proto
-from services.executor.definitions import Source
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
+from services.executor.convert import source_to_proto, step_to_proto
+from services.executor.definitions import Source, Step
 from services.executor.ledger import Ledger
 from services.executor.model import (
     CANCELLED,
@@ -486,11 +486,8 @@ class Runner:
             job_definition_id=execution.job_definition_id,
             step_index=step.index,
             attempt=attempt,
-            step=job_definition_pb2.JobStep(
-                name=spec["name"],
-                action=spec["action"],
-                config=dict_to_struct(dict(spec.get("config") or {})),
-                on_error=enum_value(job_definition_pb2.OnError.DESCRIPTOR, spec.get("on_error", "fail")),
+            step=step_to_proto(
+                Step(spec["name"], spec["action"], dict(spec.get("config") or {}), spec.get("on_error", "fail"))
             ),
             sources=[source_to_proto(s, with_auth=True) for s in sources],
         )
