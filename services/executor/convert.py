@@ -13,16 +13,10 @@ from services.executor.model import Execution, ExecutionEvent
 DEF_TYPE = job_definition_pb2.JobDefinitionType.DESCRIPTOR
 ON_ERROR_ENUM = job_definition_pb2.OnError.DESCRIPTOR
 SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
-_CRAWL_SCALARS = (
-    "max_depth",
-    "max_pages",
-    "allow_subdomains",
-    "follow_links",
-    "concurrency",
-    "rate_limit",
-    "obey_robots",
-)
-_CRAWL_LISTS = ("include_patterns", "exclude_patterns", "allowed_domains")
+# The fields of the CrawlConfig message, as libs/step_config checks them: one added there is
+# carried through sources too.
+_CRAWL_SCALARS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if not f.is_repeated)
+_CRAWL_LISTS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if f.is_repeated)
 
 
 def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinition:
