@@ -13,16 +13,10 @@ from services.executor.model import Execution, ExecutionEvent
 DEF_TYPE = job_definition_pb2.JobDefinitionType.DESCRIPTOR
 ON_ERROR_ENUM = job_definition_pb2.OnError.DESCRIPTOR
 SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
-_CRAWL_SCALARS = (
-    "max_depth",
-    "max_pages",
-    "allow_subdomains",
-    "follow_links",
-    "concurrency",
-    "rate_limit",
-    "obey_robots",
-)
-_CRAWL_LISTS = ("include_patterns", "exclude_patterns", "allowed_domains")
+# The fields of the CrawlConfig message, as libs/step_config checks them: one added there is
+# carried through sources too.
+_CRAWL_SCALARS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if not f.is_repeated)
+_CRAWL_LISTS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if f.is_repeated)
 
 
 def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinition:
@@ -50,6 +44,12 @@ def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinitio
     )
 
 
+def step_to_proto(s: Step) -> job_definition_pb2.JobStep:
+    return job_definition_pb2.JobStep(
+        name=s.name, action=s.action, config=dict_to_struct(s.config), on_error=enum_value(ON_ERROR_ENUM, s.on_error)
+    )
+
+
 def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
     msg = job_definition_pb2.JobDefinition(
         id=d.id,
@@ -57,15 +57,7 @@ def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
         type=enum_value(DEF_TYPE, d.type),
         description=d.description,
         sources=d.sources,
-        steps=[
-            job_definition_pb2.JobStep(
-                name=s.name,
-                action=s.action,
-                config=dict_to_struct(s.config),
-                on_error=enum_value(ON_ERROR_ENUM, s.on_error),
-            )
-            for s in d.steps
-        ],
+        steps=[step_to_proto(s) for s in d.steps],
         schedule=d.schedule,
         timeout=d.timeout,
         enabled=d.enabled,

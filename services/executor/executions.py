@@ -167,10 +167,11 @@ class Executions:
                             return
                     continue
                 if execution.terminal:
-                    return
+                    return  # resumed after its terminal event
+                # No read of the execution here: every status change appends its event in the
+                # same transaction, so the events read next carry the terminal one.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), poll)
-                execution = await self.ledger.get(execution_id)
 
     # ------------------------------------------------------------------ leases, recovery
 

@@ -20,11 +20,11 @@ import grpc
 
 from libs.db import utcnow
 from libs.logs import log_context
-from libs.proto_json import dict_to_struct, enum_to_str, enum_value, struct_to_dict
+from libs.proto_json import enum_to_str, struct_to_dict
 from libs.step_config import RetryPolicy, parse_retry_policy
-from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2
-from services.executor.convert import source_to_proto
-from services.executor.definitions import Source
+from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
+from services.executor.convert import source_to_proto, step_to_proto
+from services.executor.definitions import Source, Step
 from services.executor.ledger import Ledger
 from services.executor.model import (
     CANCELLED,
@@ -312,11 +312,7 @@ class Runner:
             return  # finished already (failed, or timed out)
         if errors:
             message = f"{len(errors)} error(s): " + "; ".join(errors)
-            if await self._write(
-                self.ledger.finish(
-                    execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
-                )
-            ):
+            if await self._fail(execution, "step_failed", message):
                 log.warning("execution failed", extra={"error": message})
             return
         if not await self._write(self.ledger.succeed(execution, self.owner, events=self._unsaved(execution))):
@@ -364,9 +360,7 @@ class Runner:
             if step.status == RUNNING:
                 step.status, step.error = FAILED, f"timed out after {timeout}"
         message = f"execution timed out after {timeout}"
-        if await self._write(
-            self.ledger.finish(execution, self.owner, FAILED, "timeout", message, events=self._unsaved(execution))
-        ):
+        if await self._fail(execution, "timeout", message):
             log.warning("execution timed out", extra={"timeout": timeout})
 
     async def _steps(self, execution: Execution, stream: StepStream) -> list[str] | None:
@@ -386,11 +380,7 @@ class Runner:
                 errors.append(error)
                 continue
             message = f"execution failed at {error}"
-            if await self._write(
-                self.ledger.finish(
-                    execution, self.owner, FAILED, "step_failed", message, events=self._unsaved(execution)
-                )
-            ):
+            if await self._fail(execution, "step_failed", message):
                 log.warning("execution failed", extra={"step_index": step.index, "error": step.error})
                 return None
             raise LostExecution
@@ -405,6 +395,12 @@ class Runner:
 
     def _unsaved(self, execution: Execution) -> list[tuple[str, dict[str, Any]]]:
         return self._deferred.pop(execution.id, [])
+
+    async def _fail(self, execution: Execution, code: str, message: str) -> bool:
+        """Record the execution as failed, with its deferred events; False when it was no longer ours."""
+        return await self._write(
+            self.ledger.finish(execution, self.owner, FAILED, code, message, events=self._unsaved(execution))
+        )
 
     async def _save(self, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Record the steps now (with any deferred events); the first write also starts the run."""
@@ -486,11 +482,8 @@ class Runner:
             job_definition_id=execution.job_definition_id,
             step_index=step.index,
             attempt=attempt,
-            step=job_definition_pb2.JobStep(
-                name=spec["name"],
-                action=spec["action"],
-                config=dict_to_struct(dict(spec.get("config") or {})),
-                on_error=enum_value(job_definition_pb2.OnError.DESCRIPTOR, spec.get("on_error", "fail")),
+            step=step_to_proto(
+                Step(spec["name"], spec["action"], dict(spec.get("config") or {}), spec.get("on_error", "fail"))
             ),
             sources=[source_to_proto(s, with_auth=True) for s in sources],
         )

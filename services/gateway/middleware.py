@@ -13,6 +13,8 @@ from services.gateway.errors import error_response
 
 log = logging.getLogger(__name__)
 
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
+
 
 class RequestIdMiddleware:
     """Adopts the caller's X-Request-ID (or makes one), logs under it, echoes it on the response.
@@ -29,14 +31,14 @@ class RequestIdMiddleware:
             return
         incoming = None
         for key, value in scope.get("headers", ()):
-            if key == REQUEST_ID_HEADER.encode():
+            if key == _REQUEST_ID_KEY:
                 incoming = adopt_request_id(value)
         with request_context(incoming) as rid:
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), rid.encode())]
+                    message["headers"] = [*message["headers"], (_REQUEST_ID_KEY, rid.encode())]
                 await send(message)
 
             await self.app(scope, receive, send_with_id)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -12,21 +10,13 @@ from libs.db import Database
 from libs.errors import Aborted, NotFound
 from services.executor.ledger import Ledger
 from services.executor.model import RUNNING, Execution, StepState
-from services.executor.settings import ExecutorSettings
-from tests.support.services import migrate_for
 
 OWNER = "replica-1"
 
 
 @pytest.fixture
-async def ledger(backend: dict[str, Any]) -> AsyncIterator[Ledger]:
-    await migrate_for(backend)
-    db = Database(ExecutorSettings(**backend).database_url_for("executor"), "executor")
-    await db.start()
-    try:
-        yield Ledger(db)
-    finally:
-        await db.close()
+def ledger(executor_db: Database) -> Ledger:
+    return Ledger(executor_db)
 
 
 async def running(ledger: Ledger, *, post_jobs: tuple[str, ...] = ()) -> Execution:

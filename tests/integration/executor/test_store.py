@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from libs.db import Database, page
 from libs.errors import AlreadyExists, InvalidArgument, NotFound
 from services.executor.definitions import JobDefinition, Source, Step, validate_definition
 from services.executor.store import ExecutorStore
-from tests.support.services import migrate_for
 
 ACTIONS = {"crawl", "reindex", "corpus_summary"}
 
@@ -28,16 +26,8 @@ def definition(id: str, **kw: Any) -> JobDefinition:
 
 
 @pytest.fixture
-async def store(backend: dict[str, Any]) -> AsyncIterator[ExecutorStore]:
-    await migrate_for(backend)
-    from services.executor.settings import ExecutorSettings
-
-    db = Database(ExecutorSettings(**backend).database_url_for("executor"), "executor")
-    await db.start()
-    try:
-        yield ExecutorStore(db)
-    finally:
-        await db.close()
+def store(executor_db: Database) -> ExecutorStore:
+    return ExecutorStore(executor_db)
 
 
 async def test_create_then_get_reads_back_the_same(store: ExecutorStore) -> None:
