@@ -327,6 +327,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 # JSON documents: jsonb on PostgreSQL, JSON text on SQLite.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
+# The column types every service's declarative base maps its annotations to.
+TYPE_ANNOTATIONS: dict[Any, Any] = {datetime: UtcDateTime, dict[str, Any]: JsonType, list[Any]: JsonType}
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

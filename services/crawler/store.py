@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
+from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, utcnow
 from libs.errors import Aborted, NotFound
 from services.crawler.frontier import host_of, url_key
 
@@ -60,11 +60,7 @@ LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UtcDateTime,
-        dict[str, Any]: JsonType,
-        list[Any]: JsonType,
-    }
+    type_annotation_map: ClassVar[dict[Any, Any]] = TYPE_ANNOTATIONS
 
 
 class CrawlJobRow(Base):

@@ -15,17 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from libs.db import Database, JsonType, Page, UtcDateTime, utcnow
+from libs.db import TYPE_ANNOTATIONS, Database, Page, utcnow
 from libs.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from services.executor.definitions import JobDefinition, Source, Step
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UtcDateTime,
-        dict[str, Any]: JsonType,
-        list[Any]: JsonType,
-    }
+    type_annotation_map: ClassVar[dict[Any, Any]] = TYPE_ANNOTATIONS
 
 
 class JobDefinitionRow(Base):
