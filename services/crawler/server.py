@@ -24,7 +24,7 @@ from services.crawler.pump import DeadLetters, Pump
 from services.crawler.service import CrawlerServicer
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import Settler
-from services.crawler.store import CrawlStore
+from services.crawler.store import PG_SESSION_SETTINGS, CrawlStore
 from services.crawler.worker import running_worker
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,12 @@ async def serve(
     if run_workers is None:
         run_workers = settings.amqp_url is None
     async with AsyncExitStack() as stack:
-        db = Database(settings.database_url_for("crawler"), "crawler", pool_size=settings.db_pool_size + 2)
+        db = Database(
+            settings.database_url_for("crawler"),
+            "crawler",
+            pool_size=settings.db_pool_size + 2,
+            server_settings=PG_SESSION_SETTINGS,
+        )
         await db.start()
         stack.push_async_callback(db.close)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler")

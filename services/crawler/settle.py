@@ -66,11 +66,13 @@ MAX_REDIRECTS = 10
 
 # PostgreSQL statements of the hot path. Lists travel as arrays (unnest), so each statement has
 # one shape whatever the batch size: prepared once per connection, compiled never.
+# Locked by primary key alone, the job and state checked by the caller: with `job_id = ... AND
+# state = 'queued'` in the WHERE, a planner that underestimates a young job's rows scans every
+# queued URL of the job through (job_id, state, ...) instead of probing a handful of ids.
 _PG_CLAIM = text(
     """
-    SELECT id, url, depth, document_id, attempts, redirect_hops FROM crawl_urls
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND job_id = :job_id AND state = 'queued'
-    ORDER BY id FOR UPDATE
+    SELECT id, job_id, state, url, depth, document_id, attempts, redirect_hops FROM crawl_urls
+    WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
     """
 )
 _PG_COUNTERS = text(
@@ -117,7 +119,10 @@ _PG_OUTCOMES = text(
     """
 )
 # Inserts the new URLs and reads the known ones in one round trip: the SELECT runs on the
-# statement's snapshot, so it sees exactly the rows that existed before it.
+# statement's snapshot, so it sees exactly the rows that existed before it. Known URLs are looked
+# up one key at a time on the unique (job_id, url_key) index (LIMIT 1 keeps the planner from
+# turning the lookups into a join): as `job_id = ... AND url_key = ANY(...)`, a planner that
+# underestimates a young job's rows read every URL of the job instead.
 _PG_DISCOVER = text(
     """
     WITH ins AS (
@@ -133,7 +138,9 @@ _PG_DISCOVER = text(
     )
     SELECT url_key, state, NULL::bigint AS id, NULL::int AS depth FROM ins
     UNION ALL
-    SELECT url_key, NULL, id, depth FROM crawl_urls WHERE job_id = :job_id AND url_key = ANY(CAST(:keys AS text[]))
+    SELECT c.url_key, NULL, c.id, c.depth FROM unnest(CAST(:keys AS text[])) AS k(url_key)
+    CROSS JOIN LATERAL (
+        SELECT id, url_key, depth FROM crawl_urls WHERE job_id = :job_id AND url_key = k.url_key LIMIT 1) c
     """
 )
 
@@ -313,10 +320,10 @@ class Settler:
             .with_for_update()
         )
         if self.db.is_postgres:
-            claimed = await session.execute(_PG_CLAIM, {"ids": sorted(by_id), "job_id": ctx.id})
+            claimed = await session.execute(_PG_CLAIM, {"ids": sorted(by_id)})
+            rows = {r.id: r for r in claimed if r.job_id == ctx.id and r.state == QUEUED}
         else:
-            claimed = await session.execute(claim)
-        rows = {r.id: r for r in claimed}
+            rows = {r.id: r for r in await session.execute(claim)}
         if not rows:
             return result
 

@@ -53,6 +53,7 @@ from services.crawler.settle import (
 from services.crawler.store import (
     HOST_SLOTS,
     JOBS,
+    PG_SESSION_SETTINGS,
     QUEUED,
     ROBOTS_CACHE,
     RUNNING,
@@ -612,7 +613,7 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
             "crawler",
             pool_size=settings.db_pool_size,
             pre_ping=False,
-            server_settings={"synchronous_commit": "off"},
+            server_settings={**PG_SESSION_SETTINGS, "synchronous_commit": "off"},
         )
         await db.start()
         stack.push_async_callback(db.close)
