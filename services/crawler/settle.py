@@ -118,29 +118,35 @@ _PG_OUTCOMES = text(
     WHERE u.id = v.id
     """
 )
-# Inserts the new URLs and reads the known ones in one round trip: the SELECT runs on the
-# statement's snapshot, so it sees exactly the rows that existed before it. Known URLs are looked
-# up one key at a time on the unique (job_id, url_key) index (LIMIT 1 keeps the planner from
-# turning the lookups into a join): as `job_id = ... AND url_key = ANY(...)`, a planner that
-# underestimates a young job's rows read every URL of the job instead.
+# Reads the known URLs and inserts the new ones in one round trip. Known URLs are looked up on the
+# statement's snapshot, one key at a time on the unique (job_id, url_key) index (LIMIT 1 keeps the
+# planner from turning the lookups into a scan of the job's URLs), and never inserted: an insert
+# that meets a key another settle has just updated (a page it settled, a URL it leased) waits for
+# that transaction, and two settles linking to each other's pages deadlocked (a one-second stall
+# each time, PostgreSQL's deadlock_timeout). What is left to wait on is a URL inserted by a settle
+# under way, and both insert in key order, so no cycle can form.
 _PG_DISCOVER = text(
     """
-    WITH ins AS (
+    WITH known AS MATERIALIZED (
+        SELECT c.url_key, c.id, c.depth FROM unnest(CAST(:keys AS text[])) AS k(url_key)
+        CROSS JOIN LATERAL (
+            SELECT id, url_key, depth FROM crawl_urls WHERE job_id = :job_id AND url_key = k.url_key LIMIT 1) c
+    ), ins AS (
         INSERT INTO crawl_urls (job_id, url_key, url, host, depth, state, reason, redirect_hops, discovered_from,
                                 created_at, updated_at)
         SELECT :job_id, t.url_key, t.url, t.host, t.depth, t.state, t.reason, t.hops, t.discovered_from,
                CAST(:now AS timestamptz), CAST(:now AS timestamptz)
         FROM unnest(CAST(:keys AS text[]), CAST(:urls AS text[]), CAST(:hosts AS text[]), CAST(:depths AS int[]),
                     CAST(:states AS text[]), CAST(:reasons AS text[]), CAST(:hops AS int[]), CAST(:froms AS text[]))
-             AS t(url_key, url, host, depth, state, reason, hops, discovered_from)
+             WITH ORDINALITY AS t(url_key, url, host, depth, state, reason, hops, discovered_from, n)
+        WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.url_key = t.url_key)
+        ORDER BY t.n
         ON CONFLICT (job_id, url_key) DO NOTHING
         RETURNING url_key, state
     )
     SELECT url_key, state, NULL::bigint AS id, NULL::int AS depth FROM ins
     UNION ALL
-    SELECT c.url_key, NULL, c.id, c.depth FROM unnest(CAST(:keys AS text[])) AS k(url_key)
-    CROSS JOIN LATERAL (
-        SELECT id, url_key, depth FROM crawl_urls WHERE job_id = :job_id AND url_key = k.url_key LIMIT 1) c
+    SELECT url_key, NULL, id, depth FROM known
     """
 )
 

@@ -358,10 +358,11 @@ async def cancel_queued(session: AsyncSession, job_id: str, now: datetime) -> in
 PG_SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 # The due URLs are picked and locked first (a materialised CTE; FOR UPDATE rechecks each one's
-# state), then updated by primary key. Written as `UPDATE ... WHERE id IN (subquery) AND state =
-# 'queued' AND published_at IS NULL`, a young table's row estimates (1) led the planner to walk
-# every unpublished URL and rerun the subquery for each: thousands of buffer reads per dispatch,
-# over half of PostgreSQL's time in a crawl.
+# state; one another transaction is changing is left for the next dispatch rather than waited
+# on, as the caller holds the job's row lock), then updated by primary key. Written as `UPDATE
+# ... WHERE id IN (subquery) AND state = 'queued' AND published_at IS NULL`, a young table's row
+# estimates (1) led the planner to walk every unpublished URL and rerun the subquery for each:
+# thousands of buffer reads per dispatch, over half of PostgreSQL's time in a crawl.
 _PG_DISPATCH = text(
     """
     WITH due AS MATERIALIZED (
@@ -371,7 +372,7 @@ _PG_DISPATCH = text(
         ORDER BY depth, id
         LIMIT greatest(0, :concurrency - (
             SELECT count(*) FROM crawl_urls WHERE job_id = :job_id AND state = 'queued' AND published_at IS NOT NULL))
-        FOR UPDATE
+        FOR UPDATE SKIP LOCKED
     )
     UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1
     FROM due WHERE u.id = due.id
