@@ -56,3 +56,17 @@ async def test_upgrading_from_the_first_release_keeps_jobs_and_urls_and_widens_r
 
     assert urls == 1
     assert jobs == 300
+
+
+async def test_documents_are_compressed_with_lz4_where_postgresql_has_it(pg_url: str) -> None:
+    await migrate(pg_url, SCHEMA, MIGRATIONS)
+
+    ((available,), *_), columns = await execute(
+        pg_url,
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+        "SELECT attname, attcompression::text FROM pg_attribute"
+        f" WHERE attrelid = '{SCHEMA}.documents'::regclass AND attname IN ('markdown', 'search') ORDER BY attname",
+    )
+
+    expected = "l" if available else ""
+    assert columns == [("markdown", expected), ("search", expected)]
