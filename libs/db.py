@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -303,6 +303,53 @@ class Database:
                 fire(channel)
 
             event.listen(target.sync_session, "after_commit", after_commit, once=True)
+
+
+_DRIVER_KEY = "quaero_driver_connection"
+# A `:name` parameter; not the second colon of a `::type` cast.
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class PgStatement:
+    """A PostgreSQL statement with `:name` parameters, run on the asyncpg connection under a
+    session, inside the session's transaction. For the statements of hot paths only: running a
+    statement through SQLAlchemy costs two to three times the statement itself (measured: ~170
+    against ~65 us of client CPU for a trivial one). Rows come back as asyncpg Records (read by
+    key); JSON columns come back as text, so hot statements return plain columns."""
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def positional(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        self.sql = _PARAM.sub(positional, sql)
+        self.names = tuple(names)
+
+    async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
+        connection = await driver_connection(session)
+        return await connection.fetch(self.sql, *[params[name] for name in self.names])  # type: ignore[no-any-return]
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection of a PostgreSQL session, its transaction begun (SQLAlchemy's
+    adapter begins lazily, at the first statement it runs itself: a statement sent straight to
+    the driver before that would run outside the transaction)."""
+    cached = session.info.get(_DRIVER_KEY)
+    if cached is not None:
+        return cached
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("the session's connection is closed")
+    if not driver.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
+    session.info[_DRIVER_KEY] = driver
+    return driver
 
 
 class UtcDateTime(TypeDecorator[datetime]):

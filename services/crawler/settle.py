@@ -24,12 +24,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import Database, utcnow
+from libs.db import Database, PgStatement, utcnow
 from services.crawler.fetch import Auth, Robots
 from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, host_of, url_key
 from services.crawler.parse import ParsedPage
@@ -75,7 +75,7 @@ _PG_CLAIM = text(
     WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
     """
 )
-_PG_COUNTERS = text(
+_PG_COUNTERS = PgStatement(
     """
     UPDATE crawl_jobs SET total_urls = total_urls + :dt, completed_urls = completed_urls + :dc,
         failed_urls = failed_urls + :df, pending_urls = pending_urls + :dp, skipped_urls = skipped_urls + :ds,
@@ -83,10 +83,11 @@ _PG_COUNTERS = text(
         progress_event_at = CASE WHEN progress_event_at IS NULL OR progress_event_at < CAST(:cutoff AS timestamptz)
                                  THEN CAST(:now AS timestamptz) ELSE progress_event_at END
     WHERE id = :job_id AND (NOT CAST(:guard AS boolean) OR result_count + :dr <= max_pages)
-    RETURNING *
+    RETURNING status, total_urls, completed_urls, failed_urls, pending_urls, skipped_urls, result_count, max_pages,
+              concurrency, request_id, progress_event_at
     """
 )
-_PG_DOCUMENTS = text(
+_PG_DOCUMENTS = PgStatement(
     """
     INSERT INTO documents (id, source_id, url_key, url, host, title, markdown, metadata, content_hash,
                            word_count, job_id, created_at, updated_at)
@@ -105,7 +106,7 @@ _PG_DOCUMENTS = text(
     RETURNING id, url_key
     """
 )
-_PG_OUTCOMES = text(
+_PG_OUTCOMES = PgStatement(
     """
     UPDATE crawl_urls u SET state = v.state, reason = v.reason, detail = v.detail, http_status = v.http_status,
         redirected_to = v.redirected_to, document_id = coalesce(v.document_id, u.document_id),
@@ -125,7 +126,7 @@ _PG_OUTCOMES = text(
 # that transaction, and two settles linking to each other's pages deadlocked (a one-second stall
 # each time, PostgreSQL's deadlock_timeout). What is left to wait on is a URL inserted by a settle
 # under way, and both insert in key order, so no cycle can form.
-_PG_DISCOVER = text(
+_PG_DISCOVER = PgStatement(
     """
     WITH known AS MATERIALIZED (
         SELECT c.url_key, c.id, c.depth FROM unnest(CAST(:keys AS text[])) AS k(url_key)
@@ -219,6 +220,30 @@ class Settled:
     tasks: list[Task] = field(default_factory=list)
     # url_key -> depth now recorded in the frontier, for the worker's cache of known URLs.
     known: dict[str, int] = field(default_factory=dict)
+
+
+class _Known(NamedTuple):
+    """A URL already in the frontier, as the discover statement reads it."""
+
+    id: int
+    url_key: str
+    depth: int
+
+
+class _JobCounters(NamedTuple):
+    """The job's row after a settle's counter update (the columns _PG_COUNTERS returns)."""
+
+    status: str
+    total_urls: int
+    completed_urls: int
+    failed_urls: int
+    pending_urls: int
+    skipped_urls: int
+    result_count: int
+    max_pages: int
+    concurrency: int
+    request_id: str
+    progress_event_at: datetime | None
 
 
 class _BudgetOverflow(Exception):
@@ -319,16 +344,18 @@ class Settler:
 
         # 1. Claim.
         by_id = {o.url_id: o for o in outcomes}
-        claim = (
-            select(URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.document_id, URLS.c.attempts, URLS.c.redirect_hops)
-            .where(URLS.c.id.in_(sorted(by_id)), URLS.c.job_id == ctx.id, URLS.c.state == QUEUED)
-            .order_by(URLS.c.id)
-            .with_for_update()
-        )
         if self.db.is_postgres:
+            # Through SQLAlchemy, not the driver: the first statement is what begins the session's
+            # transaction, which the hot statements after it then run in.
             claimed = await session.execute(_PG_CLAIM, {"ids": sorted(by_id)})
             rows = {r.id: r for r in claimed if r.job_id == ctx.id and r.state == QUEUED}
         else:
+            claim = (
+                select(URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.document_id, URLS.c.attempts, URLS.c.redirect_hops)
+                .where(URLS.c.id.in_(sorted(by_id)), URLS.c.job_id == ctx.id, URLS.c.state == QUEUED)
+                .order_by(URLS.c.id)
+                .with_for_update()
+            )
             rows = {r.id: r for r in await session.execute(claim)}
         if not rows:
             return result
@@ -422,8 +449,8 @@ class Settler:
 
         # 3. Outcomes.
         if updates and self.db.is_postgres:
-            await session.execute(
-                _PG_OUTCOMES,
+            await _PG_OUTCOMES.fetch(
+                session,
                 {
                     "now": now,
                     "ids": [u["b_id"] for u in updates],
@@ -525,8 +552,8 @@ class Settler:
                 }
             )
         if self.db.is_postgres:
-            rows = await session.execute(
-                _PG_DOCUMENTS,
+            rows = await _PG_DOCUMENTS.fetch(
+                session,
                 {
                     "source_id": ctx.source_id,
                     "job_id": ctx.id,
@@ -542,7 +569,7 @@ class Settler:
                     "word_counts": [v["word_count"] for v in values],
                 },
             )
-            ids = {r.url_key: r.id for r in rows}
+            ids = {r["url_key"]: r["id"] for r in rows}
             return {row.id: ids[url_key(row.url)] for _, row in stored}
         insert = dialect_insert(self.db, DOCUMENTS).values(values)
         excluded = insert.excluded
@@ -651,8 +678,8 @@ class Settler:
         self, session: AsyncSession, ctx: JobContext, rows: dict[str, dict[str, Any]], now: datetime
     ) -> tuple[dict[str, str], dict[str, Any]]:
         values = list(rows.values())
-        result = await session.execute(
-            _PG_DISCOVER,
+        found = await _PG_DISCOVER.fetch(
+            session,
             {
                 "job_id": ctx.id,
                 "now": now,
@@ -668,11 +695,11 @@ class Settler:
         )
         inserted: dict[str, str] = {}
         existing: dict[str, Any] = {}
-        for r in result:
-            if r.state is not None:
-                inserted[r.url_key] = r.state
+        for r in found:
+            if r["state"] is not None:
+                inserted[r["url_key"]] = r["state"]
             else:
-                existing[r.url_key] = r
+                existing[r["url_key"]] = _Known(r["id"], r["url_key"], r["depth"])
         return inserted, existing
 
     async def _reopen(
@@ -729,42 +756,42 @@ class Settler:
         fetched_waiting: Callable[[], int] = lambda: 0,
     ) -> None:
         cutoff = now - timedelta(seconds=self.progress_interval)
-        counters = (
-            update(JOBS)
-            .where(JOBS.c.id == ctx.id)
-            .values(
-                total_urls=JOBS.c.total_urls + deltas["total"],
-                completed_urls=JOBS.c.completed_urls + deltas["completed"],
-                failed_urls=JOBS.c.failed_urls + deltas["failed"],
-                pending_urls=JOBS.c.pending_urls + deltas["pending"],
-                skipped_urls=JOBS.c.skipped_urls + deltas["skipped"],
-                result_count=JOBS.c.result_count + deltas["result"],
-                updated_at=now,
-                progress_event_at=_changed_at_if_older(JOBS.c.progress_event_at, cutoff, now),
-            )
-            .returning(*JOBS.c)
-        )
-        if guard_budget and deltas["result"]:
-            counters = counters.where(JOBS.c.result_count + deltas["result"] <= JOBS.c.max_pages)
+        job: Any
         if self.db.is_postgres:
-            job = (
-                await session.execute(
-                    _PG_COUNTERS,
-                    {
-                        "dt": deltas["total"],
-                        "dc": deltas["completed"],
-                        "df": deltas["failed"],
-                        "dp": deltas["pending"],
-                        "ds": deltas["skipped"],
-                        "dr": deltas["result"],
-                        "job_id": ctx.id,
-                        "now": now,
-                        "cutoff": cutoff,
-                        "guard": guard_budget and deltas["result"] > 0,
-                    },
-                )
-            ).one_or_none()
+            found = await _PG_COUNTERS.fetch(
+                session,
+                {
+                    "dt": deltas["total"],
+                    "dc": deltas["completed"],
+                    "df": deltas["failed"],
+                    "dp": deltas["pending"],
+                    "ds": deltas["skipped"],
+                    "dr": deltas["result"],
+                    "job_id": ctx.id,
+                    "now": now,
+                    "cutoff": cutoff,
+                    "guard": guard_budget and deltas["result"] > 0,
+                },
+            )
+            job = _JobCounters(*found[0].values()) if found else None
         else:
+            counters = (
+                update(JOBS)
+                .where(JOBS.c.id == ctx.id)
+                .values(
+                    total_urls=JOBS.c.total_urls + deltas["total"],
+                    completed_urls=JOBS.c.completed_urls + deltas["completed"],
+                    failed_urls=JOBS.c.failed_urls + deltas["failed"],
+                    pending_urls=JOBS.c.pending_urls + deltas["pending"],
+                    skipped_urls=JOBS.c.skipped_urls + deltas["skipped"],
+                    result_count=JOBS.c.result_count + deltas["result"],
+                    updated_at=now,
+                    progress_event_at=_changed_at_if_older(JOBS.c.progress_event_at, cutoff, now),
+                )
+                .returning(*JOBS.c)
+            )
+            if guard_budget and deltas["result"]:
+                counters = counters.where(JOBS.c.result_count + deltas["result"] <= JOBS.c.max_pages)
             job = (await session.execute(counters)).one_or_none()
         if job is None:
             raise _BudgetOverflow

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -37,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, utcnow
+from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, PgStatement, utcnow
 from libs.errors import Aborted, NotFound
 from services.crawler.frontier import host_of, url_key
 
@@ -274,15 +275,21 @@ class ListFilter:
     source_id: str | None = None
 
 
+_TRANSIENT_STATES = ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: a lost connection, a deadlock, a serialization failure."""
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError):
+    """Worth retrying: a lost connection, a deadlock, a serialization failure (raised through
+    SQLAlchemy, or by asyncpg itself for the statements sent straight to it)."""
+    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | asyncpg.InterfaceError):
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return exc.sqlstate in _TRANSIENT_STATES
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         code = getattr(exc.orig, "pgcode", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
-        if code in ("40P01", "40001", "57P01", "57P02", "57P03", "08000", "08003", "08006"):
+        if code in _TRANSIENT_STATES:
             return True
         name = type(getattr(exc.orig, "__cause__", None) or exc.orig).__name__
         return "Connection" in name or "Interface" in name or "OperationalError" in type(exc).__name__
@@ -290,7 +297,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def is_database_error(exc: BaseException) -> bool:
-    return isinstance(exc, SQLAlchemyError) or is_transient(exc)
+    return isinstance(exc, SQLAlchemyError | asyncpg.PostgresError | asyncpg.InterfaceError) or is_transient(exc)
 
 
 async def retrying(
@@ -363,7 +370,7 @@ PG_SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 # ... WHERE id IN (subquery) AND state = 'queued' AND published_at IS NULL`, a young table's row
 # estimates (1) led the planner to walk every unpublished URL and rerun the subquery for each:
 # thousands of buffer reads per dispatch, over half of PostgreSQL's time in a crawl.
-_PG_DISPATCH = text(
+_PG_DISPATCH = PgStatement(
     """
     WITH due AS MATERIALIZED (
         SELECT id FROM crawl_urls
@@ -387,8 +394,8 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
     Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
     never both see the same free slots. One statement: the free slots are counted inside it."""
     if session.get_bind().dialect.name == "postgresql":
-        rows = await session.execute(_PG_DISPATCH, {"job_id": job_id, "concurrency": concurrency, "now": now})
-        return [Task(job_id, r.id, r.url, r.depth, request_id) for r in rows]
+        leased = await _PG_DISPATCH.fetch(session, {"job_id": job_id, "concurrency": concurrency, "now": now})
+        return [Task(job_id, r["id"], r["url"], r["depth"], request_id) for r in leased]
     in_flight = (
         select(func.count())
         .select_from(URLS)

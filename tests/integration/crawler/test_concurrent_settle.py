@@ -98,8 +98,8 @@ async def test_settles_finding_each_others_urls_do_not_wait_on_each_other(pg_url
 async def discover(session: AsyncSession, job_id: str, urls: list[str]) -> dict[str, str]:
     """Run the settle's discover statement for `urls` (depth 1, queued if new)."""
     keys = [url_key(u) for u in urls]
-    rows = await session.execute(
-        _PG_DISCOVER,
+    rows = await _PG_DISCOVER.fetch(
+        session,
         {
             "job_id": job_id,
             "now": utcnow(),
@@ -113,4 +113,4 @@ async def discover(session: AsyncSession, job_id: str, urls: list[str]) -> dict[
             "froms": [""] * len(urls),
         },
     )
-    return {r.url_key: "inserted" if r.state is not None else "known" for r in rows}
+    return {r["url_key"]: "inserted" if r["state"] is not None else "known" for r in rows}
