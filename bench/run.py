@@ -4,8 +4,10 @@ executor's execute -> 202 latency under load and its post-job start delay.
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
 (CONCURRENT_REQUESTS=16, CONCURRENT_REQUESTS_PER_DOMAIN=16, same depth, robots.txt obeyed, each
-page turned into Markdown with the same converter). Both results are checked against the site's
-exact page set; the table shows pages/s, the ratio and the peak memory of a Quaero worker.
+page turned into Markdown with the same converter), each several times, alternating, so both
+meet the machine in the same moods (a shared machine's speed drifts by a third from one run to
+the next). Every result is checked against the site's exact page set; the table shows the
+median pages/s of each, their ratio and the peak memory of a Quaero worker.
 
 Environment: QUAERO_BENCH_DATABASE_URL (else QUAERO_TEST_DATABASE_URL, else the local default),
 QUAERO_BENCH_AMQP_URL (likewise). A fresh database and queue are made per run and removed.
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,8 @@ class Row:
     scrapy_exact: bool
     peak_rss_mb: float
     quaero_cpu_ms: float
+    quaero_runs: list[float]
+    scrapy_runs: list[float]
 
     @property
     def ratio(self) -> float:
@@ -68,20 +73,28 @@ def run_scrapy(base: str) -> tuple[float, set[str]]:
     return float(seconds), urls
 
 
-def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url: str, workers: int) -> Row:
+def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url: str, workers: int, rounds: int) -> Row:
+    """Crawl the site `rounds` times with each tool, alternating (Quaero, Scrapy, Quaero, ...), so
+    both see the machine in the same states; the row gives the median run of each."""
+    quaero_runs: list[quaero.Result] = []
+    scrapy_runs: list[tuple[float, set[str]]] = []
     with serve(pages, latency) as site:
         time.sleep(0.3)
         expected = expected_urls(site.base, pages)
-        q = asyncio.run(quaero.crawl(site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers))
-        seconds, scrapy_urls = run_scrapy(site.base)
+        for _ in range(rounds):
+            crawl = quaero.crawl(site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers)
+            quaero_runs.append(asyncio.run(crawl))
+            scrapy_runs.append(run_scrapy(site.base))
     return Row(
         scenario=name,
-        quaero_pps=q.pages_per_second,
-        scrapy_pps=len(scrapy_urls) / seconds,
-        quaero_exact=q.urls == expected,
-        scrapy_exact=scrapy_urls == expected,
-        peak_rss_mb=q.peak_worker_rss_mb,
-        quaero_cpu_ms=q.worker_cpu_seconds / max(1, q.pages) * 1000,
+        quaero_pps=statistics.median(q.pages_per_second for q in quaero_runs),
+        scrapy_pps=statistics.median(len(urls) / seconds for seconds, urls in scrapy_runs),
+        quaero_exact=all(q.urls == expected for q in quaero_runs),
+        scrapy_exact=all(urls == expected for _, urls in scrapy_runs),
+        peak_rss_mb=max(q.peak_worker_rss_mb for q in quaero_runs),
+        quaero_cpu_ms=statistics.median(q.worker_cpu_seconds / max(1, q.pages) * 1000 for q in quaero_runs),
+        quaero_runs=[q.pages_per_second for q in quaero_runs],
+        scrapy_runs=[len(urls) / seconds for seconds, urls in scrapy_runs],
     )
 
 
@@ -90,6 +103,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3, help="crawls of each tool per scenario (medians reported)")
     parser.add_argument("--rate", type=float, default=100.0, help="execute requests per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
     parser.add_argument("--post-job-runs", type=int, default=30)
@@ -99,7 +113,7 @@ def main() -> None:
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
     rows = [
-        scenario("static", args.pages, 0.0, database_url, amqp_url, args.workers),
+        scenario("static", args.pages, 0.0, database_url, amqp_url, args.workers, args.rounds),
         scenario(
             f"+{args.latency_ms:g} ms per response",
             args.pages,
@@ -107,11 +121,13 @@ def main() -> None:
             database_url,
             amqp_url,
             args.workers,
+            args.rounds,
         ),
     ]
     load = os.getloadavg()[0]
     print(
-        f"\n{args.pages} pages, depth {DEPTH}, concurrency 16, {args.workers} Quaero workers; load average {load:.1f}\n"
+        f"\n{args.pages} pages, depth {DEPTH}, concurrency 16, {args.workers} Quaero workers, median of {args.rounds}"
+        f" alternating runs each; load average {load:.1f}\n"
     )
     columns = [
         "scenario", "Quaero pages/s", "Scrapy pages/s", "Quaero / Scrapy", "exact result (Quaero, Scrapy)",
@@ -125,6 +141,10 @@ def main() -> None:
             f"{'yes' if r.quaero_exact else 'NO'}, {'yes' if r.scrapy_exact else 'NO'} | "
             f"{r.peak_rss_mb:.0f} MB | {r.quaero_cpu_ms:.1f} ms |"
         )
+    for r in rows:
+        runs = ", ".join(f"{q:.0f}/{s:.0f}" for q, s in zip(r.quaero_runs, r.scrapy_runs, strict=True))
+        print(f"\n{r.scenario}, each run (Quaero/Scrapy pages/s): {runs}", end="")
+    print()
     if not all(r.quaero_exact and r.scrapy_exact for r in rows):
         raise SystemExit("a crawl did not store exactly the site's pages")
 
