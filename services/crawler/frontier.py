@@ -34,11 +34,29 @@ REDIRECT_LIMIT = "redirect_limit"
 SCHEME = "scheme"
 
 
+# A URL that is its own canonical spelling: http(s), a lower-case host without credentials or a
+# trailing dot, no port or a port that is not the default, a path of unreserved characters with
+# no empty or dot segments, no query, no fragment. Most links of most sites look like this; they
+# skip the parsing (and w3lib's rebuilding) below, which gives the same string for them.
+_SEGMENT = r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*"
+_ALREADY_CANONICAL = re.compile(
+    r"(?:http://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!80(?:/|$))[1-9][0-9]{0,3})?"
+    r"|https://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!443(?:/|$))[1-9][0-9]{0,3})?)"
+    rf"/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?"
+)
+
+
 def canonical_url(url: str) -> str | None:
     """The one spelling of `url` the frontier keys on, or None if it is not a usable URL.
 
     Lower-case scheme and host, no default port, no credentials, no fragment, no tracking
     parameters, sorted query, normalised percent-encoding and dot segments (w3lib)."""
+    if _ALREADY_CANONICAL.fullmatch(url):
+        return url
+    return _rebuilt(url)
+
+
+def _rebuilt(url: str) -> str | None:
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()

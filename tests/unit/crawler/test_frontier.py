@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.crawler.frontier import Scope, canonical_url, resolve_link, url_key
+from services.crawler.frontier import _ALREADY_CANONICAL, Scope, _rebuilt, canonical_url, resolve_link, url_key
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,38 @@ from services.crawler.frontier import Scope, canonical_url, resolve_link, url_ke
 )  # fmt: skip
 def test_canonical_url(raw: str, canonical: str) -> None:
     assert canonical_url(raw) == canonical
+
+
+def test_urls_taken_as_already_canonical_are_what_the_full_rebuild_gives() -> None:
+    hosts = ["h.test", "docs.example.org", "127.0.0.1", "a-b.c", "H.test", "h.test."]
+    ports = ["", ":80", ":443", ":8080", ":080", ":65535", ":99999"]
+    paths = [
+        "",
+        "/",
+        "/a",
+        "/a/",
+        "/a/b.html",
+        "/~u/x_y-z",
+        "/.hidden",
+        "/a/./b",
+        "/a/../b",
+        "//a",
+        "/a%7Eb",
+        "/A.HTML",
+    ]
+    urls = [
+        f"{scheme}://{host}{port}{path}"
+        for scheme in ("http", "https", "HTTP")
+        for host in hosts
+        for port in ports
+        for path in paths
+    ]
+    fast = [u for u in urls if _ALREADY_CANONICAL.fullmatch(u)]
+
+    assert len(fast) > 100  # the shortcut applies to the plain ones, and only those
+    assert not any(_ALREADY_CANONICAL.fullmatch(u) for u in ("http://h.test", "http://h.test:80/", "http://H.test/"))
+    assert [u for u in fast if _rebuilt(u) != u] == []
+    assert all(canonical_url(u) == _rebuilt(u) for u in urls)
 
 
 def test_spellings_of_one_page_share_a_key() -> None:
