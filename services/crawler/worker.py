@@ -4,8 +4,10 @@ A worker is a pipeline of three stages joined by in-memory queues:
 - the gate takes deliveries as they come and checks them against the database in batches (a
   task for a settled URL or a job that is not running is acked at once, never fetched);
 - one asyncio task per delivery fetches and parses its page into an `Outcome`;
-- the settler takes every outcome ready, settles them per job in one transaction, publishes
-  the leased tasks with pipelined confirms, then acks the deliveries.
+- the settler takes every outcome ready, settles them per job in one transaction, acks the
+  deliveries, and publishes the leased tasks with pipelined confirms in the background (the
+  job's next settle does not wait for the broker; tasks a publish loses are leased in the
+  frontier, and the pump publishes them again).
 Stopping is graceful: no more deliveries, the tasks under way finish within the grace period,
 and a settle once started always runs to its end.
 `python -m services.crawler.worker` runs one; the crawler server runs one in-process in embedded
@@ -149,6 +151,8 @@ class Worker:
         # Fetches under way (one per admitted delivery), and settles under way.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._settles: set[asyncio.Task[None]] = set()
+        # Publishes of settled batches' new tasks, confirmed by the broker in the background.
+        self._publishes: set[asyncio.Task[bool]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         # Set once the grace period is over: the settle loops end instead of taking more work.
@@ -193,7 +197,7 @@ class Worker:
             self._closing = True
             self._pending_changed.notify_all()
         # Bounded: a cancellation swallowed somewhere below must not hang the shutdown.
-        left = [*self._loops, *self._tasks, *self._settles]
+        left = [*self._loops, *self._tasks, *self._settles, *self._publishes]
         if left:
             _, stuck = await asyncio.wait(left, timeout=max(grace, SETTLE_GRACE))
             if stuck:
@@ -213,6 +217,8 @@ class Worker:
             await asyncio.wait(list(self._tasks))
         async with self._pending_changed:
             await self._pending_changed.wait_for(lambda: not self._pending and not self._settling)
+        while self._publishes:
+            await asyncio.wait(list(self._publishes))
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         self._inbox.put_nowait(delivery)
@@ -371,8 +377,15 @@ class Worker:
             known.update(settled.known)
             if len(known) > KNOWN_URLS_PER_JOB:
                 known.clear()
-            await tasks_queue.publish(self.queue, settled.tasks)
+            # The settle is committed: its deliveries are done with, and the job's next settle in
+            # this worker need not wait for the broker to confirm the new tasks (a quorum queue
+            # confirms once its log is on disk). A publish that fails, or a worker that dies
+            # first, leaves the tasks leased in the frontier, and the pump publishes them again.
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
+            if settled.tasks:
+                publish = asyncio.create_task(tasks_queue.publish(self.queue, settled.tasks))
+                self._publishes.add(publish)
+                publish.add_done_callback(self._publishes.discard)
 
     # ----------------------------------------------------------------------------- one task
 
