@@ -338,17 +338,19 @@ class PgStatement:
 async def driver_connection(session: AsyncSession) -> Any:
     """The asyncpg connection of a PostgreSQL session, its transaction begun (SQLAlchemy's
     adapter begins lazily, at the first statement it runs itself: a statement sent straight to
-    the driver before that would run outside the transaction)."""
+    the driver before that would run outside the transaction). Remembered for the session's
+    current transaction only."""
+    transaction = session.get_transaction()
     cached = session.info.get(_DRIVER_KEY)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] is transaction:
+        return cached[1]
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     if driver is None:
         raise RuntimeError("the session's connection is closed")
     if not driver.is_in_transaction():
         await connection.exec_driver_sql("SELECT 1")
-    session.info[_DRIVER_KEY] = driver
+    session.info[_DRIVER_KEY] = (session.get_transaction(), driver)
     return driver
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from libs.db import Database
+from libs.db import Database, PgStatement
 from tests.support.runs import wait_until
 
 
@@ -138,3 +138,27 @@ async def _subscribe_forever(db: Database, channel: str) -> None:
 
 async def _subscribed(db: Database, channel: str) -> bool:
     return channel in db.notifier._events
+
+
+BUMP = PgStatement("UPDATE counter SET n = n + :by WHERE id = :id RETURNING n")
+
+
+async def test_statements_sent_to_the_driver_run_in_the_sessions_transaction(pg_db: Database) -> None:
+    async with pg_db.session() as s:
+        await s.execute(text("CREATE SCHEMA IF NOT EXISTS scratch"))
+        await s.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
+        await s.execute(text("INSERT INTO counter VALUES (1, 0)"))
+
+    # The first statement of the transaction goes to the driver: the transaction begins anyway,
+    # so a failure later in it undoes that statement too.
+    with pytest.raises(RuntimeError, match="undo"):
+        async with pg_db.session() as s:
+            assert [r["n"] for r in await BUMP.fetch(s, {"by": 5, "id": 1})] == [5]
+            await s.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+            assert [r["n"] for r in await BUMP.fetch(s, {"by": 10, "id": 1})] == [16]
+            raise RuntimeError("undo")
+    async with pg_db.session() as s:
+        assert (await s.execute(text("SELECT n FROM counter"))).scalar_one() == 0
+        assert [r["n"] for r in await BUMP.fetch(s, {"by": 2, "id": 1})] == [2]
+    async with pg_db.session() as s:
+        assert (await s.execute(text("SELECT n FROM counter"))).scalar_one() == 2
