@@ -773,7 +773,7 @@ class Settler:
                     "guard": guard_budget and deltas["result"] > 0,
                 },
             )
-            job = _JobCounters(*found[0].values()) if found else None
+            job = _JobCounters(**dict(found[0])) if found else None
         else:
             counters = (
                 update(JOBS)
