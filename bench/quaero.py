@@ -11,10 +11,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import text
+
 from libs.amqp import RabbitQueue
+from libs.db import Database
 from libs.grpc_server import insecure_channel
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
@@ -33,6 +36,8 @@ class Result:
     urls: set[str]
     peak_worker_rss_mb: float
     worker_cpu_seconds: float
+    # Pages stored per quarter second from the job's start: stalls and the ramp at a glance.
+    timeline: list[int] = field(default_factory=list)
 
     @property
     def pages_per_second(self) -> float:
@@ -65,6 +70,25 @@ async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
         await asyncio.sleep(0.05)
     output = await asyncio.to_thread(log.read_text, errors="replace")
     raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
+
+
+async def _timeline(db_url: str, job_id: str) -> list[int]:
+    """Pages stored in each quarter second since the job was created (from crawl_urls)."""
+    db = Database(db_url, "crawler", pool_size=1)
+    try:
+        async with db.read() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT floor(extract(epoch FROM u.updated_at - j.created_at) * 4)::int AS slot, count(*) AS n"
+                    " FROM crawl_urls u JOIN crawl_jobs j ON j.id = u.job_id"
+                    " WHERE u.job_id = :job_id AND u.document_id IS NOT NULL GROUP BY slot ORDER BY slot"
+                ),
+                {"job_id": job_id},
+            )
+            counts = {r.slot: r.n for r in rows}
+    finally:
+        await db.close()
+    return [counts.get(slot, 0) for slot in range(max(counts, default=-1) + 1)]
 
 
 async def crawl(
@@ -121,7 +145,14 @@ async def crawl(
             job = finished.jobs[0]
             urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()
-            return Result(pages=len(urls), seconds=seconds, urls=urls, peak_worker_rss_mb=peak, worker_cpu_seconds=cpu)
+            return Result(
+                pages=len(urls),
+                seconds=seconds,
+                urls=urls,
+                peak_worker_rss_mb=peak,
+                worker_cpu_seconds=cpu,
+                timeline=await _timeline(db_url, job.crawl_job_id),
+            )
         finally:
             for p in procs:
                 with contextlib.suppress(ProcessLookupError):

@@ -46,6 +46,7 @@ class Row:
     quaero_cpu_ms: float
     quaero_runs: list[float]
     scrapy_runs: list[float]
+    timelines: list[list[int]]
 
     @property
     def ratio(self) -> float:
@@ -94,6 +95,7 @@ def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url:
         peak_rss_mb=max(q.peak_worker_rss_mb for q in quaero_runs),
         quaero_cpu_ms=statistics.median(q.worker_cpu_seconds / max(1, q.pages) * 1000 for q in quaero_runs),
         quaero_runs=[q.pages_per_second for q in quaero_runs],
+        timelines=[q.timeline for q in quaero_runs],
         scrapy_runs=[len(urls) / seconds for seconds, urls in scrapy_runs],
     )
 
@@ -108,6 +110,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
     parser.add_argument("--post-job-runs", type=int, default=30)
     parser.add_argument("--skip-executor", action="store_true")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
+    )
     args = parser.parse_args()
     database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -144,6 +149,9 @@ def main() -> None:
     for r in rows:
         runs = ", ".join(f"{q:.0f}/{s:.0f}" for q, s in zip(r.quaero_runs, r.scrapy_runs, strict=True))
         print(f"\n{r.scenario}, each run (Quaero/Scrapy pages/s): {runs}", end="")
+        if args.timeline:
+            for timeline in r.timelines:
+                print("\n  Quaero pages per 0.25 s:", " ".join(map(str, timeline)), end="")
     print()
     if not all(r.quaero_exact and r.scrapy_exact for r in rows):
         raise SystemExit("a crawl did not store exactly the site's pages")
