@@ -21,11 +21,11 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 
@@ -67,6 +67,7 @@ from services.crawler.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A politeness slot further away than this is not waited for: the URL goes back to the
 # frontier with a due time, and the pump publishes it then (no prefetch slot held asleep).
@@ -213,12 +214,10 @@ class Worker:
         """Until every delivery received is fetched, settled and acked (or given back)."""
         if self._loops:
             await asyncio.wait(self._loops[:1])  # the gate admits what it holds, then ends
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await _all_done(self._tasks)
         async with self._pending_changed:
             await self._pending_changed.wait_for(lambda: not self._pending and not self._settling)
-        while self._publishes:
-            await asyncio.wait(list(self._publishes))
+        await _all_done(self._publishes)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         self._inbox.put_nowait(delivery)
@@ -239,10 +238,7 @@ class Worker:
                 raise
             except Exception as exc:
                 log.exception("checking %d task(s) failed; they will be delivered again", len(batch))
-                if is_database_error(exc):
-                    await self._back_off(len(batch))
-                for delivery in batch:
-                    await _settle_delivery(delivery, requeue=True)
+                await self._give_back(batch, exc)
 
     async def _watch_statuses(self) -> None:
         async with self.db.notifier.subscribe(STATUS_CHANNEL) as wake:
@@ -286,9 +282,7 @@ class Worker:
                     # Settled already, job cancelled or finished, or not due yet: nothing to do.
                     await _settle_delivery(delivery, requeue=False, ack=True)
                     continue
-            work = asyncio.create_task(self._run(delivery, task))
-            self._tasks.add(work)
-            work.add_done_callback(self._tasks.discard)
+            _track(self._tasks, self._run(delivery, task))
 
     async def _states(self, url_ids: list[int]) -> dict[int, tuple[str, str, datetime | None]]:
         async with self.db.read() as session:
@@ -312,9 +306,7 @@ class Worker:
                 raise
             except Exception as exc:
                 log.exception("processing %s failed; the task goes back to the queue", task.url)
-                if is_database_error(exc):
-                    await self._back_off(1)
-                await _settle_delivery(delivery, requeue=True)
+                await self._give_back([delivery], exc)
                 return
             async with self._pending_changed:
                 self._pending[ctx.id].append(_Work(ctx, outcome, delivery))
@@ -343,9 +335,7 @@ class Worker:
                 job_id, works = self._next_batch() or ("", [])
             if not works:
                 continue
-            settle = asyncio.create_task(self._settle(job_id, works), name=f"worker-settle-{job_id}")
-            self._settles.add(settle)
-            settle.add_done_callback(self._settles.discard)
+            settle = _track(self._settles, self._settle(job_id, works), name=f"worker-settle-{job_id}")
             try:
                 # Once started, a settle runs to its end even if this loop is cancelled: a
                 # transaction cut short (or committed, its tasks never published nor its
@@ -368,10 +358,7 @@ class Worker:
                 raise
             except Exception as exc:
                 log.exception("settling %d URL(s) failed; their tasks go back to the queue", len(works))
-                if is_database_error(exc):
-                    await self._back_off(len(works))
-                for work in works:
-                    await _settle_delivery(work.delivery, requeue=True)
+                await self._give_back([w.delivery for w in works], exc)
                 return
             self._db_errors = 0
             known.update(settled.known)
@@ -383,9 +370,7 @@ class Worker:
             # first, leaves the tasks leased in the frontier, and the pump publishes them again.
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
             if settled.tasks:
-                publish = asyncio.create_task(tasks_queue.publish(self.queue, settled.tasks))
-                self._publishes.add(publish)
-                publish.add_done_callback(self._publishes.discard)
+                _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks))
 
     # ----------------------------------------------------------------------------- one task
 
@@ -467,17 +452,21 @@ class Worker:
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
         return await retrying(what, attempt, on_error=self._on_db_error)
 
-    async def _back_off(self, tasks: int) -> None:
-        """Wait before tasks go back to the queue; a worker stopping gives them back at once."""
-        delay = min(DB_BACKOFF_FIRST * 2**self._db_errors, DB_BACKOFF_MAX)
-        self._db_errors += 1
-        log.warning("database error: %d task(s) go back to the queue in %.1f s", tasks, delay)
-        waits = [asyncio.ensure_future(self._backoff_sleep(delay)), asyncio.ensure_future(self._stopping.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+    async def _give_back(self, deliveries: list[Delivery], exc: Exception) -> None:
+        """Requeue deliveries whose work failed; after a database error, wait first (doubling
+        while errors follow each other) unless the worker is stopping."""
+        if is_database_error(exc):
+            delay = min(DB_BACKOFF_FIRST * 2**self._db_errors, DB_BACKOFF_MAX)
+            self._db_errors += 1
+            log.warning("database error: %d task(s) go back to the queue in %.1f s", len(deliveries), delay)
+            waits = [asyncio.ensure_future(self._backoff_sleep(delay)), asyncio.ensure_future(self._stopping.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        for delivery in deliveries:
+            await _settle_delivery(delivery, requeue=True)
 
     def _on_db_error(self, _exc: BaseException) -> None:
         self._forget_known()
@@ -567,6 +556,20 @@ class Worker:
                 return start.timestamp()
 
         return await self._retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
+
+
+def _track(tasks: set[asyncio.Task[T]], work: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+    """Run `work` as a task held in `tasks` until it ends."""
+    task = asyncio.create_task(work, name=name)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+async def _all_done(tasks: set[asyncio.Task[Any]]) -> None:
+    """Until `tasks` is empty, those started meanwhile included."""
+    while tasks:
+        await asyncio.wait(list(tasks))
 
 
 def _at(epoch: float) -> datetime:
