@@ -74,14 +74,19 @@ def _sniff_charset(body: bytes) -> str | None:
 
 @dataclass
 class _Head:
-    """What a page says about itself in <title>, <base>, <meta> and <link>: the first of each."""
+    """What a page says about itself in <title>, <base>, <meta> and <link>: the first of each
+    (None until seen; an empty first one still wins)."""
 
-    title: str = ""
-    base_href: str = ""
-    description: str = ""
-    og_description: str = ""
-    content_language: str = ""
-    canonical_href: str = ""
+    title: str | None = None
+    base_href: str | None = None
+    description: str | None = None
+    og_description: str | None = None
+    content_language: str | None = None
+    canonical_href: str | None = None
+
+    def first(self, name: str, value: str) -> None:
+        if getattr(self, name) is None:
+            setattr(self, name, value)
 
 
 # One selector for every element _Head reads: each selector costs a compilation and a walk of
@@ -96,28 +101,21 @@ _META_FIELDS = {
 
 def _head(tree: LexborHTMLParser) -> _Head:
     head = _Head()
-    seen: set[str] = set()
-
-    def first(name: str, value: str) -> None:
-        if name not in seen:
-            seen.add(name)
-            setattr(head, name, value)
-
     for node in tree.css(_HEAD_ELEMENTS):
         tag = node.tag
         if tag == "title":
-            first("title", _text(node))
+            head.first("title", _text(node))
         elif tag == "base":
-            first("base_href", _attr(node, "href"))
+            head.first("base_href", _attr(node, "href"))
         elif tag == "link":
             if (node.attributes.get("rel") or "").strip().lower() == "canonical":
-                first("canonical_href", _attr(node, "href"))
+                head.first("canonical_href", _attr(node, "href"))
         elif tag == "meta":
             attributes = node.attributes
             for kind in ("name", "property", "http-equiv"):
                 field = _META_FIELDS.get((kind, (attributes.get(kind) or "").strip().lower()))
                 if field is not None:
-                    first(field, _attr(node, "content"))
+                    head.first(field, _attr(node, "content"))
     return head
 
 
@@ -140,7 +138,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
     if head.base_href:
         base = resolve_link(url, head.base_href) or url
     title = head.title or _text(tree.css_first("h1"))
-    language = _attr(tree.root, "lang") or head.content_language
+    language = _attr(tree.root, "lang") or head.content_language or ""
     canonical = (resolve_link(base, head.canonical_href) or "") if head.canonical_href else ""
 
     links: list[str] = []
@@ -163,7 +161,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
     digest.update(markdown.encode())
     return ParsedPage(
         title=title,
-        description=head.description or head.og_description,
+        description=head.description or head.og_description or "",
         language=language,
         canonical=canonical,
         links=links,
