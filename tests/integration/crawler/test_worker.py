@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from libs.db import page
 from services.crawler import queue as tasks_queue
 from services.crawler.frontier import url_key
 from services.crawler.settle import Outcome
-from services.crawler.store import CrawlStore, Task, retrying
+from services.crawler.store import CrawlStore, retrying
+from services.crawler.worker import Worker
 from tests.support.crawler import (
     crawler_database,
     crawler_settings,
@@ -132,10 +135,17 @@ async def logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
             await asyncio.sleep(0.01)
 
 
-async def one_page_job(store: CrawlStore, site: LocalSite) -> tuple[str, list[Task]]:
-    created = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
-    (job,), tasks = created.jobs, created.tasks
-    return job.id, tasks
+@contextlib.asynccontextmanager
+async def one_page_crawl(
+    backend: dict[str, Any], site: LocalSite, **hooks: Any
+) -> AsyncIterator[tuple[CrawlStore, str, Worker]]:
+    """A job for the site's home page alone, its task published to a running worker."""
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        created = await store.create_jobs([job_spec([site.url("/")], config={"max_depth": 0})])
+        async with running_worker(db, crawler_settings(backend), **hooks) as worker:
+            await tasks_queue.publish(worker.queue, created.tasks)
+            yield store, created.jobs[0].id, worker
 
 
 async def url_states(store: CrawlStore, job_id: str) -> list[tuple[str, str]]:
@@ -150,17 +160,13 @@ async def test_stopping_lets_a_fetch_under_way_finish_and_settle(
     site.add("/", "Home")
     site.close()
     caplog.set_level(logging.INFO, logger="services.crawler.worker")
-    async with site.serve(), crawler_database(backend) as db:
-        store = CrawlStore(db)
-        job_id, tasks = await one_page_job(store, site)
-        async with running_worker(db, crawler_settings(backend)) as worker:
-            await tasks_queue.publish(worker.queue, tasks)
-            await site_waiting(site, 1)
-            stopping = asyncio.create_task(worker.stop(grace=60))
-            await logged(caplog, "crawl worker stopping")
-            site.open()
-            await stopping
-            requeued = await worker.queue.depth()
+    async with one_page_crawl(backend, site) as (store, job_id, worker):
+        await site_waiting(site, 1)
+        stopping = asyncio.create_task(worker.stop(grace=60))
+        await logged(caplog, "crawl worker stopping")
+        site.open()
+        await stopping
+        requeued = await worker.queue.depth()
         job = await store.get_job(job_id)
         states = await url_states(store, job_id)
 
@@ -173,14 +179,10 @@ async def test_what_does_not_finish_within_the_grace_period_is_delivered_again(b
     site = LocalSite()
     site.add("/", "Home")
     site.close()
-    async with site.serve(), crawler_database(backend) as db:
-        store = CrawlStore(db)
-        job_id, tasks = await one_page_job(store, site)
-        async with running_worker(db, crawler_settings(backend)) as worker:
-            await tasks_queue.publish(worker.queue, tasks)
-            await site_waiting(site, 1)
-            await worker.stop(grace=0.1)  # the page never answers
-            requeued = await worker.queue.depth()
+    async with one_page_crawl(backend, site) as (store, job_id, worker):
+        await site_waiting(site, 1)
+        await worker.stop(grace=0.1)  # the page never answers
+        requeued = await worker.queue.depth()
         states = await url_states(store, job_id)
 
     assert states == [("queued", "")]
@@ -198,17 +200,13 @@ async def test_a_settle_under_way_when_the_grace_period_ends_runs_to_its_end(
         entered.set()
         await release.wait()
 
-    async with site.serve(), crawler_database(backend) as db:
-        store = CrawlStore(db)
-        job_id, tasks = await one_page_job(store, site)
-        async with running_worker(db, crawler_settings(backend), before_counters=hold_the_settle) as worker:
-            await tasks_queue.publish(worker.queue, tasks)
-            await asyncio.wait_for(entered.wait(), 30)
-            stopping = asyncio.create_task(worker.stop(grace=0.1))
-            await logged(caplog, "shutdown grace of 0.1 s is over")
-            release.set()
-            await stopping
-            requeued = await worker.queue.depth()
+    async with one_page_crawl(backend, site, before_counters=hold_the_settle) as (store, job_id, worker):
+        await asyncio.wait_for(entered.wait(), 30)
+        stopping = asyncio.create_task(worker.stop(grace=0.1))
+        await logged(caplog, "shutdown grace of 0.1 s is over")
+        release.set()
+        await stopping
+        requeued = await worker.queue.depth()
         job = await store.get_job(job_id)
         states = await url_states(store, job_id)
 
