@@ -21,7 +21,6 @@ from services.executor.executions import Executions
 from services.executor.ledger import Ledger
 from services.executor.model import RUNNING, Execution, StepState
 from services.executor.runner import Runner
-from services.executor.settings import ExecutorSettings
 from services.executor.store import ExecutorStore
 from tests.support.crawler import (
     accepted_ids,
@@ -33,7 +32,7 @@ from tests.support.crawler import (
     wait_for_status,
 )
 from tests.support.runs import wait_until
-from tests.support.services import common_settings, migrate_for
+from tests.support.services import common_settings
 
 
 @pytest.fixture
@@ -42,14 +41,9 @@ def common(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def executor_db(common: dict[str, Any]) -> AsyncIterator[Database]:
-    await migrate_for(common)
-    db = Database(ExecutorSettings(**common).database_url_for("executor"), "executor")
-    await db.start()
-    try:
-        yield db
-    finally:
-        await db.close()
+def backend(common: dict[str, Any]) -> dict[str, Any]:
+    """These tests run on SQLite only: the shared executor_db fixture takes this backend."""
+    return common
 
 
 @pytest.fixture(autouse=True)
