@@ -110,6 +110,26 @@ ACTION_KEYS: dict[str, set[str]] = {
 }
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the default port filled in; None for anything else
+    (a URL that does not parse is never the same origin as anything).
+
+    urlsplit().hostname lower-cases the host, drops user info and the brackets of an IPv6 literal."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port if port is not None else DEFAULT_PORTS[scheme]
+
+
 def check_http_url(value: Any) -> str | None:
     """None if `value` is an absolute http(s) URL with a host, else why not."""
     if not isinstance(value, str) or not value.strip():

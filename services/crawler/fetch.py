@@ -16,7 +16,8 @@ import aiohttp
 from protego import Protego
 
 from libs import metrics
-from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, origin, resolve_link
+from libs.step_config import origin
+from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, resolve_link
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECTS = (301, 302, 303, 307, 308)

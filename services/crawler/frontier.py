@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url, url_query_cleaner
 
+from libs.step_config import DEFAULT_PORTS
+
 # Parameters that identify a campaign or a click, not a page.
 TRACKING_PARAMS = frozenset(
     {
@@ -18,7 +20,6 @@ TRACKING_PARAMS = frozenset(
         "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id",
     }
 )  # fmt: skip
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Link schemes that are not addresses of documents at all: ignored rather than recorded.
 _NOT_LINKS = ("javascript:", "data:", "about:", "blob:")
 
@@ -60,7 +61,7 @@ def _rebuilt(url: str) -> str | None:
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
+        if scheme not in DEFAULT_PORTS:
             return url.strip() if scheme else None
         host = (parts.hostname or "").rstrip(".")
         if not host:
@@ -69,7 +70,7 @@ def _rebuilt(url: str) -> str | None:
     except ValueError:
         return None
     netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
+    if port is not None and port != DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
     query = parts.query
     if query:
@@ -93,22 +94,6 @@ def host_of(url: str) -> str:
 
 def hostname_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
-
-
-def origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an http(s) URL, the default port filled in; None for anything else.
-
-    urlsplit().hostname lower-cases the host, drops user info and the brackets of an IPv6 literal."""
-    try:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        host = (parts.hostname or "").rstrip(".")
-        port = parts.port
-    except ValueError:
-        return None
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
 def resolve_link(base: str, href: str) -> str | None:
@@ -194,7 +179,7 @@ class Scope:
         return reason
 
     def _url_reason(self, url: str) -> str | None:
-        if urlsplit(url).scheme not in _DEFAULT_PORTS:
+        if urlsplit(url).scheme not in DEFAULT_PORTS:
             return SCHEME
         if not self._on_site(hostname_of(url)):
             return OFFSITE

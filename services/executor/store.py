@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from sqlalchemy import Boolean, Integer, String, Text, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import TYPE_ANNOTATIONS, Database, Page, utcnow
 from libs.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from libs.step_config import origin
 from services.executor.definitions import JobDefinition, Source, Step
 
 
@@ -91,20 +91,6 @@ def _fill_source(row: SourceRow, s: Source, *, keep_auth: bool) -> None:
     row.filters = {"include_patterns": list(s.include_patterns), "exclude_patterns": list(s.exclude_patterns)}
     if not keep_auth:
         row.auth = {"headers": dict(s.auth_headers), "cookies": dict(s.auth_cookies)} if s.has_auth else None
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port made explicit: where auth may go."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1  # unparseable: never the same origin as anything
-    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 # Woken whenever a definition is created, changed or deleted (the scheduler re-reads them).
@@ -295,7 +281,8 @@ class ExecutorStore:
             if mode == "create":
                 raise AlreadyExists(f"source {s.id!r} already exists")
             stored = _source(row)
-            if keep_auth and stored.has_auth and _origin(stored.base_url) != _origin(s.base_url):
+            stored_origin = origin(stored.base_url)  # None (unparseable) matches nothing
+            if keep_auth and stored.has_auth and (stored_origin is None or stored_origin != origin(s.base_url)):
                 # Credentials go only to the host they were given for (DESIGN section 8).
                 raise InvalidArgument.field("auth", "credentials were given for another host; send them again")
             before = stored.content()
