@@ -274,6 +274,23 @@ class Database:
                 self.notifier._fire(channel)
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection outside any transaction (PostgreSQL only): each statement
+        run on it commits by itself. For hot paths that are a single statement, a function call
+        say, where a transaction's begin and commit would be two more round trips."""
+        if not self.is_postgres:
+            raise RuntimeError("autocommit() is for PostgreSQL")
+        async with self._writer.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield driver
+            except BaseException:
+                # SQLAlchemy saw none of the statements: tell its pool when the connection died.
+                if driver is None or driver.is_closed():
+                    await conn.invalidate()
+                raise
+
+    @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction on a plain connection (Core statements)."""
         async with self._reader.begin() as conn:
@@ -331,7 +348,10 @@ class PgStatement:
         self.names = tuple(names)
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
-        connection = await driver_connection(session)
+        return await self.fetch_on(await driver_connection(session), params)
+
+    async def fetch_on(self, connection: Any, params: Mapping[str, Any]) -> list[Any]:
+        """Run on an asyncpg connection (one from `Database.autocommit()`, say)."""
         return await connection.fetch(self.sql, *[params[name] for name in self.names])  # type: ignore[no-any-return]
 
 

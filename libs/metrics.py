@@ -96,6 +96,12 @@ FETCH_LATENCY = Histogram(
     "Time to fetch one page: request sent to body read, redirects included.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+SETTLES = Counter(
+    "quaero_settles_total",
+    "Settle transactions of crawl workers: `fast` (one call of crawl_settle) or `full` (the whole transaction, "
+    "when the fast one cannot settle a batch, or on SQLite).",
+    ["kind"],
+)
 QUEUE_DEPTH = Gauge("quaero_queue_depth", "URL tasks ready in the queue, waiting for a worker.", ["queue"])
 
 

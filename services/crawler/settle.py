@@ -12,6 +12,13 @@ For each batch (one job, any number of URLs), in one transaction:
 6. lease the next tasks (at most `concurrency` in flight), append events and logs.
 The caller commits, publishes the leased tasks and acks the deliveries.
 
+On PostgreSQL a batch is first settled the fast way: its URLs' rows are read (no lock, no
+transaction), everything above is worked out from them, and one call of crawl_settle() (migration
+0005) writes it all, provided the rows are unchanged by then: two round trips instead of eight.
+The function raises, writing nothing, for what only the full transaction handles (a row changed
+meanwhile, a URL found nearer a seed, the budget reached, the job completing, a progress event
+due, a cancelled job), and the batch is settled again as above.
+
 `max_pages` is a budget of stored pages. A batch that could overflow it is retried with the
 job's row locked from the start, so exactly `max_pages` pages are stored, never more.
 """
@@ -26,9 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import asyncpg
 from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs import metrics
 from libs.db import Database, PgStatement, utcnow
 from services.crawler.fetch import Auth, Robots
 from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Scope, host_of, url_key
@@ -39,6 +48,7 @@ from services.crawler.store import (
     DONE,
     FAILED,
     JOBS,
+    LEVELS,
     QUEUED,
     RUNNING,
     SKIPPED,
@@ -151,6 +161,27 @@ _PG_DISCOVER = PgStatement(
     """
 )
 
+# The fast settle (migration 0005 has the function and what it leaves to the full settle).
+_PG_READ = PgStatement(
+    """
+    SELECT id, job_id, state, url, depth, document_id, attempts, redirect_hops FROM crawl_urls
+    WHERE id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+_PG_SETTLE = PgStatement(
+    """
+    SELECT * FROM crawl_settle(
+        :job_id, :source_id, :now, :cutoff,
+        :d_ids, :d_url_keys, :d_urls, :d_hosts, :d_titles, :d_markdowns, :d_metadata, :d_hashes, :d_word_counts,
+        :o_ids, :o_states, :o_reasons, :o_details, :o_statuses, :o_redirects, :o_doc_keys, :o_cuts, :o_attempts,
+        :o_next, :c_depths, :c_attempts, :c_hops, :c_documents,
+        :n_keys, :n_urls, :n_hosts, :n_depths, :n_states, :n_reasons, :n_hops, :n_froms,
+        :dt, :dc, :df, :dp, :ds, :dr, :guard, :waiting, :l_levels, :l_messages)
+    """
+)
+# What crawl_settle raises when the full settle has to run instead.
+FULL_SETTLE_NEEDED = "QS001"
+
 
 @dataclass
 class Outcome:
@@ -246,6 +277,32 @@ class _JobCounters(NamedTuple):
     progress_event_at: datetime | None
 
 
+class _UrlRow(NamedTuple):
+    """A URL being settled, as the fast settle reads it (the columns of _PG_READ)."""
+
+    id: int
+    job_id: str
+    state: str
+    url: str
+    depth: int
+    document_id: str | None
+    attempts: int
+    redirect_hops: int
+
+
+@dataclass
+class _Plan:
+    """What a settle writes, worked out from the URLs' rows (see Settler._plan)."""
+
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    stored: list[tuple[Outcome, Any]] = field(default_factory=list)
+    candidates: dict[str, _Candidate] = field(default_factory=dict)
+    deltas: dict[str, int] = field(
+        default_factory=lambda: {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
+    )
+    logs: list[tuple[str, str]] = field(default_factory=list)
+
+
 class _BudgetOverflow(Exception):
     """The batch would store more pages than the budget left: redo it with the job locked."""
 
@@ -272,6 +329,7 @@ class Settler:
         robots_lookup: Callable[[str], Robots | None] = lambda _host: None,
         on_db_error: Callable[[BaseException], None] | None = None,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
+        fast: bool = True,
     ) -> None:
         self.db = db
         self.max_attempts = max_attempts
@@ -280,8 +338,13 @@ class Settler:
         self.robots_lookup = robots_lookup
         # Called with every database error of a settle, including those retried.
         self.on_db_error = on_db_error
-        # A test hook: awaited inside the transaction just before the counter update.
+        # A test hook: awaited inside the transaction just before the counter update (the full
+        # settle only: with the hook, every settle is a full one).
         self.before_counters = before_counters
+        # On PostgreSQL, settle through crawl_settle() when it can (see _settle_fast).
+        self.fast = fast
+        self.fast_settles = 0
+        self.full_settles = 0
 
     async def settle(
         self,
@@ -302,10 +365,78 @@ class Settler:
         def once(lock_job_first: bool) -> Any:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
+        if self.fast and self.db.is_postgres and self.before_counters is None:
+            fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
+            settled = await retrying(what, fast, on_error=self.on_db_error)
+            if settled is not None:
+                self.fast_settles += 1
+                metrics.SETTLES.labels("fast").inc()
+                return settled  # type: ignore[no-any-return]
+        self.full_settles += 1
+        metrics.SETTLES.labels("full").inc()
         try:
             return await retrying(what, once(False), on_error=self.on_db_error)  # type: ignore[no-any-return]
         except _BudgetOverflow:
             return await retrying(what, once(True), on_error=self.on_db_error)  # type: ignore[no-any-return]
+
+    async def _settle_fast(
+        self,
+        ctx: JobContext,
+        outcomes: list[Outcome],
+        known: Mapping[str, int],
+        fetched_waiting: Callable[[], int],
+    ) -> Settled | None:
+        """The usual settle in two round trips and no transaction: read the URLs' rows, work out
+        what to write from them, and let crawl_settle() check the rows are unchanged and write it
+        all. None when the function found a case for the full settle (it wrote nothing then)."""
+        now = utcnow()
+        by_id = {o.url_id: o for o in outcomes}
+        async with self.db.autocommit() as connection:
+            read = map(_UrlRow._make, await _PG_READ.fetch_on(connection, {"ids": sorted(by_id)}))
+            rows = {r.id: r for r in read if r.job_id == ctx.id and r.state == QUEUED}
+            if not rows:
+                return Settled()
+            plan = self._plan(ctx, by_id, rows, None, now)
+            todo = _unknown(plan.candidates, known)
+            frontier = [self._frontier_row(ctx, k, c, False, now) for k, c in sorted(todo.items())]
+            # By id: the order the rows are locked in, as by every settle.
+            updates = sorted(plan.updates, key=lambda u: u["b_id"])
+            read_as = [rows[u["b_id"]] for u in updates]
+            params: dict[str, Any] = {
+                "job_id": ctx.id,
+                "source_id": ctx.source_id,
+                "now": now,
+                "cutoff": now - timedelta(seconds=self.progress_interval),
+                "c_depths": [r.depth for r in read_as],
+                "c_attempts": [r.attempts for r in read_as],
+                "c_hops": [r.redirect_hops for r in read_as],
+                "c_documents": [r.document_id for r in read_as],
+                "o_doc_keys": [u["b_doc_key"] for u in updates],
+                "guard": plan.deltas["result"] > 0,
+                "waiting": fetched_waiting(),
+                "l_levels": [LEVELS[level] for level, _ in plan.logs],
+                "l_messages": [message for _, message in plan.logs],
+            }
+            documents = _document_arrays(_document_values(ctx, plan.stored, now))
+            params |= {f"d_{k}": v for k, v in documents.items()}
+            params |= {f"o_{k}": v for k, v in _outcome_arrays(updates).items()}
+            params |= {f"n_{k}": v for k, v in _frontier_arrays(frontier).items()}
+            params |= _delta_params(plan.deltas)
+            try:
+                (found,) = await _PG_SETTLE.fetch_on(connection, params)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != FULL_SETTLE_NEEDED:
+                    raise
+                log.debug("job %s: full settle (%s)", ctx.id, exc)
+                return None
+        request_id = found["out_request_id"] or ctx.request_id
+        tasks = zip(
+            found["out_task_ids"] or (), found["out_task_urls"] or (), found["out_task_depths"] or (), strict=True
+        )
+        return Settled(
+            tasks=[Task(ctx.id, url_id, url, depth, request_id) for url_id, url, depth in tasks],
+            known=dict(zip(found["out_known_keys"] or (), found["out_known_depths"] or (), strict=True)),
+        )
 
     async def _settle_once(
         self,
@@ -360,11 +491,80 @@ class Settler:
         if not rows:
             return result
 
-        deltas = {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
-        logs: list[tuple[str, str]] = []
-        updates: list[dict[str, Any]] = []
+        plan = self._plan(ctx, by_id, rows, budget_left, now)
+        deltas, logs = plan.deltas, plan.logs
+
+        # 2. Documents (within the budget).
+        doc_ids = await self._upsert_documents(session, ctx, plan.stored, now)
+        updates = plan.updates
+        for u in updates:
+            if u["b_doc_key"] is not None:
+                u["b_document_id"] = doc_ids[u["b_id"]]
+
+        # 3. Outcomes.
+        if updates and self.db.is_postgres:
+            arrays = _outcome_arrays(updates)
+            await _PG_OUTCOMES.fetch(
+                session, {"now": now, "documents": [u["b_document_id"] for u in updates], **arrays}
+            )
+        elif updates:
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    reason=bindparam("b_reason"),
+                    detail=bindparam("b_detail"),
+                    http_status=bindparam("b_status"),
+                    redirected_to=bindparam("b_redirected_to"),
+                    document_id=func.coalesce(
+                        bindparam("b_document_id", type_=URLS.c.document_id.type), URLS.c.document_id
+                    ),
+                    links_cut=bindparam("b_links_cut"),
+                    attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next_attempt_at", type_=URLS.c.next_attempt_at.type),
+                    published_at=None,
+                    updated_at=now,
+                ),
+                updates,
+            )
+
+        # 4. Discovered URLs.
+        if plan.candidates:
+            await self._discover(
+                session, ctx, plan.candidates, known, deltas, result, budget_full=budget_left == 0, now=now
+            )
+
+        # 5. Counters.
+        if self.before_counters is not None:
+            await self.before_counters(ctx.id, outcomes)
+        await self._count(
+            session,
+            ctx,
+            deltas,
+            logs,
+            result,
+            guard_budget=not lock_job_first,
+            now=now,
+            fetched_waiting=fetched_waiting,
+        )
+        return result
+
+    def _plan(
+        self,
+        ctx: JobContext,
+        by_id: Mapping[int, Outcome],
+        rows: Mapping[int, Any],
+        budget_left: int | None,
+        now: datetime,
+    ) -> _Plan:
+        """What settling the claimed `rows` writes, worked out from the rows as claimed (or read):
+        each URL's outcome, the pages to store, the URLs the pages link to, the counters' deltas
+        and the logs. A page's document id is known only once its document is upserted: its
+        outcome carries the page's URL key (`b_doc_key`) until then."""
+        plan = _Plan()
+        deltas, updates, candidates, logs = plan.deltas, plan.updates, plan.candidates, plan.logs
         pages: list[tuple[Outcome, Any]] = []
-        candidates: dict[str, _Candidate] = {}
         scope = ctx.scope
 
         def record(o: Outcome, row: Any, state: str, **values: Any) -> None:
@@ -376,7 +576,8 @@ class Settler:
                     "b_detail": values.get("detail", "")[:2000],
                     "b_status": o.http_status,
                     "b_redirected_to": values.get("redirected_to"),
-                    "b_document_id": values.get("document_id"),
+                    "b_document_id": None,
+                    "b_doc_key": values.get("doc_key"),
                     "b_links_cut": values.get("links_cut", False),
                     "b_attempts": row.attempts + (1 if o.fetched else 0),
                     "b_next_attempt_at": values.get("next_attempt_at"),
@@ -421,7 +622,7 @@ class Settler:
                         ("warn", f"Will retry ({o.reason}{status}) at {due.isoformat(timespec='seconds')}: {row.url}")
                     )
 
-        # 2. Documents (within the budget).
+        # Pages to store, within the budget.
         pages.sort(key=lambda p: (p[1].depth, p[1].id))
         stored: list[tuple[Outcome, Any]] = []
         for o, row in pages:
@@ -434,10 +635,10 @@ class Settler:
                     continue
                 budget_left -= 1
             stored.append((o, row))
-        doc_ids = await self._upsert_documents(session, ctx, stored, now)
+        plan.stored = stored
         for o, row in stored:
             cut = scope.follow_links and row.depth >= scope.max_depth and bool(o.links)
-            record(o, row, DONE, document_id=doc_ids[row.id], links_cut=cut)
+            record(o, row, DONE, doc_key=url_key(row.url), links_cut=cut)
             deltas["completed"] += 1
             deltas["pending"] -= 1
             if row.document_id is None:
@@ -446,65 +647,7 @@ class Settler:
                 for link in o.links:
                     reason = self._reason(ctx, link, row.depth + 1)
                     _add(candidates, _Candidate(link, row.depth + 1, 0, row.url, reason))
-
-        # 3. Outcomes.
-        if updates and self.db.is_postgres:
-            await _PG_OUTCOMES.fetch(
-                session,
-                {
-                    "now": now,
-                    "ids": [u["b_id"] for u in updates],
-                    "states": [u["b_state"] for u in updates],
-                    "reasons": [u["b_reason"] for u in updates],
-                    "details": [u["b_detail"] for u in updates],
-                    "statuses": [u["b_status"] for u in updates],
-                    "redirects": [u["b_redirected_to"] for u in updates],
-                    "documents": [u["b_document_id"] for u in updates],
-                    "cuts": [u["b_links_cut"] for u in updates],
-                    "attempts": [u["b_attempts"] for u in updates],
-                    "next": [u["b_next_attempt_at"] for u in updates],
-                },
-            )
-        elif updates:
-            await session.execute(
-                update(URLS)
-                .where(URLS.c.id == bindparam("b_id"))
-                .values(
-                    state=bindparam("b_state"),
-                    reason=bindparam("b_reason"),
-                    detail=bindparam("b_detail"),
-                    http_status=bindparam("b_status"),
-                    redirected_to=bindparam("b_redirected_to"),
-                    document_id=func.coalesce(
-                        bindparam("b_document_id", type_=URLS.c.document_id.type), URLS.c.document_id
-                    ),
-                    links_cut=bindparam("b_links_cut"),
-                    attempts=bindparam("b_attempts"),
-                    next_attempt_at=bindparam("b_next_attempt_at", type_=URLS.c.next_attempt_at.type),
-                    published_at=None,
-                    updated_at=now,
-                ),
-                updates,
-            )
-
-        # 4. Discovered URLs.
-        if candidates:
-            await self._discover(session, ctx, candidates, known, deltas, result, budget_full=budget_left == 0, now=now)
-
-        # 5. Counters.
-        if self.before_counters is not None:
-            await self.before_counters(ctx.id, outcomes)
-        await self._count(
-            session,
-            ctx,
-            deltas,
-            logs,
-            result,
-            guard_budget=not lock_job_first,
-            now=now,
-            fetched_waiting=fetched_waiting,
-        )
-        return result
+        return plan
 
     def _reason(self, ctx: JobContext, url: str, depth: int) -> str | None:
         reason = ctx.scope.reason(url, depth)
@@ -519,55 +662,10 @@ class Settler:
     ) -> dict[int, str]:
         if not stored:
             return {}
-        values = []
-        for o, row in stored:
-            page = o.page
-            assert page is not None
-            metadata = {
-                "description": page.description,
-                "language": page.language,
-                "canonical": page.canonical,
-                "status_code": o.http_status,
-                "depth": row.depth,
-                "fetched_at": o.fetched_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "content_hash": page.content_hash,
-                "word_count": page.word_count,
-                "links": len(o.links),
-            }
-            values.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "source_id": ctx.source_id,
-                    "url_key": url_key(row.url),
-                    "url": row.url,
-                    "host": host_of(row.url),
-                    "title": page.title,
-                    "markdown": page.markdown,
-                    "metadata": metadata,
-                    "content_hash": page.content_hash,
-                    "word_count": page.word_count,
-                    "job_id": ctx.id,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        values = _document_values(ctx, stored, now)
         if self.db.is_postgres:
             rows = await _PG_DOCUMENTS.fetch(
-                session,
-                {
-                    "source_id": ctx.source_id,
-                    "job_id": ctx.id,
-                    "now": now,
-                    "ids": [v["id"] for v in values],
-                    "url_keys": [v["url_key"] for v in values],
-                    "urls": [v["url"] for v in values],
-                    "hosts": [v["host"] for v in values],
-                    "titles": [v["title"] for v in values],
-                    "markdowns": [v["markdown"] for v in values],
-                    "metadata": [json.dumps(v["metadata"]) for v in values],
-                    "hashes": [v["content_hash"] for v in values],
-                    "word_counts": [v["word_count"] for v in values],
-                },
+                session, {"source_id": ctx.source_id, "job_id": ctx.id, "now": now, **_document_arrays(values)}
             )
             ids = {r["url_key"]: r["id"] for r in rows}
             return {row.id: ids[url_key(row.url)] for _, row in stored}
@@ -606,8 +704,7 @@ class Settler:
         budget_full: bool,
         now: datetime,
     ) -> None:
-        # URLs this worker knows are recorded at this depth or nearer: nothing to do for them.
-        todo = {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
+        todo = _unknown(candidates, known)
         if not todo:
             return
         rows = {k: self._frontier_row(ctx, k, c, budget_full, now) for k, c in sorted(todo.items())}
@@ -677,21 +774,8 @@ class Settler:
     async def _insert_pg(
         self, session: AsyncSession, ctx: JobContext, rows: dict[str, dict[str, Any]], now: datetime
     ) -> tuple[dict[str, str], dict[str, Any]]:
-        values = list(rows.values())
         found = await _PG_DISCOVER.fetch(
-            session,
-            {
-                "job_id": ctx.id,
-                "now": now,
-                "keys": [v["url_key"] for v in values],
-                "urls": [v["url"] for v in values],
-                "hosts": [v["host"] for v in values],
-                "depths": [v["depth"] for v in values],
-                "states": [v["state"] for v in values],
-                "reasons": [v["reason"] for v in values],
-                "hops": [v["redirect_hops"] for v in values],
-                "froms": [v["discovered_from"] for v in values],
-            },
+            session, {"job_id": ctx.id, "now": now, **_frontier_arrays(list(rows.values()))}
         )
         inserted: dict[str, str] = {}
         existing: dict[str, Any] = {}
@@ -761,12 +845,7 @@ class Settler:
             found = await _PG_COUNTERS.fetch(
                 session,
                 {
-                    "dt": deltas["total"],
-                    "dc": deltas["completed"],
-                    "df": deltas["failed"],
-                    "dp": deltas["pending"],
-                    "ds": deltas["skipped"],
-                    "dr": deltas["result"],
+                    **_delta_params(deltas),
                     "job_id": ctx.id,
                     "now": now,
                     "cutoff": cutoff,
@@ -836,6 +915,104 @@ class Settler:
                 .returning(*JOBS.c)
             )
         ).one()
+
+
+def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The documents rows of the pages to store (`stored`: each page's outcome and URL row)."""
+    values = []
+    for o, row in stored:
+        page = o.page
+        assert page is not None
+        metadata = {
+            "description": page.description,
+            "language": page.language,
+            "canonical": page.canonical,
+            "status_code": o.http_status,
+            "depth": row.depth,
+            "fetched_at": o.fetched_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "content_hash": page.content_hash,
+            "word_count": page.word_count,
+            "links": len(o.links),
+        }
+        values.append(
+            {
+                "id": str(uuid.uuid4()),
+                "source_id": ctx.source_id,
+                "url_key": url_key(row.url),
+                "url": row.url,
+                "host": host_of(row.url),
+                "title": page.title,
+                "markdown": page.markdown,
+                "metadata": metadata,
+                "content_hash": page.content_hash,
+                "word_count": page.word_count,
+                "job_id": ctx.id,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return values
+
+
+def _document_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Documents rows as the arrays the PostgreSQL statements unnest."""
+    return {
+        "ids": [v["id"] for v in values],
+        "url_keys": [v["url_key"] for v in values],
+        "urls": [v["url"] for v in values],
+        "hosts": [v["host"] for v in values],
+        "titles": [v["title"] for v in values],
+        "markdowns": [v["markdown"] for v in values],
+        "metadata": [json.dumps(v["metadata"]) for v in values],
+        "hashes": [v["content_hash"] for v in values],
+        "word_counts": [v["word_count"] for v in values],
+    }
+
+
+def _outcome_arrays(updates: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """URL outcomes (as Settler._plan records them) as the arrays the PostgreSQL statements unnest."""
+    return {
+        "ids": [u["b_id"] for u in updates],
+        "states": [u["b_state"] for u in updates],
+        "reasons": [u["b_reason"] for u in updates],
+        "details": [u["b_detail"] for u in updates],
+        "statuses": [u["b_status"] for u in updates],
+        "redirects": [u["b_redirected_to"] for u in updates],
+        "cuts": [u["b_links_cut"] for u in updates],
+        "attempts": [u["b_attempts"] for u in updates],
+        "next": [u["b_next_attempt_at"] for u in updates],
+    }
+
+
+def _frontier_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """New frontier rows (Settler._frontier_row) as the arrays the PostgreSQL statements unnest."""
+    return {
+        "keys": [v["url_key"] for v in values],
+        "urls": [v["url"] for v in values],
+        "hosts": [v["host"] for v in values],
+        "depths": [v["depth"] for v in values],
+        "states": [v["state"] for v in values],
+        "reasons": [v["reason"] for v in values],
+        "hops": [v["redirect_hops"] for v in values],
+        "froms": [v["discovered_from"] for v in values],
+    }
+
+
+def _delta_params(deltas: Mapping[str, int]) -> dict[str, int]:
+    """The counters' deltas as the counter statements' parameters."""
+    return {
+        "dt": deltas["total"],
+        "dc": deltas["completed"],
+        "df": deltas["failed"],
+        "dp": deltas["pending"],
+        "ds": deltas["skipped"],
+        "dr": deltas["result"],
+    }
+
+
+def _unknown(candidates: dict[str, _Candidate], known: Mapping[str, int]) -> dict[str, _Candidate]:
+    """The candidates a worker does not know to be recorded at their depth or nearer."""
+    return {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
 
 
 def _add(candidates: dict[str, _Candidate], c: _Candidate) -> None:

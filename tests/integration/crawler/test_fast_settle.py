@@ -1,0 +1,167 @@
+"""The fast settle (crawl_settle(), PostgreSQL): the same rows as the full settle, and the full
+settle whenever the rows it read changed before it wrote."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from libs.db import Database
+from services.crawler import settle as settle_module
+from services.crawler.frontier import canonical_url
+from services.crawler.parse import ParsedPage
+from services.crawler.settle import FAILED, PAGE, REDIRECT, RETRY, Outcome, Settled, Settler, job_context
+from services.crawler.store import CrawlStore
+from tests.support.crawler import crawler_database, job_spec
+from tests.support.services import common_settings
+
+SITE = "http://docs.test"
+
+
+def page_outcome(url_id: int, url: str, links: list[str]) -> Outcome:
+    links = [canonical_url(SITE + link) or "" for link in links]
+    markdown = f"# {url}\n\nA page about {url}."
+    page = ParsedPage(
+        title=f"Title of {url}",
+        description="",
+        language="en",
+        canonical="",
+        links=links,
+        markdown=markdown,
+        content_hash=hashlib.sha256(markdown.encode()).hexdigest(),
+        word_count=len(markdown.split()),
+    )
+    return Outcome(url_id, PAGE, url=url, http_status=200, page=page, links=links)
+
+
+async def frontier_ids(db: Database, job_id: str) -> dict[str, int]:
+    async with db.read() as session:
+        rows = await session.execute(text("SELECT id, url FROM crawl_urls WHERE job_id = :j"), {"j": job_id})
+        return {r.url.removeprefix(SITE): r.id for r in rows}
+
+
+async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
+    """What a job's settles wrote, without its ids and times."""
+    async with db.read() as session:
+        urls = await session.execute(
+            text(
+                "SELECT url, state, reason, detail, depth, http_status, redirected_to, document_id IS NOT NULL AS doc,"
+                " links_cut, attempts, redirect_hops, discovered_from, next_attempt_at IS NOT NULL AS due,"
+                " published_at IS NOT NULL AS leased FROM crawl_urls WHERE job_id = :j ORDER BY url"
+            ),
+            {"j": job_id},
+        )
+        documents = await session.execute(
+            text("SELECT url, title, word_count, content_hash, metadata->>'depth' FROM documents WHERE job_id = :j"),
+            {"j": job_id},
+        )
+        job = await session.execute(
+            text(
+                "SELECT status, total_urls, completed_urls, failed_urls, pending_urls, skipped_urls, result_count"
+                " FROM crawl_jobs WHERE id = :j"
+            ),
+            {"j": job_id},
+        )
+        logs = await session.execute(text("SELECT level, message FROM job_logs WHERE job_id = :j"), {"j": job_id})
+        return {
+            "urls": [tuple(r) for r in urls],
+            "documents": sorted(tuple(r) for r in documents),
+            "job": tuple(job.one()),
+            "logs": sorted(tuple(r) for r in logs),
+        }
+
+
+async def crawl_by_hand(db: Database, settler: Settler, source_id: str) -> tuple[dict[str, Any], list[Settled]]:
+    """A job of docs.test settled in three batches the way workers would: the seed page, then
+    a page, a redirect, a retry and a failure, then a duplicate delivery of the page."""
+    store = CrawlStore(db)
+    created = await store.create_jobs(
+        [job_spec([SITE + "/"], source_id=source_id, config={"max_depth": 2, "exclude_patterns": ["/private/"]})]
+    )
+    (job,) = created.jobs
+    ctx = job_context(await store.get_job(job.id))
+    seed = created.tasks[0].url_id
+    results = [
+        await settler.settle(
+            ctx, [page_outcome(seed, SITE + "/", ["/a", "/b", "/c", "/d", "/private/x", "/"])], known={}
+        )
+    ]
+    ids = await frontier_ids(db, job.id)
+    batch = [
+        page_outcome(ids["/a"], SITE + "/a", ["/a/1", "/a/2", "/b"]),
+        Outcome(ids["/b"], REDIRECT, url=SITE + "/b", http_status=301, location=canonical_url(SITE + "/b/")),
+        Outcome(ids["/c"], RETRY, url=SITE + "/c", http_status=503, reason="http_error", detail="503"),
+        Outcome(ids["/d"], FAILED, url=SITE + "/d", http_status=404, reason="http_error", detail="not found"),
+    ]
+    results.append(await settler.settle(ctx, batch, known={}))
+    results.append(await settler.settle(ctx, [page_outcome(ids["/a"], SITE + "/a", ["/a/1"])], known={}))
+    return await snapshot(db, job.id), results
+
+
+async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp_path: Path) -> None:
+    async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
+        fast = Settler(db, progress_interval=3600)
+        full = Settler(db, progress_interval=3600, fast=False)
+        by_fast, fast_results = await crawl_by_hand(db, fast, "fast")
+        by_full, full_results = await crawl_by_hand(db, full, "full")
+
+    # The seed's settle is a full one (the job's first progress event is due), the next one
+    # fast; the duplicate finds its URL settled and writes nothing.
+    assert (fast.fast_settles, fast.full_settles) == (2, 1)
+    assert (full.fast_settles, full.full_settles) == (0, 3)
+    assert by_fast == by_full
+    assert [sorted(t.url for t in r.tasks) for r in fast_results] == [
+        sorted(t.url for t in r.tasks) for r in full_results
+    ]
+    assert [r.known for r in fast_results] == [r.known for r in full_results]
+    urls = {url.removeprefix(SITE): (state, reason) for url, state, reason, *_ in by_fast["urls"]}
+    assert urls == {
+        "/": ("done", ""),
+        "/a": ("done", ""),
+        "/a/1": ("queued", ""),
+        "/a/2": ("queued", ""),
+        "/b": ("done", ""),
+        "/b/": ("queued", ""),
+        "/c": ("queued", "http_error"),
+        "/d": ("failed", "http_error"),
+        "/private/x": ("skipped", "pattern"),
+    }
+    assert len(by_fast["documents"]) == 2
+
+
+async def test_rows_changed_after_the_read_make_it_a_full_settle(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker settles the same URL (a duplicate delivery) between the fast settle's read
+    and its write: the function writes nothing, and the full settle finds the URL settled."""
+    async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
+        settler = Settler(db, progress_interval=3600)
+        other = Settler(db, fast=False)
+        store = CrawlStore(db)
+        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
+        (job,) = created.jobs
+        ctx = job_context(await store.get_job(job.id))
+        await settler.settle(ctx, [page_outcome(created.tasks[0].url_id, SITE + "/", ["/a", "/b", "/c"])], known={})
+        outcome = page_outcome((await frontier_ids(db, job.id))["/a"], SITE + "/a", [])
+        function = settle_module._PG_SETTLE
+
+        class SettledMeanwhile:
+            async def fetch_on(self, connection: Any, params: dict[str, Any]) -> list[Any]:
+                await other.settle(ctx, [outcome], known={})  # on another connection of the pool
+                return await function.fetch_on(connection, params)
+
+        monkeypatch.setattr(settle_module, "_PG_SETTLE", SettledMeanwhile())
+        before = (settler.fast_settles, settler.full_settles)
+        settled = await settler.settle(ctx, [outcome], known={})
+        after = (settler.fast_settles, settler.full_settles)
+        state = await snapshot(db, job.id)
+
+    assert after == (before[0], before[1] + 1)
+    assert settled.tasks == []
+    assert [u[1] for u in state["urls"] if u[0] == SITE + "/a"] == ["done"]
+    assert sorted(d[0] for d in state["documents"]) == [SITE + "/", SITE + "/a"]
+    assert state["job"][2] == 2  # completed_urls: the seed and /a, once
