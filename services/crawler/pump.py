@@ -18,7 +18,7 @@ from libs.db import Database, utcnow
 from services.crawler import queue as tasks_queue
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import FAILED, Outcome, Settler, job_context
-from services.crawler.store import JOBS, QUEUED, RUNNING, URLS, Task, dispatch, finish_job, lease_cutoff
+from services.crawler.store import JOBS, LEASED, QUEUED, RUNNING, URLS, Task, dispatch, finish_job, lease_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class Pump:
                     URLS.c.published_at < lease_cutoff(now, self.settings.visibility_timeout),
                 )
                 .values(published_at=now, publications=URLS.c.publications + 1)
-                .returning(URLS.c.id, URLS.c.url, URLS.c.depth)
+                .returning(*LEASED)
             )
-            tasks = [Task(job_id, r.id, r.url, r.depth, job.request_id) for r in expired]
+            tasks = [Task.leased(job_id, r._mapping, job.request_id) for r in expired]
             if tasks:
                 log.info("republishing %d task(s) whose lease expired", len(tasks), extra={"job_id": job_id})
             tasks.extend(await dispatch(session, job_id, job.concurrency, job.request_id, now))

@@ -15,9 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def encode(task: Task) -> OutgoingMessage:
-    body = url_task_pb2.UrlTask(
+    message = url_task_pb2.UrlTask(
         job_id=task.job_id, url_id=task.url_id, url=task.url, depth=task.depth, request_id=task.request_id
-    ).SerializeToString()
+    )
+    if task.attempts is not None:
+        message.attempts = task.attempts
+        message.redirect_hops = task.redirect_hops
+        message.document_id = task.document_id or ""
+    body = message.SerializeToString()
     return OutgoingMessage(body, {REQUEST_ID_HEADER: task.request_id} if task.request_id else {})
 
 

@@ -12,9 +12,10 @@ For each batch (one job, any number of URLs), in one transaction:
 6. lease the next tasks (at most `concurrency` in flight), append events and logs.
 The caller commits, publishes the leased tasks and acks the deliveries.
 
-On PostgreSQL a batch is first settled the fast way: its URLs' rows are read (no lock, no
-transaction), everything above is worked out from them, and one call of crawl_settle() (migration
-0005) writes it all, provided the rows are unchanged by then: two round trips instead of eight.
+On PostgreSQL a batch is first settled the fast way: everything above is worked out from the
+URLs' rows as their tasks carried them when leased (or as read, without a lock, for tasks that
+carry none), and one call of crawl_settle() (migration 0005) writes it all, provided the rows are
+unchanged by then: one round trip instead of eight.
 The function raises, writing nothing, for what only the full transaction handles (a row changed
 meanwhile, a URL found nearer a seed, the budget reached, the job completing, a progress event
 due, a cancelled job), and the batch is settled again as above.
@@ -183,6 +184,20 @@ _PG_SETTLE = PgStatement(
 FULL_SETTLE_NEEDED = "QS001"
 
 
+class UrlRow(NamedTuple):
+    """A URL being settled, as its task carries it or the fast settle reads it (the columns of
+    _PG_READ)."""
+
+    id: int
+    job_id: str
+    state: str
+    url: str
+    depth: int
+    document_id: str | None
+    attempts: int
+    redirect_hops: int
+
+
 @dataclass
 class Outcome:
     """What happened to one URL of a job."""
@@ -202,6 +217,8 @@ class Outcome:
     retry_at: datetime | None = None
     fetched: bool = True
     fetched_at: datetime = field(default_factory=utcnow)
+    # The URL's row as its task carried it, if it did: the fast settle then need not read it.
+    row: UrlRow | None = None
 
 
 @dataclass(frozen=True)
@@ -275,19 +292,6 @@ class _JobCounters(NamedTuple):
     concurrency: int
     request_id: str
     progress_event_at: datetime | None
-
-
-class _UrlRow(NamedTuple):
-    """A URL being settled, as the fast settle reads it (the columns of _PG_READ)."""
-
-    id: int
-    job_id: str
-    state: str
-    url: str
-    depth: int
-    document_id: str | None
-    attempts: int
-    redirect_hops: int
 
 
 @dataclass
@@ -386,14 +390,17 @@ class Settler:
         known: Mapping[str, int],
         fetched_waiting: Callable[[], int],
     ) -> Settled | None:
-        """The usual settle in two round trips and no transaction: read the URLs' rows, work out
-        what to write from them, and let crawl_settle() check the rows are unchanged and write it
-        all. None when the function found a case for the full settle (it wrote nothing then)."""
+        """The usual settle in one round trip and no transaction: work out what to write from the
+        URLs' rows as their tasks carried them (read first when one did not), and let
+        crawl_settle() check the rows are unchanged and write it all. None when the function
+        found a case for the full settle (it wrote nothing then)."""
         now = utcnow()
         by_id = {o.url_id: o for o in outcomes}
         async with self.db.autocommit() as connection:
-            read = map(_UrlRow._make, await _PG_READ.fetch_on(connection, {"ids": sorted(by_id)}))
-            rows = {r.id: r for r in read if r.job_id == ctx.id and r.state == QUEUED}
+            carried = [o.row for o in outcomes if o.row is not None]
+            if len(carried) < len(outcomes):
+                carried = list(map(UrlRow._make, await _PG_READ.fetch_on(connection, {"ids": sorted(by_id)})))
+            rows = {r.id: r for r in carried if r.job_id == ctx.id and r.state == QUEUED}
             if not rows:
                 return Settled()
             plan = self._plan(ctx, by_id, rows, None, now)
@@ -430,11 +437,10 @@ class Settler:
                 log.debug("job %s: full settle (%s)", ctx.id, exc)
                 return None
         request_id = found["out_request_id"] or ctx.request_id
-        tasks = zip(
-            found["out_task_ids"] or (), found["out_task_urls"] or (), found["out_task_depths"] or (), strict=True
-        )
+        columns = ("ids", "urls", "depths", "attempts", "hops", "documents")
+        leased = zip(*(found[f"out_task_{c}"] or () for c in columns), strict=True)
         return Settled(
-            tasks=[Task(ctx.id, url_id, url, depth, request_id) for url_id, url, depth in tasks],
+            tasks=[Task(ctx.id, i, url, depth, request_id, a, hops, doc) for i, url, depth, a, hops, doc in leased],
             known=dict(zip(found["out_known_keys"] or (), found["out_known_depths"] or (), strict=True)),
         )
 

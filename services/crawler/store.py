@@ -196,6 +196,8 @@ EVENTS = cast(Table, JobEventRow.__table__)
 HOST_SLOTS = cast(Table, HostSlotRow.__table__)
 ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
 CANCELLED_EXECUTIONS = cast(Table, CancelledExecutionRow.__table__)
+# What a task carries of its URL's row (Task.leased).
+LEASED = (URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.attempts, URLS.c.redirect_hops, URLS.c.document_id)
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
@@ -231,13 +233,25 @@ def event_payload(job: Any, **extra: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Task:
-    """A URL to publish as a UrlTask."""
+    """A URL to publish as a UrlTask, with its frontier row as leased (attempts None: not known)."""
 
     job_id: str
     url_id: int
     url: str
     depth: int
     request_id: str
+    attempts: int | None = None
+    redirect_hops: int = 0
+    document_id: str | None = None
+
+    @classmethod
+    def leased(cls, job_id: str, row: Any, request_id: str) -> Task:
+        """The task of a row leased by dispatch or the pump (id, url, depth, attempts,
+        redirect_hops, document_id)."""
+        return cls(
+            job_id, row["id"], row["url"], row["depth"], request_id, row["attempts"], row["redirect_hops"],
+            row["document_id"],
+        )  # fmt: skip
 
 
 @dataclass
@@ -383,7 +397,7 @@ _PG_DISPATCH = PgStatement(
     )
     UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1
     FROM due WHERE u.id = due.id
-    RETURNING u.id, u.url, u.depth
+    RETURNING u.id, u.url, u.depth, u.attempts, u.redirect_hops, u.document_id
     """
 )
 
@@ -395,7 +409,7 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
     never both see the same free slots. One statement: the free slots are counted inside it."""
     if session.get_bind().dialect.name == "postgresql":
         leased = await _PG_DISPATCH.fetch(session, {"job_id": job_id, "concurrency": concurrency, "now": now})
-        return [Task(job_id, r["id"], r["url"], r["depth"], request_id) for r in leased]
+        return [Task.leased(job_id, r, request_id) for r in leased]
     in_flight = (
         select(func.count())
         .select_from(URLS)
@@ -418,9 +432,9 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
         update(URLS)
         .where(URLS.c.id.in_(due), URLS.c.state == QUEUED, URLS.c.published_at.is_(None))
         .values(published_at=now, publications=URLS.c.publications + 1)
-        .returning(URLS.c.id, URLS.c.url, URLS.c.depth)
+        .returning(*LEASED)
     )
-    return [Task(job_id, r.id, r.url, r.depth, request_id) for r in rows]
+    return [Task.leased(job_id, r._mapping, request_id) for r in rows]
 
 
 class CrawlStore:

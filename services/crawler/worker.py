@@ -49,6 +49,7 @@ from services.crawler.settle import (
     JobContext,
     Outcome,
     Settler,
+    UrlRow,
     job_context,
     retrying,
 )
@@ -302,6 +303,7 @@ class Worker:
             try:
                 ctx = await self._context(task.job_id)
                 outcome = await self._process(ctx, task)
+                outcome.row = _leased_row(task)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -574,6 +576,16 @@ async def _all_done(tasks: set[asyncio.Task[Any]]) -> None:
 
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=utcnow().tzinfo)
+
+
+def _leased_row(task: url_task_pb2.UrlTask) -> UrlRow | None:
+    """The URL's frontier row as the task carries it (None from publishers that send none)."""
+    if not task.HasField("attempts"):
+        return None
+    document_id = task.document_id or None
+    return UrlRow(
+        task.url_id, task.job_id, QUEUED, task.url, task.depth, document_id, task.attempts, task.redirect_hops
+    )
 
 
 async def _settle_delivery(delivery: Delivery, *, requeue: bool, ack: bool = False) -> None:

@@ -4,6 +4,7 @@ settle whenever the rows it read changed before it wrote."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from libs.db import Database
+from services.crawler import queue
 from services.crawler import settle as settle_module
 from services.crawler.frontier import canonical_url
 from services.crawler.parse import ParsedPage
 from services.crawler.settle import FAILED, PAGE, REDIRECT, RETRY, Outcome, Settled, Settler, job_context
-from services.crawler.store import CrawlStore
+from services.crawler.store import CrawlStore, Task
+from services.crawler.worker import _leased_row
 from tests.support.crawler import crawler_database, job_spec
 from tests.support.services import common_settings
 
@@ -75,48 +78,65 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
         }
 
 
-async def crawl_by_hand(db: Database, settler: Settler, source_id: str) -> tuple[dict[str, Any], list[Settled]]:
+def carrying(outcome: Outcome, task: Task | None) -> Outcome:
+    """The outcome with the URL's row as `task` carries it (what a worker does with a UrlTask)."""
+    if task is not None:
+        outcome.row = _leased_row(queue.decode(queue.encode(task).body))
+        assert outcome.row is not None
+    return outcome
+
+
+async def crawl_by_hand(
+    db: Database, settler: Settler, source_id: str, *, carry: bool = False
+) -> tuple[dict[str, Any], list[Settled]]:
     """A job of docs.test settled in three batches the way workers would: the seed page, then
-    a page, a redirect, a retry and a failure, then a duplicate delivery of the page."""
+    a page, a redirect, a retry and a failure, then a duplicate delivery of the page. With
+    `carry`, each outcome has its URL's row from its task, else the settle reads it."""
     store = CrawlStore(db)
     created = await store.create_jobs(
         [job_spec([SITE + "/"], source_id=source_id, config={"max_depth": 2, "exclude_patterns": ["/private/"]})]
     )
     (job,) = created.jobs
     ctx = job_context(await store.get_job(job.id))
-    seed = created.tasks[0].url_id
-    results = [
-        await settler.settle(
-            ctx, [page_outcome(seed, SITE + "/", ["/a", "/b", "/c", "/d", "/private/x", "/"])], known={}
-        )
-    ]
+    (seed,) = created.tasks
+    home = page_outcome(seed.url_id, SITE + "/", ["/a", "/b", "/c", "/d", "/private/x", "/"])
+    results = [await settler.settle(ctx, [carrying(home, seed if carry else None)], known={})]
+    leased = {t.url.removeprefix(SITE): t for t in results[0].tasks}
     ids = await frontier_ids(db, job.id)
+    assert {path: t.url_id for path, t in leased.items()} == {p: ids[p] for p in ("/a", "/b", "/c", "/d")}
     batch = [
         page_outcome(ids["/a"], SITE + "/a", ["/a/1", "/a/2", "/b"]),
         Outcome(ids["/b"], REDIRECT, url=SITE + "/b", http_status=301, location=canonical_url(SITE + "/b/")),
         Outcome(ids["/c"], RETRY, url=SITE + "/c", http_status=503, reason="http_error", detail="503"),
         Outcome(ids["/d"], FAILED, url=SITE + "/d", http_status=404, reason="http_error", detail="not found"),
     ]
+    batch = [carrying(o, leased[o.url.removeprefix(SITE)] if carry else None) for o in batch]
     results.append(await settler.settle(ctx, batch, known={}))
-    results.append(await settler.settle(ctx, [page_outcome(ids["/a"], SITE + "/a", ["/a/1"])], known={}))
+    again = page_outcome(ids["/a"], SITE + "/a", ["/a/1"])
+    results.append(await settler.settle(ctx, [carrying(again, leased["/a"] if carry else None)], known={}))
     return await snapshot(db, job.id), results
 
 
-async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp_path: Path) -> None:
+def leased(settled: Settled) -> list[tuple[Any, ...]]:
+    """The tasks a settle leased, without the ids of the job and URLs."""
+    return sorted(astuple(t)[2:] for t in settled.tasks)
+
+
+@pytest.mark.parametrize("carry", [False, True], ids=["rows read", "rows carried by the tasks"])
+async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp_path: Path, carry: bool) -> None:
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
         fast = Settler(db, progress_interval=3600)
         full = Settler(db, progress_interval=3600, fast=False)
-        by_fast, fast_results = await crawl_by_hand(db, fast, "fast")
+        by_fast, fast_results = await crawl_by_hand(db, fast, "fast", carry=carry)
         by_full, full_results = await crawl_by_hand(db, full, "full")
 
     # The seed's settle is a full one (the job's first progress event is due), the next one
-    # fast; the duplicate finds its URL settled and writes nothing.
-    assert (fast.fast_settles, fast.full_settles) == (2, 1)
+    # fast. The duplicate: its URL read as settled, nothing is written; its row carried as
+    # leased, the function finds the row changed, and the full settle drops it.
+    assert (fast.fast_settles, fast.full_settles) == ((1, 2) if carry else (2, 1))
     assert (full.fast_settles, full.full_settles) == (0, 3)
     assert by_fast == by_full
-    assert [sorted(t.url for t in r.tasks) for r in fast_results] == [
-        sorted(t.url for t in r.tasks) for r in full_results
-    ]
+    assert [leased(r) for r in fast_results] == [leased(r) for r in full_results]
     assert [r.known for r in fast_results] == [r.known for r in full_results]
     urls = {url.removeprefix(SITE): (state, reason) for url, state, reason, *_ in by_fast["urls"]}
     assert urls == {
@@ -133,11 +153,13 @@ async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp
     assert len(by_fast["documents"]) == 2
 
 
+@pytest.mark.parametrize("carry", [False, True], ids=["rows read", "rows carried by the tasks"])
 async def test_rows_changed_after_the_read_make_it_a_full_settle(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, carry: bool
 ) -> None:
-    """Another worker settles the same URL (a duplicate delivery) between the fast settle's read
-    and its write: the function writes nothing, and the full settle finds the URL settled."""
+    """Another worker settles the same URL (a duplicate delivery) after the fast settle read it
+    (or its task was leased) and before the function writes: the function writes nothing, and
+    the full settle finds the URL settled."""
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
         settler = Settler(db, progress_interval=3600)
         other = Settler(db, fast=False)
@@ -145,8 +167,11 @@ async def test_rows_changed_after_the_read_make_it_a_full_settle(
         created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
         (job,) = created.jobs
         ctx = job_context(await store.get_job(job.id))
-        await settler.settle(ctx, [page_outcome(created.tasks[0].url_id, SITE + "/", ["/a", "/b", "/c"])], known={})
-        outcome = page_outcome((await frontier_ids(db, job.id))["/a"], SITE + "/a", [])
+        settled = await settler.settle(
+            ctx, [page_outcome(created.tasks[0].url_id, SITE + "/", ["/a", "/b", "/c"])], known={}
+        )
+        (task,) = [t for t in settled.tasks if t.url == SITE + "/a"]
+        outcome = carrying(page_outcome(task.url_id, SITE + "/a", []), task if carry else None)
         function = settle_module._PG_SETTLE
 
         class SettledMeanwhile:

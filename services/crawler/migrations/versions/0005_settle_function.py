@@ -48,6 +48,7 @@ CREATE FUNCTION crawl_settle(
     p_dt int, p_dc int, p_df int, p_dp int, p_ds int, p_dr int, p_guard boolean, p_waiting int,
     l_levels int[], l_messages text[],
     OUT out_request_id text, OUT out_task_ids bigint[], OUT out_task_urls text[], OUT out_task_depths int[],
+    OUT out_task_attempts int[], OUT out_task_hops int[], OUT out_task_documents text[],
     OUT out_known_keys text[], OUT out_known_depths int[])
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -156,9 +157,11 @@ BEGIN
         ), leased AS (
             UPDATE crawl_urls u SET published_at = p_now, publications = u.publications + 1
             FROM due WHERE u.id = due.id
-            RETURNING u.id, u.url, u.depth
+            RETURNING u.id, u.url, u.depth, u.attempts, u.redirect_hops, u.document_id
         )
-        SELECT array_agg(id), array_agg(url), array_agg(depth) INTO out_task_ids, out_task_urls, out_task_depths
+        SELECT array_agg(id), array_agg(url), array_agg(depth), array_agg(attempts), array_agg(redirect_hops),
+               array_agg(document_id)
+        INTO out_task_ids, out_task_urls, out_task_depths, out_task_attempts, out_task_hops, out_task_documents
         FROM leased;
     END IF;
 
