@@ -249,9 +249,15 @@ class Task:
         """The task of a row leased by dispatch or the pump (id, url, depth, attempts,
         redirect_hops, document_id)."""
         return cls(
-            job_id, row["id"], row["url"], row["depth"], request_id, row["attempts"], row["redirect_hops"],
-            row["document_id"],
-        )  # fmt: skip
+            job_id,
+            row["id"],
+            row["url"],
+            row["depth"],
+            request_id,
+            attempts=row["attempts"],
+            redirect_hops=row["redirect_hops"],
+            document_id=row["document_id"],
+        )
 
 
 @dataclass

@@ -303,7 +303,7 @@ class Worker:
             try:
                 ctx = await self._context(task.job_id)
                 outcome = await self._process(ctx, task)
-                outcome.row = _leased_row(task)
+                outcome.row = leased_row(task)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -578,7 +578,7 @@ def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=utcnow().tzinfo)
 
 
-def _leased_row(task: url_task_pb2.UrlTask) -> UrlRow | None:
+def leased_row(task: url_task_pb2.UrlTask) -> UrlRow | None:
     """The URL's frontier row as the task carries it (None from publishers that send none)."""
     if not task.HasField("attempts"):
         return None

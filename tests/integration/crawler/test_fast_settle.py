@@ -18,7 +18,7 @@ from services.crawler.frontier import canonical_url
 from services.crawler.parse import ParsedPage
 from services.crawler.settle import FAILED, PAGE, REDIRECT, RETRY, Outcome, Settled, Settler, job_context
 from services.crawler.store import CrawlStore, Task
-from services.crawler.worker import _leased_row
+from services.crawler.worker import leased_row
 from tests.support.crawler import crawler_database, job_spec
 from tests.support.services import common_settings
 
@@ -81,7 +81,7 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
 def carrying(outcome: Outcome, task: Task | None) -> Outcome:
     """The outcome with the URL's row as `task` carries it (what a worker does with a UrlTask)."""
     if task is not None:
-        outcome.row = _leased_row(queue.decode(queue.encode(task).body))
+        outcome.row = leased_row(queue.decode(queue.encode(task).body))
         assert outcome.row is not None
     return outcome
 
