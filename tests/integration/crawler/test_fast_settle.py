@@ -1,5 +1,6 @@
 """The fast settle (crawl_settle(), PostgreSQL): the same rows as the full settle, and the full
-settle whenever the rows it read changed before it wrote."""
+settle whenever the URLs' rows it worked from (read, or carried by the tasks) changed before it
+wrote."""
 
 from __future__ import annotations
 
