@@ -431,6 +431,11 @@ class Settler:
             params |= _delta_params(plan.deltas)
             try:
                 (found,) = await _PG_SETTLE.fetch_on(connection, params)
+            except asyncpg.UndefinedFunctionError:
+                # A database not migrated to this release yet: settle the old way from now on.
+                log.warning("crawl_settle() is missing (run `quaero migrate`): every settle is a full one")
+                self.fast = False
+                return None
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != FULL_SETTLE_NEEDED:
                     raise

@@ -191,3 +191,26 @@ async def test_rows_changed_after_the_read_make_it_a_full_settle(
     assert [u[1] for u in state["urls"] if u[0] == SITE + "/a"] == ["done"]
     assert sorted(d[0] for d in state["documents"]) == [SITE + "/", SITE + "/a"]
     assert state["job"][2] == 2  # completed_urls: the seed and /a, once
+
+
+async def test_without_the_function_a_worker_settles_the_full_way(pg_url: str, tmp_path: Path) -> None:
+    """A worker of this release on a database not migrated yet: no crawl_settle(), full settles."""
+    async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
+        async with db.session() as session:
+            await session.execute(text("DROP FUNCTION crawl_settle"))
+        settler = Settler(db, progress_interval=3600)
+        store = CrawlStore(db)
+        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
+        (job,) = created.jobs
+        ctx = job_context(await store.get_job(job.id))
+        (seed,) = created.tasks
+        home = carrying(page_outcome(seed.url_id, SITE + "/", ["/a", "/b"]), seed)
+        settled = await settler.settle(ctx, [home], known={})
+        (task, _) = sorted(settled.tasks, key=lambda t: t.url)
+        await settler.settle(ctx, [carrying(page_outcome(task.url_id, task.url, []), task)], known={})
+        state = await snapshot(db, job.id)
+
+    assert not settler.fast
+    assert (settler.fast_settles, settler.full_settles) == (0, 2)
+    assert sorted(d[0] for d in state["documents"]) == [SITE + "/", SITE + "/a"]
+    assert state["job"][1:5] == (3, 2, 0, 1)  # total, completed, failed, pending
