@@ -371,7 +371,13 @@ class Settler:
 
         if self.fast and self.db.is_postgres and self.before_counters is None:
             fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
-            settled = await retrying(what, fast, on_error=self.on_db_error)
+            try:
+                settled = await retrying(what, fast, on_error=self.on_db_error)
+            except asyncpg.PostgresError as exc:
+                # Not transient (retried otherwise), and the function undid whatever it did: the
+                # full settle, the reference, decides (it fails too if the batch itself is bad).
+                log.warning("the fast settle of %d URL(s) failed (%s); settling the full way", len(outcomes), exc)
+                settled = None
             if settled is not None:
                 self.fast_settles += 1
                 metrics.SETTLES.labels("fast").inc()

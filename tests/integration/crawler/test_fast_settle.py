@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from libs.db import Database
+from libs.db import Database, PgStatement
 from services.crawler import queue
 from services.crawler import settle as settle_module
 from services.crawler.frontier import canonical_url
@@ -214,3 +214,23 @@ async def test_without_the_function_a_worker_settles_the_full_way(pg_url: str, t
     assert (settler.fast_settles, settler.full_settles) == (0, 2)
     assert sorted(d[0] for d in state["documents"]) == [SITE + "/", SITE + "/a"]
     assert state["job"][1:5] == (3, 2, 0, 1)  # total, completed, failed, pending
+
+
+async def test_an_error_in_the_function_leaves_the_batch_to_the_full_settle(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
+        monkeypatch.setattr(settle_module, "_PG_SETTLE", PgStatement("SELECT 1 / 0"))
+        settler = Settler(db, progress_interval=3600)
+        store = CrawlStore(db)
+        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
+        (job,) = created.jobs
+        ctx = job_context(await store.get_job(job.id))
+        (seed,) = created.tasks
+        settled = await settler.settle(ctx, [carrying(page_outcome(seed.url_id, SITE + "/", ["/a"]), seed)], known={})
+        state = await snapshot(db, job.id)
+
+    assert (settler.fast_settles, settler.full_settles) == (0, 1)
+    assert settler.fast  # a bad call is not a missing function: the next batch tries again
+    assert [t.url for t in settled.tasks] == [SITE + "/a"]
+    assert [d[0] for d in state["documents"]] == [SITE + "/"]
