@@ -67,7 +67,7 @@ DECLARE
     v_job record;
 BEGIN
     -- 1. Documents and outcomes. The URLs' rows are locked first, in id order, as by every
-    -- settle; each outcome is recorded only if its URL's row is still as read.
+    -- settle; each outcome is recorded only if its URL's row is still as the worker had it.
     PERFORM 1 FROM crawl_urls WHERE id = ANY(o_ids) ORDER BY id FOR UPDATE;
     WITH docs AS (
         INSERT INTO documents (id, source_id, url_key, url, host, title, markdown, metadata, content_hash,
@@ -100,7 +100,7 @@ BEGIN
            AND u.redirect_hops = v.was_hops AND u.document_id IS NOT DISTINCT FROM v.was_document) IS TRUE;
     GET DIAGNOSTICS v_as_read = ROW_COUNT;
     IF v_as_read <> cardinality(o_ids) THEN
-        RAISE EXCEPTION 'a URL changed since it was read' USING ERRCODE = 'QS001';
+        RAISE EXCEPTION 'a URL''s row changed since its task was leased or read' USING ERRCODE = 'QS001';
     END IF;
 
     -- 2. Discovered URLs: the known ones read on the snapshot (never inserted: see the full
