@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -432,8 +432,8 @@ class Settler:
             }
             documents = _document_arrays(_document_values(ctx, plan.stored, now))
             params |= {f"d_{k}": v for k, v in documents.items()}
-            params |= {f"o_{k}": v for k, v in _outcome_arrays(updates).items()}
-            params |= {f"n_{k}": v for k, v in _frontier_arrays(frontier).items()}
+            params |= {f"o_{k}": v for k, v in _arrays(updates, _OUTCOME_COLUMNS).items()}
+            params |= {f"n_{k}": v for k, v in _arrays(frontier, _FRONTIER_COLUMNS).items()}
             params |= _delta_params(plan.deltas)
             try:
                 (found,) = await _PG_SETTLE.fetch_on(connection, params)
@@ -520,7 +520,7 @@ class Settler:
 
         # 3. Outcomes.
         if updates and self.db.is_postgres:
-            arrays = _outcome_arrays(updates)
+            arrays = _arrays(updates, _OUTCOME_COLUMNS)
             await _PG_OUTCOMES.fetch(
                 session, {"now": now, "documents": [u["b_document_id"] for u in updates], **arrays}
             )
@@ -792,7 +792,7 @@ class Settler:
         self, session: AsyncSession, ctx: JobContext, rows: dict[str, dict[str, Any]], now: datetime
     ) -> tuple[dict[str, str], dict[str, Any]]:
         found = await _PG_DISCOVER.fetch(
-            session, {"job_id": ctx.id, "now": now, **_frontier_arrays(list(rows.values()))}
+            session, {"job_id": ctx.id, "now": now, **_arrays(list(rows.values()), _FRONTIER_COLUMNS)}
         )
         inserted: dict[str, str] = {}
         existing: dict[str, Any] = {}
@@ -971,48 +971,48 @@ def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: da
     return values
 
 
+# The arrays the PostgreSQL statements unnest, by array name, and the row key each is made of.
+_DOCUMENT_COLUMNS = {
+    "ids": "id",
+    "url_keys": "url_key",
+    "urls": "url",
+    "hosts": "host",
+    "titles": "title",
+    "markdowns": "markdown",
+    "hashes": "content_hash",
+    "word_counts": "word_count",
+}
+_OUTCOME_COLUMNS = {  # outcomes as Settler._plan records them
+    "ids": "b_id",
+    "states": "b_state",
+    "reasons": "b_reason",
+    "details": "b_detail",
+    "statuses": "b_status",
+    "redirects": "b_redirected_to",
+    "cuts": "b_links_cut",
+    "attempts": "b_attempts",
+    "next": "b_next_attempt_at",
+}
+_FRONTIER_COLUMNS = {  # new frontier rows (Settler._frontier_row)
+    "keys": "url_key",
+    "urls": "url",
+    "hosts": "host",
+    "depths": "depth",
+    "states": "state",
+    "reasons": "reason",
+    "hops": "redirect_hops",
+    "froms": "discovered_from",
+}
+
+
+def _arrays(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, list[Any]]:
+    """`rows` as one array per column: {array name: [row[key] for each row]}."""
+    return {name: [row[key] for row in rows] for name, key in columns.items()}
+
+
 def _document_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Documents rows as the arrays the PostgreSQL statements unnest."""
-    return {
-        "ids": [v["id"] for v in values],
-        "url_keys": [v["url_key"] for v in values],
-        "urls": [v["url"] for v in values],
-        "hosts": [v["host"] for v in values],
-        "titles": [v["title"] for v in values],
-        "markdowns": [v["markdown"] for v in values],
-        "metadata": [json.dumps(v["metadata"]) for v in values],
-        "hashes": [v["content_hash"] for v in values],
-        "word_counts": [v["word_count"] for v in values],
-    }
-
-
-def _outcome_arrays(updates: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """URL outcomes (as Settler._plan records them) as the arrays the PostgreSQL statements unnest."""
-    return {
-        "ids": [u["b_id"] for u in updates],
-        "states": [u["b_state"] for u in updates],
-        "reasons": [u["b_reason"] for u in updates],
-        "details": [u["b_detail"] for u in updates],
-        "statuses": [u["b_status"] for u in updates],
-        "redirects": [u["b_redirected_to"] for u in updates],
-        "cuts": [u["b_links_cut"] for u in updates],
-        "attempts": [u["b_attempts"] for u in updates],
-        "next": [u["b_next_attempt_at"] for u in updates],
-    }
-
-
-def _frontier_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """New frontier rows (Settler._frontier_row) as the arrays the PostgreSQL statements unnest."""
-    return {
-        "keys": [v["url_key"] for v in values],
-        "urls": [v["url"] for v in values],
-        "hosts": [v["host"] for v in values],
-        "depths": [v["depth"] for v in values],
-        "states": [v["state"] for v in values],
-        "reasons": [v["reason"] for v in values],
-        "hops": [v["redirect_hops"] for v in values],
-        "froms": [v["discovered_from"] for v in values],
-    }
+    """Documents rows as arrays; their metadata as JSON text (the statements cast it)."""
+    return _arrays(values, _DOCUMENT_COLUMNS) | {"metadata": [json.dumps(v["metadata"]) for v in values]}
 
 
 def _delta_params(deltas: Mapping[str, int]) -> dict[str, int]:

@@ -17,7 +17,17 @@ from services.crawler import queue
 from services.crawler import settle as settle_module
 from services.crawler.frontier import canonical_url
 from services.crawler.parse import ParsedPage
-from services.crawler.settle import FAILED, PAGE, REDIRECT, RETRY, Outcome, Settled, Settler, job_context
+from services.crawler.settle import (
+    FAILED,
+    PAGE,
+    REDIRECT,
+    RETRY,
+    JobContext,
+    Outcome,
+    Settled,
+    Settler,
+    job_context,
+)
 from services.crawler.store import CrawlStore, Task
 from services.crawler.worker import leased_row
 from tests.support.crawler import crawler_database, job_spec
@@ -77,6 +87,15 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
             "job": tuple(job.one()),
             "logs": sorted(tuple(r) for r in logs),
         }
+
+
+async def seed_job(db: Database) -> tuple[JobContext, Task]:
+    """A job of docs.test to depth 1, and its seed's task."""
+    store = CrawlStore(db)
+    created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
+    (job,) = created.jobs
+    (seed,) = created.tasks
+    return job_context(await store.get_job(job.id)), seed
 
 
 def carrying(outcome: Outcome, task: Task | None) -> Outcome:
@@ -164,13 +183,8 @@ async def test_rows_changed_after_the_read_make_it_a_full_settle(
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
         settler = Settler(db, progress_interval=3600)
         other = Settler(db, fast=False)
-        store = CrawlStore(db)
-        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
-        (job,) = created.jobs
-        ctx = job_context(await store.get_job(job.id))
-        settled = await settler.settle(
-            ctx, [page_outcome(created.tasks[0].url_id, SITE + "/", ["/a", "/b", "/c"])], known={}
-        )
+        ctx, seed = await seed_job(db)
+        settled = await settler.settle(ctx, [page_outcome(seed.url_id, SITE + "/", ["/a", "/b", "/c"])], known={})
         (task,) = [t for t in settled.tasks if t.url == SITE + "/a"]
         outcome = carrying(page_outcome(task.url_id, SITE + "/a", []), task if carry else None)
         function = settle_module._PG_SETTLE
@@ -184,7 +198,7 @@ async def test_rows_changed_after_the_read_make_it_a_full_settle(
         before = (settler.fast_settles, settler.full_settles)
         settled = await settler.settle(ctx, [outcome], known={})
         after = (settler.fast_settles, settler.full_settles)
-        state = await snapshot(db, job.id)
+        state = await snapshot(db, ctx.id)
 
     assert after == (before[0], before[1] + 1)
     assert settled.tasks == []
@@ -199,16 +213,12 @@ async def test_without_the_function_a_worker_settles_the_full_way(pg_url: str, t
         async with db.session() as session:
             await session.execute(text("DROP FUNCTION crawl_settle"))
         settler = Settler(db, progress_interval=3600)
-        store = CrawlStore(db)
-        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
-        (job,) = created.jobs
-        ctx = job_context(await store.get_job(job.id))
-        (seed,) = created.tasks
+        ctx, seed = await seed_job(db)
         home = carrying(page_outcome(seed.url_id, SITE + "/", ["/a", "/b"]), seed)
         settled = await settler.settle(ctx, [home], known={})
         (task, _) = sorted(settled.tasks, key=lambda t: t.url)
         await settler.settle(ctx, [carrying(page_outcome(task.url_id, task.url, []), task)], known={})
-        state = await snapshot(db, job.id)
+        state = await snapshot(db, ctx.id)
 
     assert not settler.fast
     assert (settler.fast_settles, settler.full_settles) == (0, 2)
@@ -222,13 +232,9 @@ async def test_an_error_in_the_function_leaves_the_batch_to_the_full_settle(
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
         monkeypatch.setattr(settle_module, "_PG_SETTLE", PgStatement("SELECT 1 / 0"))
         settler = Settler(db, progress_interval=3600)
-        store = CrawlStore(db)
-        created = await store.create_jobs([job_spec([SITE + "/"], config={"max_depth": 1})])
-        (job,) = created.jobs
-        ctx = job_context(await store.get_job(job.id))
-        (seed,) = created.tasks
+        ctx, seed = await seed_job(db)
         settled = await settler.settle(ctx, [carrying(page_outcome(seed.url_id, SITE + "/", ["/a"]), seed)], known={})
-        state = await snapshot(db, job.id)
+        state = await snapshot(db, ctx.id)
 
     assert (settler.fast_settles, settler.full_settles) == (0, 1)
     assert settler.fast  # a bad call is not a missing function: the next batch tries again
