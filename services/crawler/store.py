@@ -381,7 +381,8 @@ async def cancel_queued(session: AsyncSession, job_id: str, now: datetime) -> in
 # Session settings of every crawler connection to PostgreSQL. Its tables grow from nothing to
 # many thousands of rows within a crawl, faster than autovacuum analyses them: a plan cached while
 # a table was small (a sequential scan, say) would be kept as it grows, so each statement is
-# planned for the table as it is (a fraction of a millisecond per statement).
+# planned for the table as it is (a fraction of a millisecond per statement). The exception is
+# crawl_settle(), whose key lookups run on generic plans with sequential scans off (migration 0006).
 PG_SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 # The due URLs are picked and locked first (a materialised CTE; FOR UPDATE rechecks each one's
