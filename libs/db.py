@@ -290,6 +290,32 @@ class Database:
                     await conn.invalidate()
                 raise
 
+    async def warm(self, connections: int, statement: str = "SELECT 1", timeout: float = 10.0) -> None:
+        """Open `connections` pooled connections now, each running `statement` once (PostgreSQL),
+        so that a process's first units of work do not all wait for new connections and cold
+        sessions at once. Best effort: a database not reachable yet is connected to later."""
+        if not self.is_postgres or connections < 1:
+            return
+        # All are held open together, so each is a connection of its own.
+        barrier = asyncio.Barrier(connections)
+
+        async def one() -> None:
+            try:
+                async with self._writer.connect() as conn:
+                    await conn.exec_driver_sql(statement)
+                    await conn.rollback()
+                    await barrier.wait()
+            except asyncio.BrokenBarrierError:
+                pass
+            except BaseException:
+                await barrier.abort()
+                raise
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one() for _ in range(connections))), timeout)
+        except Exception as exc:
+            log.warning("could not open %d database connection(s) ahead of work: %s", connections, exc)
+
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction on a plain connection (Core statements)."""

@@ -40,9 +40,11 @@ SCHEME = "scheme"
 # no empty or dot segments, no query, no fragment. Most links of most sites look like this; they
 # skip the parsing (and w3lib's rebuilding) below, which gives the same string for them.
 _SEGMENT = r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*"
+# 1-65535 without leading zeros (a local server's port is often 5 digits).
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _ALREADY_CANONICAL = re.compile(
-    r"(?:http://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!80(?:/|$))[1-9][0-9]{0,3})?"
-    r"|https://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!443(?:/|$))[1-9][0-9]{0,3})?)"
+    rf"(?:http://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!80(?:/|$)){_PORT})?"
+    rf"|https://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::(?!443(?:/|$)){_PORT})?)"
     rf"/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?"
 )
 

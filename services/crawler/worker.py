@@ -142,6 +142,7 @@ class Worker:
         )
         self._status: dict[str, tuple[str, float]] = {}
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[JobContext]] = {}
         self._known: OrderedDict[str, dict[str, int]] = OrderedDict()
         # None tells the gate to stop.
         self._inbox: asyncio.Queue[Delivery | None] = asyncio.Queue()
@@ -425,14 +426,26 @@ class Worker:
 
     async def _context(self, job_id: str) -> JobContext:
         ctx = self._contexts.get(job_id)
-        if ctx is None:
-            ctx = await self._retrying("reading a job", lambda: self._load_context(job_id))
-            self._contexts[job_id] = ctx
-            while len(self._contexts) > JOBS_REMEMBERED:
-                self._contexts.popitem(last=False)
-        else:
+        if ctx is not None:
             self._contexts.move_to_end(job_id)
-        return ctx
+            return ctx
+        # One read per job however many of its tasks arrive together (a job's first prefetch).
+        loading = self._loading.get(job_id)
+        if loading is None:
+            loading = self._loading[job_id] = asyncio.ensure_future(
+                self._retrying("reading a job", lambda: self._load_context(job_id))
+            )
+            loading.add_done_callback(lambda done: self._context_loaded(job_id, done))
+        # Shielded: a waiter cancelled does not cancel the read the others wait for.
+        return await asyncio.shield(loading)
+
+    def _context_loaded(self, job_id: str, done: asyncio.Future[JobContext]) -> None:
+        del self._loading[job_id]
+        if done.cancelled() or done.exception() is not None:
+            return  # each waiter got the error and gives its task back
+        self._contexts[job_id] = done.result()
+        while len(self._contexts) > JOBS_REMEMBERED:
+            self._contexts.popitem(last=False)
 
     async def _load_context(self, job_id: str) -> JobContext:
         async with self.db.read() as session:
@@ -629,6 +642,14 @@ async def running_worker(
         await worker.fetcher.close()
 
 
+# Run once on each connection a worker opens at start: its session reads the catalog entries of
+# the tables (and their indexes) every settle touches before the first task arrives.
+WARM_UP = (
+    "SELECT 1 FROM crawl_urls u JOIN crawl_jobs j ON j.id = u.job_id JOIN documents d ON d.id = u.document_id"
+    " JOIN job_logs l ON l.job_id = j.id WHERE false"
+)
+
+
 async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
     """Consume URL tasks until `stop` is set."""
     service_var.set("crawler-worker")
@@ -645,6 +666,7 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
         )
         await db.start()
         stack.push_async_callback(db.close)
+        await db.warm(settings.db_pool_size, WARM_UP)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler-worker")
         stack.push_async_callback(queue.close)
         await stack.enter_async_context(running_worker(db, queue, settings))

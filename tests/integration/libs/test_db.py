@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,29 @@ async def test_statements_sent_to_the_driver_run_in_the_sessions_transaction(pg_
         assert [r["n"] for r in await BUMP.fetch(s, {"by": 2, "id": 1})] == [2]
     async with pg_db.session() as s:
         assert (await s.execute(text("SELECT n FROM counter"))).scalar_one() == 2
+
+
+async def test_warm_opens_that_many_connections_ahead_of_work(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    name = f"quaero-warm-{uuid.uuid4().hex[:8]}"
+    database = Database(pg_url, "scratch", pool_size=3, server_settings={"application_name": name})
+    try:
+        await database.warm(3, "SELECT count(*) FROM pg_class")
+        async with database.read() as s:
+            sessions = (
+                await s.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"), {"n": name})
+            ).scalar_one()
+        assert sessions == 3  # all still pooled, one of them answering this query
+    finally:
+        await database.close()
+
+    # A statement that fails, like a database not reachable yet, is only a warning: the pool
+    # connects when work comes.
+    broken = Database(pg_url, "scratch", pool_size=2)
+    try:
+        with caplog.at_level("WARNING", logger="libs.db"):
+            await broken.warm(2, "SELECT * FROM no_such_table")
+        assert "ahead of work" in caplog.text
+        async with broken.read() as s:
+            assert (await s.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await broken.close()

@@ -35,7 +35,8 @@ def test_canonical_url(raw: str, canonical: str) -> None:
 
 def test_urls_taken_as_already_canonical_are_what_the_full_rebuild_gives() -> None:
     hosts = ["h.test", "docs.example.org", "127.0.0.1", "a-b.c", "H.test", "h.test."]
-    ports = ["", ":80", ":443", ":8080", ":080", ":65535", ":99999"]
+    ports = ["", ":80", ":443", ":8080", ":080", ":49152", ":59999", ":64999", ":65499", ":65529", ":65535"]
+    ports += [":65536", ":99999", ":123456"]  # not ports at all
     paths = [
         "",
         "/",
