@@ -240,3 +240,49 @@ async def test_an_error_in_the_function_leaves_the_batch_to_the_full_settle(
     assert settler.fast  # a bad call is not a missing function: the next batch tries again
     assert [t.url for t in settled.tasks] == [SITE + "/a"]
     assert [d[0] for d in state["documents"]] == [SITE + "/"]
+
+
+async def test_plans_made_while_the_tables_are_young_stay_key_lookups_as_they_grow(pg_url: str, tmp_path: Path) -> None:
+    """crawl_settle() keeps one plan per statement for its session (migration 0006), made on
+    its first calls, when crawl_urls holds a handful of rows. Thousands of rows later, those
+    plans still find every row by a key: no sequential scan, and the lookup of a URL by
+    (job, URL key) on the unique index, not on an index that walks the job's URLs."""
+    async with crawler_database(common_settings(pg_url, tmp_path / "data"), pool_size=1) as db:
+        settler = Settler(db, progress_interval=3600)
+        ctx, seed = await seed_job(db)
+        links = [f"/{i}" for i in range(20)]
+        settled = await settler.settle(ctx, [carrying(page_outcome(seed.url_id, SITE + "/", links), seed)], known={})
+        for task in settled.tasks[:5]:  # fast settles: the plans are made here
+            outcome = carrying(page_outcome(task.url_id, task.url, [f"{task.url[len(SITE) :]}/x"]), task)
+            await settler.settle(ctx, [outcome], known={})
+        other, _ = await seed_job(db)
+        async with db.session() as session:  # the table grows: 20,000 URLs of another job and of this one
+            await session.execute(
+                text(
+                    "INSERT INTO crawl_urls (job_id, url_key, url, host, depth, state, created_at, updated_at)"
+                    " SELECT CASE WHEN n % 10 = 0 THEN :job ELSE :other END, md5(n::text), 'http://big.test/' || n,"
+                    " 'big.test', 1, 'queued', now(), now() FROM generate_series(1, 20000) AS n"
+                ),
+                {"job": ctx.id, "other": other.id},
+            )
+        plans: list[str] = []
+        async with db.autocommit() as connection:  # the pool's one connection: the plans made above
+            connection.add_log_listener(lambda _conn, message: plans.append(message.message))
+            for setting in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_nested_statements = on",
+                "SET auto_explain.log_level = 'notice'",
+            ):
+                await connection.execute(setting)
+        (task,) = settled.tasks[5:6]
+        outcome = carrying(page_outcome(task.url_id, task.url, ["/", "/1", "/new"]), task)
+        await settler.settle(ctx, [outcome], known={})
+
+    assert (settler.fast_settles, settler.full_settles) == (6, 1)
+    inside = [p for p in plans if "crawl_settle" not in p.split("\n", 2)[1]]  # the function's statements
+    assert len(inside) >= 5
+    assert not [p for p in inside if "Seq Scan on crawl_urls" in p or "Seq Scan on documents" in p]
+    (lookup,) = [p for p in inside if "WITH known" in p]
+    assert "uq_crawl_urls_job_url" in lookup
+    assert "ix_crawl_urls_state_job" not in lookup

@@ -213,3 +213,28 @@ async def test_a_settle_under_way_when_the_grace_period_ends_runs_to_its_end(
     assert states == [("done", "")]
     assert job.status == "completed" and job.result_count == 1
     assert requeued == 0
+
+
+async def test_tasks_of_a_job_arriving_together_read_its_context_once(backend: dict[str, Any]) -> None:
+    site = LocalSite()
+    paths = [f"/{i}.html" for i in range(8)]
+    for path in paths:
+        site.add(path, path)
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        created = await store.create_jobs([job_spec([site.url(p) for p in paths], config={"max_depth": 0})])
+        async with running_worker(db, crawler_settings(backend)) as worker:
+            reads: list[str] = []
+            load = worker._load_context
+
+            async def counted(job_id: str) -> Any:
+                reads.append(job_id)
+                await asyncio.sleep(0.05)  # a slow read: the other tasks arrive meanwhile
+                return await load(job_id)
+
+            worker._load_context = counted  # type: ignore[method-assign]
+            await tasks_queue.publish(worker.queue, created.tasks)
+            job = await wait_for_job(store, created.jobs[0].id)
+
+    assert job.status == "completed" and job.result_count == 8
+    assert reads == [job.id]
