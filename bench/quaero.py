@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -113,6 +114,7 @@ async def crawl(
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         server = asyncio.create_task(crawler_server.serve(settings, stop, ready.set_result, run_workers=False))
         logs = Path(tempfile.mkdtemp(prefix="quaero-bench-"))
+        kept = True  # the workers' logs, unless the crawl succeeds
         procs: list[asyncio.subprocess.Process] = []
         try:
             port = await asyncio.wait_for(ready, 60)
@@ -145,7 +147,7 @@ async def crawl(
             job = finished.jobs[0]
             urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()
-            return Result(
+            result = Result(
                 pages=len(urls),
                 seconds=seconds,
                 urls=urls,
@@ -153,6 +155,8 @@ async def crawl(
                 worker_cpu_seconds=cpu,
                 timeline=await _timeline(db_url, job.crawl_job_id),
             )
+            kept = False
+            return result
         finally:
             for p in procs:
                 with contextlib.suppress(ProcessLookupError):
@@ -168,3 +172,7 @@ async def crawl(
             queue = await RabbitQueue.connect(amqp_url, queue_spec(settings))
             await queue.delete()
             await queue.close()
+            if kept:
+                print(f"the workers' logs are in {logs}", file=sys.stderr)
+            else:
+                shutil.rmtree(logs, ignore_errors=True)
