@@ -24,6 +24,7 @@ from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
+from services.crawler.store import LEVELS
 from tests.support.crawler import job_documents, step_call
 from tests.support.databases import scratch_database
 
@@ -39,6 +40,8 @@ class Result:
     worker_cpu_seconds: float
     # Pages stored per quarter second from the job's start: stalls and the ramp at a glance.
     timeline: list[int] = field(default_factory=list)
+    # When the pages stored are not the ones expected: what the frontier says of the difference.
+    diagnosis: str = ""
 
     @property
     def pages_per_second(self) -> float:
@@ -92,8 +95,38 @@ async def _timeline(db_url: str, job_id: str) -> list[int]:
     return [counts.get(slot, 0) for slot in range(max(counts, default=-1) + 1)]
 
 
+async def _diagnosis(db_url: str, job_id: str, missing: set[str]) -> str:
+    """The frontier's rows of the pages expected but not stored, and the job's warnings."""
+    db = Database(db_url, "crawler", pool_size=1)
+    try:
+        async with db.read() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT url, state, reason, detail, attempts, document_id IS NOT NULL AS stored FROM crawl_urls"
+                    " WHERE job_id = :job_id AND url = ANY(:urls) ORDER BY url LIMIT 10"
+                ),
+                {"job_id": job_id, "urls": sorted(missing)},
+            )
+            logs = await session.execute(
+                text("SELECT message FROM job_logs WHERE job_id = :job_id AND level >= :warn ORDER BY id LIMIT 10"),
+                {"job_id": job_id, "warn": LEVELS["warn"]},
+            )
+            urls = [tuple(r) for r in rows]
+            warnings = list(logs.scalars())
+    finally:
+        await db.close()
+    return f"frontier rows of missing pages {urls}; warnings {warnings}"
+
+
 async def crawl(
-    base: str, depth: int, *, database_url: str, amqp_url: str, workers: int = 2, concurrency: int = 16
+    base: str,
+    depth: int,
+    *,
+    database_url: str,
+    amqp_url: str,
+    workers: int = 2,
+    concurrency: int = 16,
+    expected: set[str] | None = None,
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
     async with scratch_database(database_url, "crawler") as db_url:
@@ -155,6 +188,8 @@ async def crawl(
                 worker_cpu_seconds=cpu,
                 timeline=await _timeline(db_url, job.crawl_job_id),
             )
+            if expected is not None and urls != expected:
+                result.diagnosis = await _diagnosis(db_url, job.crawl_job_id, expected - urls)
             kept = False
             return result
         finally:

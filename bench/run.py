@@ -59,7 +59,8 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"QUAERO_BENCH_{name}") or os.environ.get(f"QUAERO_TEST_{name}") or default
 
 
-def run_scrapy(base: str) -> tuple[float, set[str]]:
+def run_scrapy(base: str) -> tuple[float, set[str], str]:
+    """Seconds, the URLs of the items, and what Scrapy logged (warnings and errors)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "items.jsonl"
         proc = subprocess.run(
@@ -73,44 +74,52 @@ def run_scrapy(base: str) -> tuple[float, set[str]]:
             raise RuntimeError(f"scrapy failed:\n{proc.stderr[-3000:]}")
         seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
         urls = {json.loads(line)["url"] for line in out.read_text().splitlines() if line}
-    return float(seconds), urls
+    return float(seconds), urls, proc.stderr.strip()[-1500:]
 
 
-def _mismatch(what: str, urls: set[str], expected: set[str]) -> str:
+def _mismatch(what: str, urls: set[str], expected: set[str], diagnosis: str) -> str:
     missing, extra = sorted(expected - urls), sorted(urls - expected)
-    return f"{what}: {len(urls)} pages, {len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}"
+    return (
+        f"{what}: {len(urls)} pages, {len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}\n"
+        f"  {diagnosis or '(nothing logged)'}"
+    )
 
 
 def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url: str, workers: int, rounds: int) -> Row:
     """Crawl the site `rounds` times with each tool, alternating (Quaero, Scrapy, Quaero, ...), so
     both see the machine in the same states; the row gives the median run of each."""
     quaero_runs: list[quaero.Result] = []
-    scrapy_runs: list[tuple[float, set[str]]] = []
+    scrapy_runs: list[tuple[float, set[str], str]] = []
     with serve(pages, latency) as site:
         time.sleep(0.3)
         expected = expected_urls(site.base, pages)
         for _ in range(rounds):
-            crawl = quaero.crawl(site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers)
+            crawl = quaero.crawl(
+                site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers, expected=expected
+            )
             quaero_runs.append(asyncio.run(crawl))
             scrapy_runs.append(run_scrapy(site.base))
     mismatches = [
-        _mismatch(f"{name}: {tool} run {i + 1}", urls, expected)
-        for tool, runs in (("Quaero", [q.urls for q in quaero_runs]), ("Scrapy", [u for _, u in scrapy_runs]))
-        for i, urls in enumerate(runs)
+        _mismatch(f"{name}: {tool} run {i + 1}", urls, expected, diagnosis)
+        for tool, runs in (
+            ("Quaero", [(q.urls, q.diagnosis) for q in quaero_runs]),
+            ("Scrapy", [(urls, log) for _, urls, log in scrapy_runs]),
+        )
+        for i, (urls, diagnosis) in enumerate(runs)
         if urls != expected
     ]
     return Row(
         scenario=name,
         mismatches=mismatches,
         quaero_pps=statistics.median(q.pages_per_second for q in quaero_runs),
-        scrapy_pps=statistics.median(len(urls) / seconds for seconds, urls in scrapy_runs),
+        scrapy_pps=statistics.median(len(urls) / seconds for seconds, urls, _ in scrapy_runs),
         quaero_exact=all(q.urls == expected for q in quaero_runs),
-        scrapy_exact=all(urls == expected for _, urls in scrapy_runs),
+        scrapy_exact=all(urls == expected for _, urls, _ in scrapy_runs),
         peak_rss_mb=max(q.peak_worker_rss_mb for q in quaero_runs),
         quaero_cpu_ms=statistics.median(q.worker_cpu_seconds / max(1, q.pages) * 1000 for q in quaero_runs),
         quaero_runs=[q.pages_per_second for q in quaero_runs],
         timelines=[q.timeline for q in quaero_runs],
-        scrapy_runs=[len(urls) / seconds for seconds, urls in scrapy_runs],
+        scrapy_runs=[len(urls) / seconds for seconds, urls, _ in scrapy_runs],
     )
 
 
