@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.amqp import RabbitQueue
 from libs.db import Database
@@ -76,45 +77,48 @@ async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
     raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
 
 
-async def _timeline(db_url: str, job_id: str) -> list[int]:
-    """Pages stored in each quarter second since the job was created (from crawl_urls)."""
+@contextlib.asynccontextmanager
+async def _reading(db_url: str) -> AsyncIterator[AsyncSession]:
+    """A read transaction on the crawl's database, for a look at it after the crawl."""
     db = Database(db_url, "crawler", pool_size=1)
     try:
         async with db.read() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT floor(extract(epoch FROM u.updated_at - j.created_at) * 4)::int AS slot, count(*) AS n"
-                    " FROM crawl_urls u JOIN crawl_jobs j ON j.id = u.job_id"
-                    " WHERE u.job_id = :job_id AND u.document_id IS NOT NULL GROUP BY slot ORDER BY slot"
-                ),
-                {"job_id": job_id},
-            )
-            counts = {r.slot: r.n for r in rows}
+            yield session
     finally:
         await db.close()
+
+
+async def _timeline(db_url: str, job_id: str) -> list[int]:
+    """Pages stored in each quarter second since the job was created (from crawl_urls)."""
+    async with _reading(db_url) as session:
+        rows = await session.execute(
+            text(
+                "SELECT floor(extract(epoch FROM u.updated_at - j.created_at) * 4)::int AS slot, count(*) AS n"
+                " FROM crawl_urls u JOIN crawl_jobs j ON j.id = u.job_id"
+                " WHERE u.job_id = :job_id AND u.document_id IS NOT NULL GROUP BY slot ORDER BY slot"
+            ),
+            {"job_id": job_id},
+        )
+        counts = {r.slot: r.n for r in rows}
     return [counts.get(slot, 0) for slot in range(max(counts, default=-1) + 1)]
 
 
 async def _diagnosis(db_url: str, job_id: str, missing: set[str]) -> str:
     """The frontier's rows of the pages expected but not stored, and the job's warnings."""
-    db = Database(db_url, "crawler", pool_size=1)
-    try:
-        async with db.read() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT url, state, reason, detail, attempts, document_id IS NOT NULL AS stored FROM crawl_urls"
-                    " WHERE job_id = :job_id AND url = ANY(:urls) ORDER BY url LIMIT 10"
-                ),
-                {"job_id": job_id, "urls": sorted(missing)},
-            )
-            logs = await session.execute(
-                text("SELECT message FROM job_logs WHERE job_id = :job_id AND level >= :warn ORDER BY id LIMIT 10"),
-                {"job_id": job_id, "warn": LEVELS["warn"]},
-            )
-            urls = [tuple(r) for r in rows]
-            warnings = list(logs.scalars())
-    finally:
-        await db.close()
+    async with _reading(db_url) as session:
+        rows = await session.execute(
+            text(
+                "SELECT url, state, reason, detail, attempts, document_id IS NOT NULL AS stored FROM crawl_urls"
+                " WHERE job_id = :job_id AND url = ANY(:urls) ORDER BY url LIMIT 10"
+            ),
+            {"job_id": job_id, "urls": sorted(missing)},
+        )
+        urls = [tuple(r) for r in rows]
+        logs = await session.execute(
+            text("SELECT message FROM job_logs WHERE job_id = :job_id AND level >= :warn ORDER BY id LIMIT 10"),
+            {"job_id": job_id, "warn": LEVELS["warn"]},
+        )
+        warnings = list(logs.scalars())
     return f"frontier rows of missing pages {urls}; warnings {warnings}"
 
 
