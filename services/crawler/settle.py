@@ -79,7 +79,7 @@ MAX_REDIRECTS = 10
 # one shape whatever the batch size: prepared once per connection, compiled never.
 # Locked by primary key alone, the job and state checked by the caller: with `job_id = ... AND
 # state = 'queued'` in the WHERE, a planner that underestimates a young job's rows scans every
-# queued URL of the job through (job_id, state, ...) instead of probing a handful of ids.
+# queued URL of the job through (state, job_id, id) instead of probing a handful of ids.
 _PG_CLAIM = text(
     """
     SELECT id, job_id, state, url, depth, document_id, attempts, redirect_hops FROM crawl_urls
