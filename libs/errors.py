@@ -8,6 +8,21 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+# What a status may carry, in UTF-8 bytes: it travels in gRPC trailers, which a client refuses
+# past 8 KiB (as RESOURCE_EXHAUSTED, whatever the error was), the message percent-encoded and the
+# details in base64.
+_MAX_MESSAGE = 600
+_MAX_TEXT = 400
+_MAX_DETAILS = 2000
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` UTF-8 bytes, cut with an ellipsis (and never inside a character)."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    return data[: limit - 3].decode("utf-8", "ignore") + "…"
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -30,7 +45,7 @@ class QuaeroError(Exception):
         self.message = message
 
     def to_status(self) -> status_pb2.Status:
-        return status_pb2.Status(code=self.code.value[0], message=self.message)
+        return status_pb2.Status(code=self.code.value[0], message=_shorten(self.message, _MAX_MESSAGE))
 
 
 class InvalidArgument(QuaeroError):
@@ -49,15 +64,16 @@ class InvalidArgument(QuaeroError):
     def to_status(self) -> status_pb2.Status:
         status = super().to_status()
         if self.violations:
-            detail = any_pb2.Any()
-            detail.Pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                        for v in self.violations
-                    ]
+            bad = error_details_pb2.BadRequest()
+            for v in self.violations:
+                bad.field_violations.add(
+                    field=_shorten(v.field, _MAX_TEXT), description=_shorten(v.description, _MAX_TEXT)
                 )
-            )
+                if bad.ByteSize() > _MAX_DETAILS:
+                    del bad.field_violations[-1]
+                    break
+            detail = any_pb2.Any()
+            detail.Pack(bad)
             status.details.append(detail)
         return status
 
