@@ -3,6 +3,7 @@ executor (when a definition is saved) and the crawler (when a step runs)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,15 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError('must be a number of seconds or a duration such as "30s" or "5m"')
     if isinstance(value, int | float):
-        if value < 0:
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
+            raise ValueError("must be a finite number of seconds")
+        if seconds < 0:
             raise ValueError("must not be negative")
-        return float(value)
+        return seconds
     if isinstance(value, str):
         text = value.strip()
         if text and _DURATION_PART.sub("", text) == "":
@@ -45,6 +52,20 @@ class RetryPolicy:
 
 
 RETRY_KEYS = ("max_retries", "initial_backoff", "max_backoff", "backoff_multiplier")
+# The documented ranges of the retry policy (DESIGN 11).
+MAX_RETRIES = 100
+MAX_BACKOFF = 24 * 3600.0
+BACKOFF_MULTIPLIER = (1.0, 10.0)
+
+
+def is_whole_number(value: Any, low: int, high: int) -> bool:
+    """An int (or an integral float: a Struct's numbers are doubles) from `low` to `high`; never
+    a bool, NaN or an infinity."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not value.is_integer():
+        return False
+    return low <= value <= high
 
 
 def parse_retry_policy(config: dict[str, Any], path: str = "config") -> tuple[RetryPolicy, list[FieldViolation]]:
@@ -52,33 +73,46 @@ def parse_retry_policy(config: dict[str, Any], path: str = "config") -> tuple[Re
     values: dict[str, Any] = {}
     raw = config.get("max_retries")
     if raw is not None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw) or raw < 0:
-            violations.append(FieldViolation(f"{path}.max_retries", "must be a whole number >= 0"))
-        else:
+        if is_whole_number(raw, 0, MAX_RETRIES):
             values["max_retries"] = int(raw)
+        else:
+            violations.append(FieldViolation(f"{path}.max_retries", f"must be a whole number from 0 to {MAX_RETRIES}"))
     for key in ("initial_backoff", "max_backoff"):
         if config.get(key) is not None:
             try:
-                values[key] = parse_duration(config[key])
+                seconds = parse_duration(config[key])
             except ValueError as exc:
                 violations.append(FieldViolation(f"{path}.{key}", str(exc)))
+                continue
+            if seconds <= MAX_BACKOFF:
+                values[key] = seconds
+            else:
+                violations.append(FieldViolation(f"{path}.{key}", "must be at most 24h"))
     raw = config.get("backoff_multiplier")
     if raw is not None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 1:
-            violations.append(FieldViolation(f"{path}.backoff_multiplier", "must be a number >= 1"))
-        else:
+        low, high = BACKOFF_MULTIPLIER
+        if not isinstance(raw, bool) and isinstance(raw, int | float) and low <= raw <= high:
             values["backoff_multiplier"] = float(raw)
+        else:
+            violations.append(
+                FieldViolation(f"{path}.backoff_multiplier", f"must be a number from {low:g} to {high:g}")
+            )
     return RetryPolicy(**values), violations
 
 
-# What the CrawlConfig message cannot say about its fields: the smallest number allowed (else
-# 0), and which lists hold host names (the others hold regular expressions).
-_MINIMUMS = {"max_pages": 1, "concurrency": 1}
+# What the CrawlConfig message cannot say about its fields: the documented range of each number
+# (DESIGN 11), and which lists hold host names (the others hold regular expressions).
+CRAWL_RANGES = {
+    "max_depth": (0, 100),
+    "max_pages": (1, 10_000_000),
+    "concurrency": (1, 1_000),
+    "rate_limit": (0, 3_600_000),
+}
 _HOST_LISTS = {"allowed_domains"}
 
 
 def _crawl_options() -> dict[str, str]:
-    """Crawl options, name -> kind ("int>=N", "bool", "regexes", "hosts"): the fields of the
+    """Crawl options, name -> kind ("int", "bool", "regexes", "hosts"): the fields of the
     CrawlConfig message, so a field added there is accepted and checked in a step's config."""
     options: dict[str, str] = {}
     for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields:
@@ -86,11 +120,20 @@ def _crawl_options() -> dict[str, str]:
             options[f.name] = "hosts" if f.name in _HOST_LISTS else "regexes"
         elif f.type == f.TYPE_BOOL:
             options[f.name] = "bool"
-        elif f.type in (f.TYPE_INT32, f.TYPE_INT64, f.TYPE_UINT32, f.TYPE_UINT64):
-            options[f.name] = f"int>={_MINIMUMS.get(f.name, 0)}"
+        elif f.type in (f.TYPE_INT32, f.TYPE_INT64, f.TYPE_UINT32, f.TYPE_UINT64) and f.name in CRAWL_RANGES:
+            options[f.name] = "int"
         else:
-            raise TypeError(f"CrawlConfig.{f.name}: no check for this field type in libs/step_config.py")
+            raise TypeError(f"CrawlConfig.{f.name}: no check (or no range) for this field in libs/step_config.py")
     return options
+
+
+def clamp_crawl_option(key: str, value: Any) -> int | None:
+    """The whole-number option `key` brought into its documented range (for rows stored before the
+    ranges were checked at save); None for what is no number at all."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    low, high = CRAWL_RANGES[key]
+    return int(min(max(value, low), high))
 
 
 # Defaults live with the crawler (CrawlConfig docs).
@@ -134,7 +177,10 @@ def check_http_url(value: Any) -> str | None:
     """None if `value` is an absolute http(s) URL with a host, else why not."""
     if not isinstance(value, str) or not value.strip():
         return "must be a URL string"
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError as exc:  # an unclosed [IPv6] host
+        return f"is not a URL: {exc}"
     if parts.scheme not in ("http", "https"):
         return "must be an http:// or https:// URL"
     if not parts.hostname:
@@ -149,10 +195,10 @@ def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolatio
         if key not in config or config[key] is None:
             continue
         value, fpath = config[key], f"{path}.{key}"
-        if kind.startswith("int"):
-            low = int(kind.split(">=")[1])
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < low:
-                violations.append(FieldViolation(fpath, f"must be a whole number >= {low}"))
+        if kind == "int":
+            low, high = CRAWL_RANGES[key]
+            if not is_whole_number(value, low, high):
+                violations.append(FieldViolation(fpath, f"must be a whole number from {low} to {high:,}"))
         elif kind == "bool":
             if not isinstance(value, bool):
                 violations.append(FieldViolation(fpath, "must be true or false"))

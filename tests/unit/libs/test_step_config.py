@@ -14,7 +14,7 @@ def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["", "soon", "5", "5 s", "-1s", True, None, -2])
+@pytest.mark.parametrize("value", ["", "soon", "5", "5 s", "-1s", True, None, -2, float("nan"), float("inf"), 10**400])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)
@@ -48,3 +48,51 @@ def test_options_of_actions_this_release_does_not_know_are_accepted() -> None:
 @pytest.mark.parametrize("field", [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields])
 def test_every_crawl_config_field_is_a_checked_option_of_the_crawl_action(field: str) -> None:
     assert check_step_config("crawl", {field: "not right"}, "config")[0].field == f"config.{field}"
+
+
+@pytest.mark.parametrize(
+    ("key", "low", "high"),
+    [("max_depth", 0, 100), ("max_pages", 1, 10_000_000), ("concurrency", 1, 1_000), ("rate_limit", 0, 3_600_000)],
+)
+def test_crawl_numbers_are_checked_against_their_documented_range(key: str, low: int, high: int) -> None:
+    assert check_step_config("crawl", {key: low}, "config") == []
+    assert check_step_config("crawl", {key: float(high)}, "config") == []  # a Struct's numbers are doubles
+    for bad in (low - 1, high + 1, 10**12, 99999999999999999999, 1.5, float("nan"), float("inf"), True, "2"):
+        [problem] = check_step_config("crawl", {key: bad}, "config")
+        assert problem.field == f"config.{key}", bad
+        assert problem.description == f"must be a whole number from {low} to {high:,}"
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"max_retries": 101}, "max_retries"),
+        ({"max_retries": 1001}, "max_retries"),
+        ({"max_retries": float("nan")}, "max_retries"),
+        ({"initial_backoff": "25h"}, "initial_backoff"),
+        ({"max_backoff": 86401}, "max_backoff"),
+        ({"max_backoff": float("inf")}, "max_backoff"),
+        ({"max_backoff": 10**400}, "max_backoff"),
+        ({"backoff_multiplier": 1e308}, "backoff_multiplier"),
+        ({"backoff_multiplier": 0.5}, "backoff_multiplier"),
+        ({"backoff_multiplier": float("nan")}, "backoff_multiplier"),
+    ],
+    ids=[
+        "retries-101", "retries-1001", "retries-nan", "backoff-25h", "max-backoff-over-a-day", "backoff-infinite",
+        "backoff-huge-int", "multiplier-1e308", "multiplier-under-1", "multiplier-nan",
+    ],
+)  # fmt: skip
+def test_retry_numbers_out_of_range_are_refused_and_the_default_kept(config: dict[str, object], field: str) -> None:
+    policy, [problem] = parse_retry_policy(config)
+    assert problem.field == f"config.{field}"
+    assert getattr(policy, field) == getattr(RetryPolicy(), field)
+
+
+def test_retry_numbers_at_the_ends_of_their_ranges_are_accepted() -> None:
+    config = {"max_retries": 100, "initial_backoff": "24h", "max_backoff": 86400, "backoff_multiplier": 10}
+    assert parse_retry_policy(config) == (RetryPolicy(100, 86400.0, 86400.0, 10.0), [])
+
+
+def test_an_unclosed_ipv6_host_is_a_bad_url_not_an_error() -> None:
+    [problem] = check_step_config("crawl", {"start_urls": ["http://[::1/"]}, "config")
+    assert problem.field == "config.start_urls[0]"
