@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from libs.proto_json import dict_to_struct, enum_to_str, enum_value, plain, set_timestamp
+from libs.step_config import CRAWL_RANGES, clamp_crawl_option
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
 from services.crawler.store import CrawlJobRow, CrawlUrlRow, DocumentRow, JobEventRow, JobLogRow, progress_of
 
@@ -32,7 +33,13 @@ def url_state_name(number: int) -> str | None:
 
 
 def config_message(config: dict[str, Any]) -> crawl_job_pb2.CrawlConfig:
-    return crawl_job_pb2.CrawlConfig(**{k: v for k, v in config.items() if k in _CONFIG_FIELDS})
+    """A job's config. A number outside its documented range (a job stored by a release that did
+    not check ranges at save) reads as the nearest end of the range, so the job still lists; the
+    row itself is left as it was."""
+    values = {k: v for k, v in config.items() if k in _CONFIG_FIELDS}
+    for key in CRAWL_RANGES.keys() & values.keys():
+        values[key] = clamp_crawl_option(key, values[key])
+    return crawl_job_pb2.CrawlConfig(**values)
 
 
 def progress_message(job: Any) -> crawl_job_pb2.CrawlProgress:
