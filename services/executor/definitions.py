@@ -10,6 +10,7 @@ from typing import Any
 
 from croniter import croniter
 
+from libs.bounds import json_problems
 from libs.errors import FieldViolation
 from libs.step_config import check_crawl_options, check_http_url, check_step_config, parse_duration
 
@@ -18,6 +19,14 @@ ON_ERROR = ("fail", "continue", "retry")
 SOURCE_TYPES = ("web", "jira", "confluence", "github")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+MAX_TIMEOUT = 30 * 24 * 3600.0
+# RFC 9110 tokens: what a header (or cookie) name may be.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What a header value must never hold (a CR or LF would start another header), and a cookie value
+# besides (a `;` would start another cookie).
+_HEADER_VALUE_BAD = re.compile(r"[\r\n\x00]")
+_COOKIE_VALUE_BAD = re.compile(r"[\r\n\x00;]")
+_NOUN = {"headers": "HTTP header", "cookies": "cookie"}
 
 
 @dataclass
@@ -132,10 +141,10 @@ def validate_definition(
     """Every problem with `d`, each naming its field. `graph` maps the other stored definitions'
     ids to their post-jobs (None: no cycle check, as when executing: run time skips a post-job
     already in the lineage); `known_sources` are the stored source ids."""
-    v: list[FieldViolation] = []
+    v: list[FieldViolation] = json_problems({"id": d.id, **d.content()})
     if not d.id:
         v.append(FieldViolation("id", "is required"))
-    elif not ID_PATTERN.match(d.id):
+    elif not ID_PATTERN.fullmatch(d.id):
         v.append(FieldViolation("id", _ID_RULE))
     if not d.name.strip():
         v.append(FieldViolation("name", "is required"))
@@ -171,8 +180,11 @@ def validate_definition(
             v.append(FieldViolation("schedule", problem))
     if d.timeout:
         try:
-            if parse_duration(d.timeout) <= 0:
+            seconds = parse_duration(d.timeout)
+            if seconds <= 0:
                 v.append(FieldViolation("timeout", "must be longer than zero"))
+            elif seconds > MAX_TIMEOUT:
+                v.append(FieldViolation("timeout", "must be at most 30 days (720h)"))
         except ValueError as exc:
             v.append(FieldViolation("timeout", str(exc)))
     for i, post_job in enumerate(d.post_jobs):
@@ -185,9 +197,28 @@ def validate_definition(
     return v
 
 
-def validate_source(s: Source) -> list[FieldViolation]:
+def _check_auth(kind: str, values: Mapping[str, str], bad_value: re.Pattern[str]) -> list[FieldViolation]:
+    """Header or cookie names must be tokens and their values sendable as they are; a value is a
+    secret, so no description repeats it."""
     v: list[FieldViolation] = []
-    if s.id and not ID_PATTERN.match(s.id):
+    for name, value in values.items():
+        if not _TOKEN.fullmatch(name):
+            v.append(FieldViolation(f"auth.{kind}.{name}", f"is not a valid {_NOUN[kind]} name"))
+        elif bad_value.search(value):
+            forbidden = "CR, LF, NUL or ';'" if kind == "cookies" else "CR, LF or NUL"
+            v.append(FieldViolation(f"auth.{kind}.{name}", f"must not contain {forbidden}"))
+    return v
+
+
+def validate_source(s: Source) -> list[FieldViolation]:
+    # Credentials are checked on their own below: nothing of theirs goes into a description.
+    v = json_problems(
+        {
+            "id": s.id, "name": s.name, "type": s.type, "base_url": s.base_url, "crawl": s.crawl,
+            "filters": {"include_patterns": s.include_patterns, "exclude_patterns": s.exclude_patterns},
+        }
+    )  # fmt: skip
+    if s.id and not ID_PATTERN.fullmatch(s.id):
         v.append(FieldViolation("id", _ID_RULE))
     if not s.name.strip():
         v.append(FieldViolation("name", "is required"))
@@ -200,7 +231,6 @@ def validate_source(s: Source) -> list[FieldViolation]:
     v.extend(
         check_crawl_options({"include_patterns": s.include_patterns, "exclude_patterns": s.exclude_patterns}, "filters")
     )
-    for name in s.auth_headers:
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-            v.append(FieldViolation(f"auth.headers.{name}", "is not a valid HTTP header name"))
+    v.extend(_check_auth("headers", s.auth_headers, _HEADER_VALUE_BAD))
+    v.extend(_check_auth("cookies", s.auth_cookies, _COOKIE_VALUE_BAD))
     return v

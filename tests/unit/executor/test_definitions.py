@@ -78,6 +78,17 @@ def test_a_complete_definition_is_valid() -> None:
         ({"schedule": "61 * * * *"}, "schedule"),
         ({"timeout": "ten minutes"}, "timeout"),
         ({"timeout": "0s"}, "timeout"),
+        ({"timeout": "721h"}, "timeout"),
+        ({"timeout": "99999999999999999999h"}, "timeout"),
+        ({"name": "a\x00b"}, "name"),
+        ({"description": "a\x00b"}, "description"),
+        (
+            {"steps": [Step(name="x", action="crawl", config={"start_urls": ["http://a/\x00"]})]},
+            "steps[0].config.start_urls[0]",
+        ),
+        ({"steps": [Step(name="x", action="reindex", config={"max_retries": 1001})]}, "steps[0].config.max_retries"),
+        ({"config": {"x": float("nan")}}, "config.x"),
+        ({"type": "#7"}, "type"),
         ({"sources": ["nope"]}, "sources[0]"),
         ({"post_jobs": [""]}, "post_jobs[0]"),
     ],
@@ -137,6 +148,11 @@ def test_find_cycle_returns_the_shortest_path() -> None:
     assert find_cycle("a", {"a": ["b", "c"], "b": ["d"], "d": ["a"], "c": ["a"]}) == ["a", "c", "a"]
 
 
+def web(**overrides: object) -> Source:
+    """A valid web source, but for `overrides`."""
+    return Source(**{"id": "s", "name": "S", "type": "web", "base_url": "https://a/", **overrides})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("source", "field"),
     [
@@ -153,8 +169,29 @@ def test_find_cycle_returns_the_shortest_path() -> None:
             Source(id="s", name="S", type="web", base_url="https://a/", auth_headers={"Bad Header": "x"}),
             "auth.headers.Bad Header",
         ),
+        (web(auth_headers={"X-A": "a\r\nX-Evil: 1"}), "auth.headers.X-A"),
+        (web(auth_headers={"X-A": "a\x00"}), "auth.headers.X-A"),
+        (web(auth_cookies={"a b": "x"}), "auth.cookies.a b"),
+        (web(auth_cookies={"sid": "x; admin=1"}), "auth.cookies.sid"),
+        (web(auth_cookies={"sid": "x\n"}), "auth.cookies.sid"),
+        (web(crawl={"rate_limit": 3_600_001}), "crawl.rate_limit"),
+        (web(name="S\x00"), "name"),
+        (web(base_url="https://a/\x00"), "base_url"),
+        (web(type="#9"), "type"),
     ],
-    ids=["name", "type", "base_url", "scheme", "concurrency", "regex", "header"],
-)
+    ids=[
+        "name", "type", "base_url", "scheme", "concurrency", "regex", "header", "header-crlf", "header-nul",
+        "cookie-name", "cookie-semicolon", "cookie-lf", "rate-limit", "name-nul", "base-url-nul", "type-number",
+    ],
+)  # fmt: skip
 def test_source_problems_name_their_field(source: Source, field: str) -> None:
     assert field in [v.field for v in validate_source(source)]
+
+
+def test_a_refused_credential_is_never_repeated_in_the_error() -> None:
+    [problem] = validate_source(web(auth_headers={"Authorization": "s3cret\r\n"}))
+    assert "s3cret" not in problem.field + problem.description
+
+
+def test_a_thirty_day_timeout_is_the_longest() -> None:
+    assert fields_of(definition(timeout="720h")) == []
