@@ -76,10 +76,23 @@ def plain(value: Any) -> Any:
     return value
 
 
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        return plain(value.number_value)
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None
 
-    return plain(MessageToDict(struct))  # type: ignore[no-any-return]
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """The Struct as Python data. Unlike json_format, NaN and infinities come through as floats
+    (a gRPC client can send them), for validation to name the field."""
+    return {k: _value(v) for k, v in struct.fields.items()}
 
 
 def dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:

@@ -19,11 +19,17 @@ _CRAWL_SCALARS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fiel
 _CRAWL_LISTS = tuple(f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields if f.is_repeated)
 
 
+def _enum_name(enum: Any, number: int, unset: str) -> str:
+    """The enum value's name; `unset` for 0, and `#<number>` for a number this release does not
+    know, so validation names the field instead of taking a default."""
+    return enum_to_str(enum, number) or (unset if number == 0 else f"#{number}")
+
+
 def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinition:
     return JobDefinition(
         id=msg.id.strip(),
         name=msg.name,
-        type=enum_to_str(DEF_TYPE, msg.type) or "",
+        type=_enum_name(DEF_TYPE, msg.type, ""),
         description=msg.description,
         sources=list(msg.sources),
         steps=[
@@ -31,7 +37,7 @@ def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinitio
                 name=s.name,
                 action=s.action.strip(),
                 config=struct_to_dict(s.config),
-                on_error=enum_to_str(ON_ERROR_ENUM, s.on_error) or ("fail" if s.on_error == 0 else f"#{s.on_error}"),
+                on_error=_enum_name(ON_ERROR_ENUM, s.on_error, "fail"),
             )
             for s in msg.steps
         ],
@@ -84,7 +90,7 @@ def source_from_proto(msg: source_pb2.Source) -> Source:
     return Source(
         id=msg.id.strip(),
         name=msg.name,
-        type=enum_to_str(SOURCE_TYPE, msg.type) or "web",
+        type=_enum_name(SOURCE_TYPE, msg.type, "web"),
         base_url=msg.base_url.strip(),
         enabled=msg.enabled if msg.HasField("enabled") else True,
         crawl=crawl_config_to_dict(msg.crawl),

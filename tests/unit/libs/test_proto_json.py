@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from libs.errors import InvalidArgument
@@ -60,3 +62,13 @@ def test_maps_and_explicit_zero_presence() -> None:
 
 def test_plain_turns_whole_floats_into_ints() -> None:
     assert plain({"a": 2.0, "b": [1.0, 1.5], "c": {"d": 3.0}}) == {"a": 2, "b": [1, 1.5], "c": {"d": 3}}
+
+
+def test_struct_values_read_back_as_json_data_and_non_finite_numbers_as_floats() -> None:
+    from libs.proto_json import dict_to_struct, struct_to_dict
+
+    data = {"n": 2.0, "half": 0.5, "list": [1.0, "a", None, True, {"deep": []}], "empty": {}}
+    assert struct_to_dict(dict_to_struct(data)) == {**data, "n": 2, "list": [1, "a", None, True, {"deep": []}]}
+    # A gRPC client can send them; validation, not conversion, refuses them (naming the field).
+    out = struct_to_dict(dict_to_struct({"nan": float("nan"), "inf": float("inf")}))
+    assert math.isnan(out["nan"]) and out["inf"] == float("inf")
