@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from libs.bounds import MAX_DEPTH, json_problems
 from libs.errors import FieldViolation, InvalidArgument
 
 Kind = Literal["job_definition", "source"]
@@ -26,14 +27,26 @@ class Document:
     origin: str
 
 
-def parse_text(text: str, fmt: Literal["toml", "json"], origin: str = "<request>") -> list[Document]:
-    """Parse one file's text; syntax errors are InvalidArgument naming the line."""
+def loads(text: str, fmt: Literal["toml", "json"]) -> Any:
+    """Parse TOML or JSON text into plain data. Syntax errors (naming the line) and everything
+    libs.bounds.json_problems finds (nesting deeper than 32 levels, NaN and infinities, NUL and
+    lone surrogates) are InvalidArgument, each problem at its field path."""
+    name = fmt.upper()
     try:
         raw: Any = tomllib.loads(text) if fmt == "toml" else json.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(violations=[FieldViolation("body", f"invalid TOML: {exc}")]) from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(violations=[FieldViolation("body", f"invalid JSON: {exc}")]) from exc
+    except RecursionError as exc:  # both parsers recurse into nested arrays and tables
+        raise InvalidArgument.field("body", f"is nested deeper than {MAX_DEPTH} levels") from exc
+    except ValueError as exc:  # their syntax errors, and integers of more than 4300 digits
+        raise InvalidArgument.field("body", f"invalid {name}: {exc}") from exc
+    problems = json_problems(raw)
+    if problems:
+        raise InvalidArgument(violations=problems)
+    return raw
+
+
+def parse_text(text: str, fmt: Literal["toml", "json"], origin: str = "<request>") -> list[Document]:
+    """Parse one file's text (see `loads`) into its documents."""
+    raw = loads(text, fmt)
     items = raw if isinstance(raw, list) else [raw]
     docs = []
     for i, item in enumerate(items):

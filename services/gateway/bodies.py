@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi import Request
 from google.protobuf.message import Message
 
-from libs.definition_files import Kind, parse_text
+from libs.definition_files import Kind, loads, parse_text
 from libs.errors import FieldViolation
 from libs.proto_json import from_dict
 from services.gateway.errors import ApiError
@@ -42,10 +41,7 @@ async def read_document(request: Request, kind: Kind) -> dict[str, Any]:
             raise ApiError(400, f"the TOML document is not {want}", [FieldViolation("kind", f"must describe {want}")])
         return docs[0].data
     if media == "application/json" or media.endswith("+json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, f"invalid JSON: {exc}", [FieldViolation("body", f"invalid JSON: {exc}")]) from exc
+        data = loads(text, "json")
         if not isinstance(data, dict):
             raise ApiError(400, "request body must be a JSON object", [FieldViolation("body", "must be an object")])
         data.pop("kind", None)
