@@ -22,11 +22,31 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
 
 
+def _too_large() -> ApiError:
+    # The connection stays open: the server reads what the client still sends and drops it (never
+    # holding it) before the next request. Closed now, the kernel would reset it, and a client still
+    # sending (most do not read before they have sent) would never see the 413.
+    return ApiError(413, f"request body is larger than {MAX_BODY} bytes")
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (413) from its Content-Length before anything is read, or once the
+    chunks read pass MAX_BODY: never more than that is held."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
+        raise _too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_document(request: Request, kind: Kind) -> dict[str, Any]:
     """The body as one JSON object; TOML is read in the original Quaero file shape."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"request body is larger than {MAX_BODY} bytes")
+    body = await _read_body(request)
     media = _media_type(request)
     try:
         text = body.decode("utf-8")
