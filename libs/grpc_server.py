@@ -12,13 +12,14 @@ from typing import Any
 
 import grpc
 import uvloop
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from libs import metrics
-from libs.errors import INTERNAL_STATUS, QuaeroError
+from libs.errors import INTERNAL_STATUS, InvalidArgument, QuaeroError
 from libs.logs import REQUEST_ID_HEADER, adopt_request_id, current_request_id, request_context, service_var
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,35 @@ def _metadata_value(metadata: Sequence[tuple[str, Any]] | None, key: str) -> str
     return None
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """A request that did not decode (nested past protobuf's limit, or a string that is not
+    UTF-8): its handler answers INVALID_ARGUMENT instead of grpc's UNKNOWN with the parser's text."""
+
+    reason: str
+
+    def error(self) -> InvalidArgument:
+        if "MaxDepth" in self.reason:
+            return InvalidArgument.field("request", "is nested too deeply to decode")
+        if "UTF-8" in self.reason:
+            return InvalidArgument.field("request", "holds a string that is not valid UTF-8")
+        return InvalidArgument.field("request", "is not a valid protobuf message")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """For a unary request: an undecodable one becomes an _Undecodable for the handler to refuse."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
 class _ServerInterceptor(grpc.aio.ServerInterceptor):
     """Per call: adopt the caller's request id, map domain errors to statuses, count the call."""
 
@@ -69,6 +99,12 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # A streamed request's messages are decoded as the servicer reads them: left as they are.
+        deserializer = (
+            _tolerant(handler.request_deserializer)
+            if handler.unary_unary or handler.unary_stream
+            else handler.request_deserializer
+        )
         rid = adopt_request_id(_metadata_value(handler_call_details.invocation_metadata, REQUEST_ID_HEADER))
         service = self.service
 
@@ -81,6 +117,8 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
                 with request_context(rid):
                     service_var.set(service)
                     try:
+                        if isinstance(request, _Undecodable):
+                            raise request.error()
                         return await inner(request, context)
                     except QuaeroError as exc:
                         code = exc.code.name
@@ -104,7 +142,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
             )
             return factory(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
 
@@ -116,6 +154,8 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
             with request_context(rid):
                 service_var.set(service)
                 try:
+                    if isinstance(request, _Undecodable):
+                        raise request.error()
                     async for response in inner_stream(request, context):
                         yield response
                 except QuaeroError as exc:
@@ -139,7 +179,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         )
         return factory(
             streaming,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
