@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from libs.amqp import TaskQueue
+from libs.bounds import check_ids, query_problem, text_problem
 from libs.db import Database, page
 from libs.errors import InvalidArgument
 from libs.logs import current_request_id
@@ -41,6 +42,14 @@ def _required(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument.field(field, "is required")
     return value
+
+
+def _text(value: str, field: str) -> str:
+    """A free-text filter (a skip reason, a cancel reason), stripped; it must be storable text."""
+    problem = text_problem(value)
+    if problem:
+        raise InvalidArgument.field(field, problem)
+    return value.strip()
 
 
 def _enum_filter(number: int, name: str | None, field: str) -> str | None:
@@ -97,10 +106,12 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
     # -------------------------------------------------------------------------------- jobs
 
     async def GetCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         job = await self.store.get_job(_required(request.id, "id"))
         return crawler_service_pb2.GetCrawlJobResponse(crawl_job=job_message(job))
 
     async def ListCrawlJobs(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "job_definition_id", "execution_id", "source_id")
         pg = page(
             request.limit, request.offset, request.order_by, request.order_dir,
             allowed=("created_at", "updated_at", "name"),
@@ -123,25 +134,30 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
         )
 
     async def CancelCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         job = await self.store.cancel_job(_required(request.id, "id"))
         return crawler_service_pb2.CancelCrawlJobResponse(crawl_job=job_message(job))
 
     async def CancelCrawlJobs(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "execution_id")
         execution_id = _required(request.execution_id, "execution_id")
-        ids = await self.store.cancel_execution(execution_id, request.reason.strip() or "cancelled")
+        ids = await self.store.cancel_execution(execution_id, _text(request.reason, "reason") or "cancelled")
         return crawler_service_pb2.CancelCrawlJobsResponse(cancelled_job_ids=ids)
 
     async def RerunCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         job, tasks = await self.store.rerun_job(_required(request.id, "id"), current_request_id() or "")
         await tasks_queue.publish(self.queue, tasks)
         return crawler_service_pb2.RerunCrawlJobResponse(original_job_id=request.id.strip(), crawl_job=job_message(job))
 
     async def DeleteCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         await self.store.delete_job(_required(request.id, "id"))
         return crawler_service_pb2.DeleteCrawlJobResponse()
 
     async def WatchCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
         """A snapshot (unless resuming after an event id), then each event, until terminal."""
+        check_ids(request, "id")
         job_id = _required(request.id, "id")
         async with self.db.notifier.subscribe(job_channel(job_id)) as wake:
             job, last_id = await self.store.job_with_last_event(job_id)
@@ -169,6 +185,7 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
                 job = await self.store.get_job(job_id)
 
     async def ListJobLogs(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "job_id")
         job_id = _required(request.job_id, "job_id")
         if request.level not in _LEVEL_MIN:
             raise InvalidArgument.field("level", "is not a known level")
@@ -182,10 +199,11 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
         )
 
     async def ListCrawlUrls(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "job_id")
         job_id = _required(request.job_id, "job_id")
         state = _enum_filter(request.state, url_state_name(request.state), "state")
         pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
-        urls, total = await self.store.list_urls(job_id, state, request.reason.strip(), pg)
+        urls, total = await self.store.list_urls(job_id, state, _text(request.reason, "reason"), pg)
         return crawler_service_pb2.ListCrawlUrlsResponse(
             urls=[url_message(u) for u in urls], total_count=total, limit=pg.limit, offset=pg.offset
         )
@@ -193,6 +211,7 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
     # --------------------------------------------------------------------------- documents
 
     async def ListDocuments(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "source_id", "job_id")
         pg = page(
             request.limit, request.offset, request.order_by, request.order_dir,
             allowed=("created_at", "updated_at", "title"),
@@ -203,10 +222,16 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
         )
 
     async def GetDocument(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         doc = await self.store.get_document(_required(request.id, "id"))
         return crawler_service_pb2.GetDocumentResponse(document=document_message(doc, markdown=True))
 
     async def SearchDocuments(self, request, context):  # type: ignore[no-untyped-def]
+        # Bounded before anything reads it: 50,000 terms once took 4.7 GB and a core past the deadline.
+        problem = query_problem(request.query)
+        if problem:
+            raise InvalidArgument.field("query", problem)
+        check_ids(request, "source_id", "job_id")
         query = _required(request.query, "query")
         pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
         hits, total = await self.store.search_documents(

@@ -6,6 +6,7 @@ import logging
 import uuid
 from typing import Any
 
+from libs.bounds import check_ids
 from libs.db import page
 from libs.errors import InvalidArgument
 from libs.proto_json import enum_to_str
@@ -48,6 +49,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         return executor_service_pb2.CreateJobDefinitionResponse(job_definition=definition_to_proto(saved))
 
     async def GetJobDefinition(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         d = await self.store.get_definition(request.id)
         return executor_service_pb2.GetJobDefinitionResponse(job_definition=definition_to_proto(d))
 
@@ -69,6 +71,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
 
     async def UpdateJobDefinition(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         d = definition_from_proto(request.job_definition)
         d.id = request.id or d.id
         saved, changed = await self.catalogue.save_definition(d, "update")
@@ -77,6 +80,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         return executor_service_pb2.UpdateJobDefinitionResponse(job_definition=definition_to_proto(saved))
 
     async def DeleteJobDefinition(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         await self.store.delete_definition(request.id)
         log.info("job definition deleted", extra={"job_definition_id": request.id})
         return executor_service_pb2.DeleteJobDefinitionResponse()
@@ -91,6 +95,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         return executor_service_pb2.CreateSourceResponse(source=source_to_proto(saved))
 
     async def GetSource(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         return executor_service_pb2.GetSourceResponse(source=source_to_proto(await self.store.get_source(request.id)))
 
     async def ListSources(self, request, context):  # type: ignore[no-untyped-def]
@@ -111,12 +116,14 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
 
     async def UpdateSource(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         s = source_from_proto(request.source)
         s.id = request.id or s.id
         saved, _ = await self.catalogue.save_source(s, "update", keep_auth=request.keep_auth and not s.has_auth)
         return executor_service_pb2.UpdateSourceResponse(source=source_to_proto(saved))
 
     async def DeleteSource(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         await self.store.delete_source(request.id)
         log.info("source deleted", extra={"source_id": request.id})
         return executor_service_pb2.DeleteSourceResponse()
@@ -126,8 +133,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
     async def ExecuteJobDefinition(self, request, context):  # type: ignore[no-untyped-def]
         if not request.job_definition_id:
             raise InvalidArgument.field("job_definition_id", "is required")
-        if len(request.idempotency_key) > 255:
-            raise InvalidArgument.field("idempotency_key", "must be at most 255 characters")
+        check_ids(request, "job_definition_id", "idempotency_key")
         trigger = trigger_from_proto(request.trigger)
         if trigger == "post_job":
             raise InvalidArgument.field("trigger", "post-jobs are started by TriggerPostJobs")
@@ -139,10 +145,12 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
 
     async def GetExecution(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         execution = await self.executions.ledger.get(request.id)
         return executor_service_pb2.GetExecutionResponse(execution=execution_to_proto(execution))
 
     async def ListExecutions(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "job_definition_id", "parent_execution_id")
         p = page(
             request.limit, request.offset, request.order_by, request.order_dir, allowed=("created_at", "updated_at")
         )
@@ -157,10 +165,12 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         )
 
     async def CancelExecution(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         execution = await self.executions.cancel(request.id)
         return executor_service_pb2.CancelExecutionResponse(execution=execution_to_proto(execution))
 
     async def WatchExecution(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "id")
         if request.after_event_id < 0:
             raise InvalidArgument.field("after_event_id", "must be 0 or more")
         async for item in self.executions.watch(request.id, request.after_event_id, replay=request.replay):
@@ -171,5 +181,6 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
     async def TriggerPostJobs(self, request, context):  # type: ignore[no-untyped-def]
         if not request.parent_execution_id:
             raise InvalidArgument.field("parent_execution_id", "is required")
+        check_ids(request, "parent_execution_id")
         parent = await self.post_jobs.trigger(request.parent_execution_id)
         return executor_service_pb2.TriggerPostJobsResponse(post_jobs=execution_to_proto(parent).post_jobs)
