@@ -13,6 +13,7 @@ from quaero.v1 import job_definition_pb2
 from services.gateway import examples
 from services.gateway.bodies import read_message
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.params import PathId
 from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/job-definitions", tags=["job definitions"])
@@ -123,7 +124,7 @@ async def create_definition(request: Request) -> JSONResponse:
     responses={200: examples.ok(examples.JOB_DEFINITION), **ERROR_RESPONSES},
     summary="Get a job definition",
 )
-async def get_definition(request: Request, id: str) -> JSONResponse:
+async def get_definition(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetJobDefinition(ex.GetJobDefinitionRequest(id=id))
     return JSONResponse(_out(resp.job_definition))
 
@@ -135,7 +136,7 @@ async def get_definition(request: Request, id: str) -> JSONResponse:
     openapi_extra=_BODY,
     summary="Replace a job definition (the path id wins over the body's)",
 )
-async def update_definition(request: Request, id: str) -> JSONResponse:
+async def update_definition(request: Request, id: PathId) -> JSONResponse:
     msg, _ = await read_message(request, "job_definition", job_definition_pb2.JobDefinition, ignore=_OUTPUT_ONLY)
     msg.id = id
     resp = await _stub(request).UpdateJobDefinition(ex.UpdateJobDefinitionRequest(id=id, job_definition=msg))
@@ -143,6 +144,6 @@ async def update_definition(request: Request, id: str) -> JSONResponse:
 
 
 @router.delete("/{id}", status_code=204, responses=ERROR_RESPONSES, summary="Delete a job definition")
-async def delete_definition(request: Request, id: str) -> Response:
+async def delete_definition(request: Request, id: PathId) -> Response:
     await _stub(request).DeleteJobDefinition(ex.DeleteJobDefinitionRequest(id=id))
     return Response(status_code=204)

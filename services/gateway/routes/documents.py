@@ -7,11 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from libs.bounds import MAX_QUERY_LENGTH
 from libs.proto_json import to_dict
 from quaero.v1 import crawl_job_pb2
 from quaero.v1 import crawler_service_pb2 as cr
 from services.gateway import examples
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.params import IdFilter, PathId, Storable, id_query
 from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -46,9 +48,13 @@ def _stub(request: Request):  # type: ignore[no-untyped-def]
 )
 async def list_documents(
     request: Request,
-    q: Annotated[str | None, Query(max_length=500, description="Full-text query over titles and content.")] = None,
-    source_id: Annotated[str | None, Query()] = None,
-    job_id: Annotated[str | None, Query(description="Documents this crawl job fetched.")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=MAX_QUERY_LENGTH, description="Full-text query over titles and content."),
+        Storable,
+    ] = None,
+    source_id: IdFilter = None,
+    job_id: Annotated[str | None, id_query("Documents this crawl job fetched."), Storable] = None,
     limit: Limit = 50,
     offset: Offset = 0,
     order_by: Annotated[
@@ -84,6 +90,6 @@ async def list_documents(
     responses={200: examples.ok(examples.DOCUMENT), **ERROR_RESPONSES},
     summary="Get a document with its Markdown",
 )
-async def get_document(request: Request, id: str) -> JSONResponse:
+async def get_document(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetDocument(cr.GetDocumentRequest(id=id))
     return JSONResponse(to_dict(resp.document, omit=frozenset({"snippet"})))

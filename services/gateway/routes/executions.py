@@ -13,6 +13,7 @@ from quaero.v1 import execution_pb2
 from quaero.v1 import executor_service_pb2 as ex
 from services.gateway import examples
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.params import IdFilter, PathId
 from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, SSE_RESPONSES, list_model, model_for
 from services.gateway.sse import EventStreamResponse, LastEventId, sse_response
 
@@ -64,7 +65,7 @@ def _stub(request: Request):  # type: ignore[no-untyped-def]
 )
 async def execute(
     request: Request,
-    id: str,
+    id: PathId,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -105,9 +106,9 @@ async def execute(
 )
 async def list_executions(
     request: Request,
-    job_definition_id: Annotated[str | None, Query()] = None,
+    job_definition_id: IdFilter = None,
     status: Annotated[Status | None, Query()] = None,
-    parent_execution_id: Annotated[str | None, Query()] = None,
+    parent_execution_id: IdFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
@@ -133,7 +134,7 @@ async def list_executions(
     responses={200: examples.ok(examples.EXECUTION), **ERROR_RESPONSES},
     summary="Get an execution: steps, crawl job ids, post-jobs and lineage",
 )
-async def get_execution(request: Request, id: str) -> JSONResponse:
+async def get_execution(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetExecution(ex.GetExecutionRequest(id=id))
     return JSONResponse(execution_json(resp.execution))
 
@@ -148,7 +149,7 @@ async def get_execution(request: Request, id: str) -> JSONResponse:
     },
     summary="Cancel an execution and its running crawl jobs",
 )
-async def cancel_execution(request: Request, id: str) -> JSONResponse:
+async def cancel_execution(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).CancelExecution(ex.CancelExecutionRequest(id=id))
     return JSONResponse(execution_json(resp.execution))
 
@@ -159,7 +160,7 @@ async def cancel_execution(request: Request, id: str) -> JSONResponse:
     responses=SSE_RESPONSES,
     summary="Follow an execution: a snapshot, then every event until it ends (resume with Last-Event-ID)",
 )
-async def execution_events(request: Request, id: str, after: LastEventId) -> Response:
+async def execution_events(request: Request, id: PathId, after: LastEventId) -> Response:
     stub = _stub(request)
     # Fail fast (404) before committing to a 200 stream.
     current = (await stub.GetExecution(ex.GetExecutionRequest(id=id))).execution

@@ -14,6 +14,7 @@ from quaero.v1 import crawl_job_pb2
 from quaero.v1 import crawler_service_pb2 as cr
 from services.gateway import examples
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.params import IdFilter, PathId, Storable
 from services.gateway.routes.documents import DocumentSummaryList, document_summary_json
 from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, SSE_RESPONSES, list_model, model_for
 from services.gateway.sse import EventStreamResponse, LastEventId, sse_response
@@ -70,9 +71,9 @@ async def _ensure_job(request: Request, id: str) -> None:
 async def list_jobs(
     request: Request,
     status: Annotated[JobStatus | None, Query()] = None,
-    job_definition_id: Annotated[str | None, Query()] = None,
-    execution_id: Annotated[str | None, Query()] = None,
-    source_id: Annotated[str | None, Query()] = None,
+    job_definition_id: IdFilter = None,
+    execution_id: IdFilter = None,
+    source_id: IdFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at", "name"], Query()] = "created_at",
@@ -111,7 +112,7 @@ async def job_stats(request: Request) -> JSONResponse:
     responses={200: examples.ok(examples.CRAWL_JOB), **ERROR_RESPONSES},
     summary="Get a crawl job",
 )
-async def get_job(request: Request, id: str) -> JSONResponse:
+async def get_job(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetCrawlJob(cr.GetCrawlJobRequest(id=id))
     return JSONResponse(job_json(resp.crawl_job))
 
@@ -126,7 +127,7 @@ async def get_job(request: Request, id: str) -> JSONResponse:
     },
     summary="Cancel a running crawl job (409 when it already finished)",
 )
-async def cancel_job(request: Request, id: str) -> JSONResponse:
+async def cancel_job(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).CancelCrawlJob(cr.CancelCrawlJobRequest(id=id))
     return JSONResponse(job_json(resp.crawl_job))
 
@@ -138,7 +139,7 @@ async def cancel_job(request: Request, id: str) -> JSONResponse:
     responses={201: examples.ok(examples.RERUN, "The new job, already running"), **ERROR_RESPONSES},
     summary="Run a crawl job again: a new job with the same seeds, config and source",
 )
-async def rerun_job(request: Request, id: str) -> JSONResponse:
+async def rerun_job(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).RerunCrawlJob(cr.RerunCrawlJobRequest(id=id))
     return JSONResponse(
         {"original_job_id": resp.original_job_id or id, "new_job_id": resp.crawl_job.id},
@@ -153,7 +154,7 @@ async def rerun_job(request: Request, id: str) -> JSONResponse:
     responses={**ERROR_RESPONSES, 409: CONFLICT_RESPONSE},
     summary="Delete a finished crawl job (409 while it runs)",
 )
-async def delete_job(request: Request, id: str) -> Response:
+async def delete_job(request: Request, id: PathId) -> Response:
     await _stub(request).DeleteCrawlJob(cr.DeleteCrawlJobRequest(id=id))
     return Response(status_code=204)
 
@@ -166,7 +167,7 @@ async def delete_job(request: Request, id: str) -> Response:
 )
 async def job_logs(
     request: Request,
-    id: str,
+    id: PathId,
     level: Annotated[LogLevel | None, Query(description="This level and above (`warning` means `warn`).")] = None,
     order: OrderDir = "desc",
     limit: Limit = 50,
@@ -188,9 +189,11 @@ async def job_logs(
 )
 async def job_urls(
     request: Request,
-    id: str,
+    id: PathId,
     state: Annotated[UrlState | None, Query()] = None,
-    reason: Annotated[str | None, Query(max_length=64, description="robots, depth, pattern, offsite, …")] = None,
+    reason: Annotated[
+        str | None, Query(max_length=64, description="robots, depth, pattern, offsite, …"), Storable
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JSONResponse:
@@ -210,7 +213,7 @@ async def job_urls(
 )
 async def job_documents(
     request: Request,
-    id: str,
+    id: PathId,
     limit: Limit = 50,
     offset: Offset = 0,
     order_by: Annotated[Literal["created_at", "updated_at", "title"], Query()] = "created_at",
@@ -229,7 +232,7 @@ async def job_documents(
     responses=SSE_RESPONSES,
     summary="Follow a crawl job: a snapshot, then every event until it ends (resume with Last-Event-ID)",
 )
-async def job_events(request: Request, id: str, after: LastEventId) -> Response:
+async def job_events(request: Request, id: PathId, after: LastEventId) -> Response:
     stub = _stub(request)
     # Fail fast (404) before committing to a 200 stream.
     current = (await stub.GetCrawlJob(cr.GetCrawlJobRequest(id=id))).crawl_job

@@ -13,6 +13,7 @@ from quaero.v1 import source_pb2
 from services.gateway import examples
 from services.gateway.bodies import read_message
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
+from services.gateway.params import PathId
 from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/sources", tags=["sources"])
@@ -101,7 +102,7 @@ async def create_source(request: Request) -> JSONResponse:
     responses={200: examples.ok(examples.SOURCE), **ERROR_RESPONSES},
     summary="Get a source",
 )
-async def get_source(request: Request, id: str) -> JSONResponse:
+async def get_source(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetSource(ex.GetSourceRequest(id=id))
     return JSONResponse(_out(resp.source))
 
@@ -113,7 +114,7 @@ async def get_source(request: Request, id: str) -> JSONResponse:
     openapi_extra=_BODY,
     summary="Replace a source (stored auth is kept when the body has no `auth` or `auth: null`)",
 )
-async def update_source(request: Request, id: str) -> JSONResponse:
+async def update_source(request: Request, id: PathId) -> JSONResponse:
     msg, data = await read_message(request, "source", source_pb2.Source, ignore=_OUTPUT_ONLY)
     msg.id = id
     resp = await _stub(request).UpdateSource(
@@ -123,6 +124,6 @@ async def update_source(request: Request, id: str) -> JSONResponse:
 
 
 @router.delete("/{id}", status_code=204, responses=ERROR_RESPONSES, summary="Delete a source")
-async def delete_source(request: Request, id: str) -> Response:
+async def delete_source(request: Request, id: PathId) -> Response:
     await _stub(request).DeleteSource(ex.DeleteSourceRequest(id=id))
     return Response(status_code=204)
