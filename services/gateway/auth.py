@@ -1,13 +1,14 @@
 """The optional bearer token (QUAERO_API_TOKEN): required on every route but /healthz.
 
 The web UI's shell (`/`, `/ui/…`) loads without it, but its API calls need it. Browsers'
-EventSource cannot send headers, so the UI keeps the token in the `quaero_token` cookie
-(SameSite=Strict: other sites' pages cannot make the browser send it).
+EventSource cannot send headers, so the UI keeps the token in the `quaero_token` cookie,
+percent-encoded (SameSite=Strict: other sites' pages cannot make the browser send it).
 """
 
 from __future__ import annotations
 
 import hmac
+from urllib.parse import unquote
 
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,7 +34,9 @@ def _presented_token(scope: Scope) -> str | None:
         if key == b"cookie":
             token = cookie_parser(value.decode("latin-1")).get(COOKIE)
             if token:
-                return token
+                # The UI writes it percent-encoded (encodeURIComponent), so that any token,
+                # base64's `+ / =` included, fits in a cookie.
+                return unquote(token)
     return None
 
 

@@ -182,12 +182,13 @@ async def test_definitions_can_be_disabled_and_enabled(stack: Stack, page: Page)
     assert (await stack.http.get("/api/job-definitions/birds")).json()["enabled"] is True
 
 
-async def test_with_a_token_the_ui_asks_for_it_once(tmp_path: Path, browser: Browser) -> None:
-    settings = {**common_settings(None, tmp_path / "data"), "api_token": "ui-s3cret"}
+@pytest.mark.parametrize("token", ["ui-s3cret", "q+8/Zm9v+YmFy/=="], ids=["plain", "base64"])
+async def test_with_a_token_the_ui_asks_for_it_once(tmp_path: Path, browser: Browser, token: str) -> None:
+    settings = {**common_settings(None, tmp_path / "data"), "api_token": token}
     async with running_stack(settings) as guarded:
         page = await browser.new_page()
         await page.goto(guarded.base_url + "/#/jobs")
-        await page.locator("form.token input").fill("ui-s3cret")
+        await page.locator("form.token input").fill(token)
         await page.locator("form.token button").click()
 
         await expect(page.locator("h1")).to_have_text("Crawl jobs")
