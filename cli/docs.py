@@ -104,10 +104,21 @@ class ExportFormat(StrEnum):
 
 def _slug(doc: dict[str, Any]) -> str:
     """A file name made only of [a-z0-9-], whatever the server sent: the export never writes
-    outside its directory."""
+    outside its directory. The id is whole (its letters and digits), so documents of one URL
+    (from two sources, or two jobs) get names of their own."""
     base = re.sub(r"[^A-Za-z0-9]+", "-", re.sub(r"^https?://", "", str(doc.get("url") or ""))).strip("-").lower()
-    ident = re.sub(r"[^A-Za-z0-9]+", "", str(doc.get("id") or ""))[:8].lower()
+    ident = re.sub(r"[^A-Za-z0-9]+", "", str(doc.get("id") or ""))[:64].lower()
     return "-".join(part for part in (base[:80] or "document", ident) if part)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`, … : the first not in `taken` (which it joins)."""
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def _front_matter(doc: dict[str, Any]) -> str:
@@ -147,12 +158,15 @@ def export(
         if folder.exists() and not folder.is_dir():
             raise CliError(f"--output {folder}: exists and is not a directory", USAGE)
         folder.mkdir(parents=True, exist_ok=True)
+        # Every document gets a file of its own, even where two names would be the same.
+        written: set[str] = set()
 
         def write_file(doc: dict[str, Any]) -> None:
-            (folder / f"{_slug(doc)}.md").write_text(_front_matter(doc) + doc["markdown"], encoding="utf-8")
+            name = _unique(_slug(doc), written)
+            (folder / f"{name}.md").write_text(_front_matter(doc) + doc["markdown"], encoding="utf-8")
 
-        count = call(ctx.obj, lambda api: _export(api, params, limit, write_file))
-        output.stderr().print(f"Exported {count} documents to {folder}/")
+        call(ctx.obj, lambda api: _export(api, params, limit, write_file))
+        output.stderr().print(f"Exported {len(written)} documents to {folder}/")  # the files written
         return
 
     stream: TextIO = sys.stdout

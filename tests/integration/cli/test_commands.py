@@ -145,6 +145,41 @@ async def test_jobs_docs_and_executions_after_a_crawl(
     assert lines.code == 0 and len(records) == 4 and all(r["markdown"] for r in records)
 
 
+async def test_export_writes_a_file_for_each_document_of_one_url_whose_ids_share_a_prefix(
+    stack: Stack, site: LocalSite, quaero: Any, tmp_path: Path
+) -> None:
+    """Two sources over one site store each page twice; their documents' ids are made to share
+    the first 30 characters (as ids of an older release's scheme could)."""
+    from sqlalchemy import select, update
+
+    from libs.db import Database
+    from services.crawler.store import DocumentRow
+    from tests.support.runs import add_source, define, execute, wait_for
+
+    for source_id in ("birds-a", "birds-b"):
+        await add_source(stack, source_id, site.url("/pelicans.html"), crawl={"max_depth": 0})
+    await define(stack, {"id": "twice", "sources": ["birds-a", "birds-b"], "steps": [{"name": "c", "action": "crawl"}]})
+    await wait_for(stack, (await execute(stack, "twice"))["execution_id"])
+    crawler_db = Database(stack.database_url.replace("/executor.db", "/crawler.db"), "crawler")
+    try:
+        async with crawler_db.session() as session:
+            ids = (await session.execute(select(DocumentRow.id).order_by(DocumentRow.source_id))).scalars().all()
+            for n, document_id in enumerate(ids, 1):
+                shared = f"0f3a9c1e-0000-4000-8000-{n:012d}"
+                await session.execute(update(DocumentRow).where(DocumentRow.id == document_id).values(id=shared))
+    finally:
+        await crawler_db.close()
+
+    exported = await quaero("docs", "export", "-o", str(tmp_path / "md"))
+
+    files = sorted((tmp_path / "md").iterdir())
+    assert len(ids) == 2 and len(files) == 2
+    assert exported.err.strip() == f"Exported 2 documents to {tmp_path / 'md'}/"
+    assert {f.read_text().split('id: "')[1][:36] for f in files} == {
+        "0f3a9c1e-0000-4000-8000-000000000001", "0f3a9c1e-0000-4000-8000-000000000002",
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
