@@ -13,6 +13,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from libs.proto_json import enum_choices
+from services.gateway.bodies import MAX_BODY
 
 _TIMESTAMP = "google.protobuf.Timestamp"
 _STRUCT = "google.protobuf.Struct"
@@ -137,6 +138,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 CONFLICT_RESPONSE: dict[str, Any] = {"model": Error, "description": "The resource's state forbids it."}
+TOO_LARGE_RESPONSE: dict[str, Any] = {"model": Error, "description": f"The body is larger than {MAX_BODY} bytes."}
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

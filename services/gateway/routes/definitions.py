@@ -14,7 +14,7 @@ from services.gateway import examples
 from services.gateway.bodies import read_message
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
 from services.gateway.params import PathId
-from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
+from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, TOO_LARGE_RESPONSE, list_model, model_for
 
 router = APIRouter(prefix="/api/job-definitions", tags=["job definitions"])
 
@@ -108,6 +108,7 @@ async def list_definitions(
         201: examples.ok(examples.JOB_DEFINITION, "Created"),
         **ERROR_RESPONSES,
         409: CONFLICT_RESPONSE | {"description": "The id exists already."},
+        413: TOO_LARGE_RESPONSE,
     },
     openapi_extra=_BODY,
     summary="Create a job definition (JSON, or TOML with Content-Type application/toml)",
@@ -132,7 +133,7 @@ async def get_definition(request: Request, id: PathId) -> JSONResponse:
 @router.put(
     "/{id}",
     response_model=JobDefinition,
-    responses={200: examples.ok(examples.JOB_DEFINITION), **ERROR_RESPONSES},
+    responses={200: examples.ok(examples.JOB_DEFINITION), **ERROR_RESPONSES, 413: TOO_LARGE_RESPONSE},
     openapi_extra=_BODY,
     summary="Replace a job definition (the path id wins over the body's)",
 )

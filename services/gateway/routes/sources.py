@@ -14,7 +14,7 @@ from services.gateway import examples
 from services.gateway.bodies import read_message
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
 from services.gateway.params import PathId
-from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, list_model, model_for
+from services.gateway.schemas import CONFLICT_RESPONSE, ERROR_RESPONSES, TOO_LARGE_RESPONSE, list_model, model_for
 
 router = APIRouter(prefix="/api/sources", tags=["sources"])
 
@@ -86,6 +86,7 @@ async def list_sources(
         201: examples.ok(examples.SOURCE, "Created"),
         **ERROR_RESPONSES,
         409: CONFLICT_RESPONSE | {"description": "The id exists already."},
+        413: TOO_LARGE_RESPONSE,
     },
     openapi_extra=_BODY,
     summary="Create a source (an id is generated when none is given)",
@@ -110,7 +111,7 @@ async def get_source(request: Request, id: PathId) -> JSONResponse:
 @router.put(
     "/{id}",
     response_model=Source,
-    responses={200: examples.ok(examples.SOURCE), **ERROR_RESPONSES},
+    responses={200: examples.ok(examples.SOURCE), **ERROR_RESPONSES, 413: TOO_LARGE_RESPONSE},
     openapi_extra=_BODY,
     summary="Replace a source (stored auth is kept when the body has no `auth` or `auth: null`)",
 )
