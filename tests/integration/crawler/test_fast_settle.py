@@ -65,7 +65,7 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
         urls = await session.execute(
             text(
                 "SELECT url, state, reason, detail, depth, http_status, redirected_to, document_id IS NOT NULL AS doc,"
-                " links_cut, attempts, redirect_hops, discovered_from, next_attempt_at IS NOT NULL AS due,"
+                " outlinks, attempts, redirect_hops, discovered_from, next_attempt_at IS NOT NULL AS due,"
                 " published_at IS NOT NULL AS leased FROM crawl_urls WHERE job_id = :j ORDER BY url"
             ),
             {"j": job_id},
