@@ -27,6 +27,7 @@ job's row locked from the start, so exactly `max_pages` pages are stored, never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -80,6 +81,8 @@ MAX_REDIRECTS = 10
 # row is 11 of them); PostgreSQL's arrays have no such limit, but a statement should be bounded.
 SQLITE_CHUNK = 1_000
 PG_CHUNK = 5_000
+# Links classified between two turns of the event loop (about 5 ms of work).
+YIELD_EVERY = 500
 
 # PostgreSQL statements of the hot path. Lists travel as arrays (unnest), so each statement has
 # one shape whatever the batch size: prepared once per connection, compiled never.
@@ -425,7 +428,9 @@ class Settler:
         def once(lock_job_first: bool) -> Any:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
-        if self.fast and self.db.is_postgres and self.before_counters is None:
+        # A batch with more links than a statement takes goes the full way, in chunks.
+        fits = sum(len(o.links) for o in outcomes) <= PG_CHUNK
+        if self.fast and self.db.is_postgres and self.before_counters is None and fits:
             fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
             try:
                 settled = await retrying(what, fast, on_error=self.on_db_error)
@@ -465,10 +470,8 @@ class Settler:
             rows = {r.id: r for r in carried if r.job_id == ctx.id and r.state == QUEUED}
             if not rows:
                 return Settled()
-            plan = self._plan(ctx, by_id, rows, None, now)
+            plan = await self._plan(ctx, by_id, rows, None, now)
             todo = _unknown(plan.candidates, known)
-            if len(todo) > PG_CHUNK:
-                return None  # the full settle inserts them in bounded statements
             frontier = [self._frontier_row(ctx, k, c, False, now) for k, c in sorted(todo.items())]
             # By id: the order the rows are locked in, as by every settle.
             updates = sorted(plan.updates, key=lambda u: u["b_id"])
@@ -566,7 +569,7 @@ class Settler:
         if not rows:
             return result
 
-        plan = self._plan(ctx, by_id, rows, budget_left, now)
+        plan = await self._plan(ctx, by_id, rows, budget_left, now)
         deltas, logs = plan.deltas, plan.logs
 
         # 2. Documents (within the budget).
@@ -625,7 +628,7 @@ class Settler:
         )
         return result
 
-    def _plan(
+    async def _plan(
         self,
         ctx: JobContext,
         by_id: Mapping[int, Outcome],
@@ -718,7 +721,9 @@ class Settler:
             outlinks: dict[str, None] | None = None
             if scope.follow_links:
                 outlinks = {}
-                for link in o.links:
+                for n, link in enumerate(o.links, 1):
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a page may have any number of links
                     key = url_key(link)
                     outlinks[key] = None
                     reason = self._reason(ctx, link, row.depth + 1)
@@ -788,26 +793,28 @@ class Settler:
         todo = _unknown(candidates, known)
         if not todo:
             return
-        rows = {k: self._frontier_row(ctx, k, c, budget_full, now) for k, c in sorted(todo.items())}
         inserted: dict[str, str] = {}
         existing: dict[str, Any] = {}
         # In chunks: a page may link to any number of URLs (SQLite takes at most 32,766
         # variables a statement; PostgreSQL's arrays have no limit, its statements should).
-        for chunk in _chunks(list(rows), self._chunk):
+        keys = sorted(todo)
+        for chunk in _chunks(keys, self._chunk):
+            rows = [self._frontier_row(ctx, k, todo[k], budget_full, now) for k in chunk]
             if self.db.is_postgres:
-                added, found = await self._insert_pg(session, ctx, [rows[k] for k in chunk], now)
+                added, found = await self._insert_pg(session, ctx, rows, now)
             else:
                 found = await self._read_known(session, ctx, chunk)
-                fresh = [rows[k] for k in chunk if k not in found]
+                fresh = [row for row in rows if row["url_key"] not in found]
                 added = {}
                 if fresh:
+                    # Many parameter sets for one statement, compiled once (a VALUES list of a
+                    # thousand rows took SQLAlchemy about a second to compile).
                     insert = (
                         dialect_insert(self.db, URLS)
-                        .values(fresh)
                         .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
                         .returning(URLS.c.url_key, URLS.c.state)
                     )
-                    added = {r.url_key: r.state for r in await session.execute(insert)}
+                    added = {r.url_key: r.state for r in await session.execute(insert, fresh)}
             inserted |= added
             existing |= found
         for k, state in inserted.items():
@@ -817,7 +824,7 @@ class Settler:
                 deltas["pending"] += 1
             else:
                 deltas["skipped"] += 1
-        raced = [k for k in rows if k not in inserted and k not in existing]
+        raced = [k for k in keys if k not in inserted and k not in existing]
         for chunk in _chunks(raced, self._chunk):
             # Inserted by a concurrent batch after our snapshot: handle them as existing URLs.
             existing |= await self._read_known(session, ctx, chunk)
