@@ -48,7 +48,7 @@ async def test_a_page_with_any_number_of_links_settles_while_health_answers(
         await define(stack, {"id": "farm", "steps": [step]})
         with health_stays_up(stack.base_url), memory_stays_under(400 * MiB):
             started = await execute(stack, "farm")
-            execution = await wait_for(stack, started["execution_id"], timeout=240)
+            execution = await wait_for(stack, started["execution_id"], timeout=150)
         (job,) = await jobs(stack, execution_id=started["execution_id"])
 
     assert execution["status"] == "completed", execution
