@@ -78,9 +78,12 @@ REDIRECT = "redirect"
 RETRY = "retry"
 MAX_REDIRECTS = 10
 # URLs per statement of a settle: SQLite takes at most 32,766 variables a statement (a frontier
-# row is 11 of them); PostgreSQL's arrays have no such limit, but a statement should be bounded.
-SQLITE_CHUNK = 1_000
-PG_CHUNK = 5_000
+# row is 11 of them); PostgreSQL's arrays have no such limit, but the work between two turns of
+# the event loop should be bounded (building and encoding a chunk's rows).
+CHUNK = 1_000
+# A batch with more links than this is settled the full way, in chunks, not by one call of
+# crawl_settle().
+FAST_SETTLE_LINKS = 2_000
 # Links classified between two turns of the event loop (about 5 ms of work).
 YIELD_EVERY = 500
 
@@ -429,7 +432,7 @@ class Settler:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
         # A batch with more links than a statement takes goes the full way, in chunks.
-        fits = sum(len(o.links) for o in outcomes) <= PG_CHUNK
+        fits = sum(len(o.links) for o in outcomes) <= FAST_SETTLE_LINKS
         if self.fast and self.db.is_postgres and self.before_counters is None and fits:
             fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
             try:
@@ -798,7 +801,7 @@ class Settler:
         # In chunks: a page may link to any number of URLs (SQLite takes at most 32,766
         # variables a statement; PostgreSQL's arrays have no limit, its statements should).
         keys = sorted(todo)
-        for chunk in _chunks(keys, self._chunk):
+        for chunk in _chunks(keys, CHUNK):
             rows = [self._frontier_row(ctx, k, todo[k], budget_full, now) for k in chunk]
             if self.db.is_postgres:
                 added, found = await self._insert_pg(session, ctx, rows, now)
@@ -825,7 +828,7 @@ class Settler:
             else:
                 deltas["skipped"] += 1
         raced = [k for k in keys if k not in inserted and k not in existing]
-        for chunk in _chunks(raced, self._chunk):
+        for chunk in _chunks(raced, CHUNK):
             # Inserted by a concurrent batch after our snapshot: handle them as existing URLs.
             existing |= await self._read_known(session, ctx, chunk)
         nearer: dict[str, _Candidate] = {}
@@ -836,11 +839,6 @@ class Settler:
                 result.known[k] = r.depth
         if nearer:
             await self._lower(session, ctx, nearer, deltas, result, budget_full=budget_full, now=now)
-
-    @property
-    def _chunk(self) -> int:
-        """URLs per statement of a settle."""
-        return PG_CHUNK if self.db.is_postgres else SQLITE_CHUNK
 
     @staticmethod
     async def _read_known(session: AsyncSession, ctx: JobContext, keys: Sequence[str]) -> dict[str, Any]:
@@ -903,7 +901,7 @@ class Settler:
         }
         while level:
             below: dict[str, _Lowering] = {}
-            for chunk in _chunks(sorted(level), self._chunk):
+            for chunk in _chunks(sorted(level), CHUNK):
                 for r in await self._lower_level(session, ctx, {k: level[k] for k in chunk}, now):
                     result.known[r.url_key] = r.depth
                     if r.requeued:

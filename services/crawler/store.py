@@ -366,9 +366,9 @@ async def drop_queued(session: AsyncSession, job_id: str, state: str, reason: st
         update(URLS)
         .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
         .values(state=state, reason=reason, published_at=None, updated_at=now)
-        .returning(URLS.c.id)
     )
-    return len(dropped.all())
+    # The count alone: a job may have any number of URLs queued, and rows would each be built.
+    return int(dropped.rowcount)  # type: ignore[attr-defined]
 
 
 async def cancel_queued(session: AsyncSession, job_id: str, now: datetime) -> int:
