@@ -91,6 +91,13 @@ def url_key(canonical: str) -> str:
 
 def host_of(url: str) -> str:
     """host[:port] of a canonical URL: the unit of politeness and of robots.txt."""
+    # Called for every link of every page: a canonical http(s) URL always has a path, so its
+    # netloc ends at the first slash after the scheme's.
+    if url.startswith(("http://", "https://")):
+        start = url.find("//") + 2
+        end = url.find("/", start)
+        if end > 0 and not any(c in url[start:end] for c in "@?#"):
+            return url[start:end]
     return urlsplit(url).netloc
 
 
@@ -181,9 +188,10 @@ class Scope:
         return reason
 
     def _url_reason(self, url: str) -> str | None:
-        if urlsplit(url).scheme not in DEFAULT_PORTS:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS:
             return SCHEME
-        if not self._on_site(hostname_of(url)):
+        if not self._on_site((parts.hostname or "").lower()):
             return OFFSITE
         if any(p.search(url) for p in self.excludes):
             return PATTERN

@@ -4,8 +4,9 @@ For each batch (one job, any number of URLs), in one transaction:
 1. claim the URLs still `queued` (a settled URL means a duplicate delivery: dropped, acked);
 2. upsert the documents of the pages;
 3. record each URL's outcome;
-4. insert the URLs the pages link to (keeping the smaller depth, reopening a URL found nearer a
-   seed when its depth had cut it short; skipped ones with their reason);
+4. insert the URLs the pages link to (skipped ones with their reason); a URL already recorded
+   deeper takes the smaller depth, and so do its descendants, along the outlinks every fetched
+   URL keeps (a URL skipped for its depth and now within reach is queued again);
 5. update the job's counters in one statement (`RETURNING` them): its row lock orders
    concurrent batches, and the one that leaves nothing pending completes the job (a
    compare-and-set from `running`);
@@ -26,13 +27,14 @@ job's row locked from the start, so exactly `max_pages` pages are stored, never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 from sqlalchemy import bindparam, case, func, select, text, update
@@ -68,12 +70,22 @@ from services.crawler.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Outcome kinds.
 PAGE = "page"
 REDIRECT = "redirect"
 RETRY = "retry"
 MAX_REDIRECTS = 10
+# URLs per statement of a settle: SQLite takes at most 32,766 variables a statement (a frontier
+# row is 11 of them); PostgreSQL's arrays have no such limit, but the work between two turns of
+# the event loop should be bounded (building and encoding a chunk's rows).
+CHUNK = 1_000
+# A batch with more links than this is settled the full way, in chunks, not by one call of
+# crawl_settle().
+FAST_SETTLE_LINKS = 2_000
+# Links classified between two turns of the event loop (about 5 ms of work).
+YIELD_EVERY = 500
 
 # PostgreSQL statements of the hot path. Lists travel as arrays (unnest), so each statement has
 # one shape whatever the batch size: prepared once per connection, compiled never.
@@ -121,12 +133,12 @@ _PG_OUTCOMES = PgStatement(
     """
     UPDATE crawl_urls u SET state = v.state, reason = v.reason, detail = v.detail, http_status = v.http_status,
         redirected_to = v.redirected_to, document_id = coalesce(v.document_id, u.document_id),
-        links_cut = v.links_cut, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+        outlinks = string_to_array(v.outlinks, ','), attempts = v.attempts, next_attempt_at = v.next_attempt_at,
         published_at = NULL, updated_at = CAST(:now AS timestamptz)
     FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:reasons AS text[]), CAST(:details AS text[]),
                 CAST(:statuses AS int[]), CAST(:redirects AS text[]), CAST(:documents AS text[]),
-                CAST(:cuts AS boolean[]), CAST(:attempts AS int[]), CAST(:next AS timestamptz[]))
-         AS v(id, state, reason, detail, http_status, redirected_to, document_id, links_cut, attempts, next_attempt_at)
+                CAST(:outlinks AS text[]), CAST(:attempts AS int[]), CAST(:next AS timestamptz[]))
+         AS v(id, state, reason, detail, http_status, redirected_to, document_id, outlinks, attempts, next_attempt_at)
     WHERE u.id = v.id
     """
 )
@@ -162,6 +174,35 @@ _PG_DISCOVER = PgStatement(
     """
 )
 
+# One level of a depth decrease: the URLs of these keys recorded deeper than given take the given
+# depth (a URL skipped for its depth and now within reach is queued again). Each row is locked
+# as it is found (FOR UPDATE waits for a settle that holds it, then reads the row as committed):
+# the outlinks returned are those of the page as settled, so a decrease is never carried down
+# the links of a page version that another settle was replacing.
+_PG_LOWER = PgStatement(
+    """
+    WITH lowered AS MATERIALIZED (
+        SELECT c.id, c.state, c.reason, t.depth, t.discovered_from, t.admit
+        FROM unnest(CAST(:keys AS text[]), CAST(:depths AS int[]), CAST(:froms AS text[]), CAST(:admits AS boolean[]))
+             AS t(url_key, depth, discovered_from, admit)
+        CROSS JOIN LATERAL (
+            SELECT id, state, reason FROM crawl_urls
+            WHERE job_id = :job_id AND url_key = t.url_key AND depth > t.depth FOR UPDATE) c
+    ), requeued AS (
+        SELECT id, state = 'skipped' AND reason = 'depth' AND depth <= :max_depth AND admit AS back
+        FROM lowered
+    )
+    UPDATE crawl_urls u SET depth = l.depth, discovered_from = l.discovered_from,
+        updated_at = CAST(:now AS timestamptz),
+        state = CASE WHEN r.back THEN 'queued' ELSE u.state END,
+        reason = CASE WHEN r.back THEN '' ELSE u.reason END
+    FROM lowered l JOIN requeued r ON r.id = l.id
+    WHERE u.id = l.id
+    RETURNING u.url_key, u.url, u.depth, u.state, r.back AS requeued, u.outlinks,
+              u.redirected_to IS NOT NULL AS redirect
+    """
+)
+
 # The fast settle (migration 0005 has the function and what it leaves to the full settle).
 _PG_READ = PgStatement(
     """
@@ -174,7 +215,7 @@ _PG_SETTLE = PgStatement(
     SELECT * FROM crawl_settle(
         :job_id, :source_id, :now, :cutoff,
         :d_ids, :d_url_keys, :d_urls, :d_hosts, :d_titles, :d_markdowns, :d_metadata, :d_hashes, :d_word_counts,
-        :o_ids, :o_states, :o_reasons, :o_details, :o_statuses, :o_redirects, :o_doc_keys, :o_cuts, :o_attempts,
+        :o_ids, :o_states, :o_reasons, :o_details, :o_statuses, :o_redirects, :o_doc_keys, :o_outlinks, :o_attempts,
         :o_next, :c_depths, :c_attempts, :c_hops, :c_documents,
         :n_keys, :n_urls, :n_hosts, :n_depths, :n_states, :n_reasons, :n_hops, :n_froms,
         :dt, :dc, :df, :dp, :ds, :dr, :guard, :waiting, :l_levels, :l_messages)
@@ -278,6 +319,27 @@ class _Known(NamedTuple):
     depth: int
 
 
+class _Lowering(NamedTuple):
+    """A depth decrease to carry to a URL: its new depth, the URL that leads there at that
+    depth, and whether the URL may be queued again if it had been skipped for its depth."""
+
+    depth: int
+    discovered_from: str
+    admit: bool
+
+
+class _Lowered(NamedTuple):
+    """A URL whose depth a decrease lowered (the columns _PG_LOWER returns)."""
+
+    url_key: str
+    url: str
+    depth: int
+    state: str
+    requeued: bool
+    outlinks: list[str] | None
+    redirect: bool
+
+
 class _JobCounters(NamedTuple):
     """The job's row after a settle's counter update (the columns _PG_COUNTERS returns)."""
 
@@ -369,7 +431,9 @@ class Settler:
         def once(lock_job_first: bool) -> Any:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
-        if self.fast and self.db.is_postgres and self.before_counters is None:
+        # A batch with more links than a statement takes goes the full way, in chunks.
+        fits = sum(len(o.links) for o in outcomes) <= FAST_SETTLE_LINKS
+        if self.fast and self.db.is_postgres and self.before_counters is None and fits:
             fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
             try:
                 settled = await retrying(what, fast, on_error=self.on_db_error)
@@ -409,7 +473,7 @@ class Settler:
             rows = {r.id: r for r in carried if r.job_id == ctx.id and r.state == QUEUED}
             if not rows:
                 return Settled()
-            plan = self._plan(ctx, by_id, rows, None, now)
+            plan = await self._plan(ctx, by_id, rows, None, now)
             todo = _unknown(plan.candidates, known)
             frontier = [self._frontier_row(ctx, k, c, False, now) for k, c in sorted(todo.items())]
             # By id: the order the rows are locked in, as by every settle.
@@ -432,7 +496,7 @@ class Settler:
             }
             documents = _document_arrays(_document_values(ctx, plan.stored, now))
             params |= {f"d_{k}": v for k, v in documents.items()}
-            params |= {f"o_{k}": v for k, v in _arrays(updates, _OUTCOME_COLUMNS).items()}
+            params |= {f"o_{k}": v for k, v in _outcome_arrays(updates).items()}
             params |= {f"n_{k}": v for k, v in _arrays(frontier, _FRONTIER_COLUMNS).items()}
             params |= _delta_params(plan.deltas)
             try:
@@ -508,7 +572,7 @@ class Settler:
         if not rows:
             return result
 
-        plan = self._plan(ctx, by_id, rows, budget_left, now)
+        plan = await self._plan(ctx, by_id, rows, budget_left, now)
         deltas, logs = plan.deltas, plan.logs
 
         # 2. Documents (within the budget).
@@ -520,7 +584,7 @@ class Settler:
 
         # 3. Outcomes.
         if updates and self.db.is_postgres:
-            arrays = _arrays(updates, _OUTCOME_COLUMNS)
+            arrays = _outcome_arrays(updates)
             await _PG_OUTCOMES.fetch(
                 session, {"now": now, "documents": [u["b_document_id"] for u in updates], **arrays}
             )
@@ -537,7 +601,7 @@ class Settler:
                     document_id=func.coalesce(
                         bindparam("b_document_id", type_=URLS.c.document_id.type), URLS.c.document_id
                     ),
-                    links_cut=bindparam("b_links_cut"),
+                    outlinks=bindparam("b_outlinks", type_=URLS.c.outlinks.type),
                     attempts=bindparam("b_attempts"),
                     next_attempt_at=bindparam("b_next_attempt_at", type_=URLS.c.next_attempt_at.type),
                     published_at=None,
@@ -567,7 +631,7 @@ class Settler:
         )
         return result
 
-    def _plan(
+    async def _plan(
         self,
         ctx: JobContext,
         by_id: Mapping[int, Outcome],
@@ -595,7 +659,7 @@ class Settler:
                     "b_redirected_to": values.get("redirected_to"),
                     "b_document_id": None,
                     "b_doc_key": values.get("doc_key"),
-                    "b_links_cut": values.get("links_cut", False),
+                    "b_outlinks": values.get("outlinks"),
                     "b_attempts": row.attempts + (1 if o.fetched else 0),
                     "b_next_attempt_at": values.get("next_attempt_at"),
                 }
@@ -609,15 +673,16 @@ class Settler:
             if kind == PAGE:
                 pages.append((o, row))
             elif kind == REDIRECT:
-                record(o, row, DONE, redirected_to=o.location)
+                target = url_key(o.location) if o.location else None
+                record(o, row, DONE, redirected_to=o.location, outlinks=[target] if target else None)
                 deltas["completed"] += 1
                 deltas["pending"] -= 1
-                if o.location:
+                if o.location and target:
                     hops = row.redirect_hops + 1
                     reason = self._reason(ctx, o.location, row.depth)
                     if reason is None and hops > MAX_REDIRECTS:
                         reason = REDIRECT_LIMIT
-                    _add(candidates, _Candidate(o.location, row.depth, hops, row.url, reason))
+                    _add(candidates, target, _Candidate(o.location, row.depth, hops, row.url, reason))
             elif kind == FAILED:
                 record(o, row, FAILED, reason=o.reason, detail=detail)
                 deltas["completed"] += 1
@@ -654,16 +719,23 @@ class Settler:
             stored.append((o, row))
         plan.stored = stored
         for o, row in stored:
-            cut = scope.follow_links and row.depth >= scope.max_depth and bool(o.links)
-            record(o, row, DONE, doc_key=url_key(row.url), links_cut=cut)
+            # Every link is recorded (beyond max_depth as skipped for its depth), and the page
+            # keeps them as its outlinks: a shorter path found later is carried down them.
+            outlinks: dict[str, None] | None = None
+            if scope.follow_links:
+                outlinks = {}
+                for n, link in enumerate(o.links, 1):
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a page may have any number of links
+                    key = url_key(link)
+                    outlinks[key] = None
+                    reason = self._reason(ctx, link, row.depth + 1)
+                    _add(candidates, key, _Candidate(link, row.depth + 1, 0, row.url, reason))
+            record(o, row, DONE, doc_key=url_key(row.url), outlinks=None if outlinks is None else list(outlinks))
             deltas["completed"] += 1
             deltas["pending"] -= 1
             if row.document_id is None:
                 deltas["result"] += 1
-            if scope.follow_links:
-                for link in o.links:
-                    reason = self._reason(ctx, link, row.depth + 1)
-                    _add(candidates, _Candidate(link, row.depth + 1, 0, row.url, reason))
         return plan
 
     def _reason(self, ctx: JobContext, url: str, depth: int) -> str | None:
@@ -724,28 +796,30 @@ class Settler:
         todo = _unknown(candidates, known)
         if not todo:
             return
-        rows = {k: self._frontier_row(ctx, k, c, budget_full, now) for k, c in sorted(todo.items())}
-        if self.db.is_postgres:
-            inserted, existing = await self._insert_pg(session, ctx, rows, now)
-        else:
-            existing = {
-                r.url_key: r
-                for r in await session.execute(
-                    select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
-                        URLS.c.job_id == ctx.id, URLS.c.url_key.in_(list(rows))
+        inserted: dict[str, str] = {}
+        existing: dict[str, Any] = {}
+        # In chunks: a page may link to any number of URLs (SQLite takes at most 32,766
+        # variables a statement; PostgreSQL's arrays have no limit, its statements should).
+        keys = sorted(todo)
+        for chunk in _chunks(keys, CHUNK):
+            rows = [self._frontier_row(ctx, k, todo[k], budget_full, now) for k in chunk]
+            if self.db.is_postgres:
+                added, found = await self._insert_pg(session, ctx, rows, now)
+            else:
+                found = await self._read_known(session, ctx, chunk)
+                fresh = [row for row in rows if row["url_key"] not in found]
+                added = {}
+                if fresh:
+                    # Many parameter sets for one statement, compiled once (a VALUES list of a
+                    # thousand rows took SQLAlchemy about a second to compile).
+                    insert = (
+                        dialect_insert(self.db, URLS)
+                        .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
+                        .returning(URLS.c.url_key, URLS.c.state)
                     )
-                )
-            }
-            fresh = [row for k, row in rows.items() if k not in existing]
-            inserted = {}
-            if fresh:
-                insert = (
-                    dialect_insert(self.db, URLS)
-                    .values(fresh)
-                    .on_conflict_do_nothing(index_elements=["job_id", "url_key"])
-                    .returning(URLS.c.url_key, URLS.c.state)
-                )
-                inserted = {r.url_key: r.state for r in await session.execute(insert)}
+                    added = {r.url_key: r.state for r in await session.execute(insert, fresh)}
+            inserted |= added
+            existing |= found
         for k, state in inserted.items():
             result.known[k] = todo[k].depth
             if state == QUEUED:
@@ -753,23 +827,26 @@ class Settler:
                 deltas["pending"] += 1
             else:
                 deltas["skipped"] += 1
-        raced = [k for k in rows if k not in inserted and k not in existing]
-        if raced:
+        raced = [k for k in keys if k not in inserted and k not in existing]
+        for chunk in _chunks(raced, CHUNK):
             # Inserted by a concurrent batch after our snapshot: handle them as existing URLs.
-            for r in await session.execute(
-                select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(
-                    URLS.c.job_id == ctx.id, URLS.c.url_key.in_(raced)
-                )
-            ):
-                existing[r.url_key] = r
-        nearer = []
+            existing |= await self._read_known(session, ctx, chunk)
+        nearer: dict[str, _Candidate] = {}
         for k, r in existing.items():
             if r.depth > todo[k].depth:
-                nearer.append(r.id)
+                nearer[k] = todo[k]
             else:
                 result.known[k] = r.depth
         if nearer:
-            await self._reopen(session, ctx, nearer, todo, deltas, result, budget_full=budget_full, now=now)
+            await self._lower(session, ctx, nearer, deltas, result, budget_full=budget_full, now=now)
+
+    @staticmethod
+    async def _read_known(session: AsyncSession, ctx: JobContext, keys: Sequence[str]) -> dict[str, Any]:
+        """The job's URLs of these keys already in the frontier (id, url_key, depth), by key."""
+        found = await session.execute(
+            select(URLS.c.id, URLS.c.url_key, URLS.c.depth).where(URLS.c.job_id == ctx.id, URLS.c.url_key.in_(keys))
+        )
+        return {r.url_key: r for r in found}
 
     @staticmethod
     def _frontier_row(ctx: JobContext, key: str, c: _Candidate, budget_full: bool, now: datetime) -> dict[str, Any]:
@@ -789,11 +866,9 @@ class Settler:
         }
 
     async def _insert_pg(
-        self, session: AsyncSession, ctx: JobContext, rows: dict[str, dict[str, Any]], now: datetime
+        self, session: AsyncSession, ctx: JobContext, rows: list[dict[str, Any]], now: datetime
     ) -> tuple[dict[str, str], dict[str, Any]]:
-        found = await _PG_DISCOVER.fetch(
-            session, {"job_id": ctx.id, "now": now, **_arrays(list(rows.values()), _FRONTIER_COLUMNS)}
-        )
+        found = await _PG_DISCOVER.fetch(session, {"job_id": ctx.id, "now": now, **_arrays(rows, _FRONTIER_COLUMNS)})
         inserted: dict[str, str] = {}
         existing: dict[str, Any] = {}
         for r in found:
@@ -803,46 +878,97 @@ class Settler:
                 existing[r["url_key"]] = _Known(r["id"], r["url_key"], r["depth"])
         return inserted, existing
 
-    async def _reopen(
+    async def _lower(
         self,
         session: AsyncSession,
         ctx: JobContext,
-        ids: list[int],
-        todo: dict[str, _Candidate],
+        nearer: dict[str, _Candidate],
         deltas: dict[str, int],
         result: Settled,
         *,
         budget_full: bool,
         now: datetime,
     ) -> None:
-        """URLs found nearer a seed than recorded take the smaller depth; one skipped for its
-        depth, or fetched with its links cut, is queued again, so the result never depends on
-        the order pages were fetched in."""
-        rows = await session.execute(
-            select(URLS.c.id, URLS.c.url_key, URLS.c.depth, URLS.c.state, URLS.c.reason, URLS.c.links_cut)
-            .where(URLS.c.id.in_(sorted(ids)))
-            .order_by(URLS.c.id)
-            .with_for_update()
-        )
-        for r in rows:
-            c = todo[r.url_key]
-            if r.depth <= c.depth:
-                result.known[r.url_key] = r.depth
+        """URLs found nearer a seed than recorded take the smaller depth, and so do their
+        descendants: level by level along the outlinks of the fetched ones (a redirect's target
+        at the redirect's depth, a page's links one deeper), as long as a level lowers any. A URL
+        skipped for its depth and now within reach is queued again (not when the budget is spent,
+        nor when the link that found it is out of scope for another reason, robots.txt say).
+        Nothing fetched is fetched again: its outlinks say where its links lead. So every URL's
+        depth is its shortest path through the whole graph, whatever order pages were fetched in."""
+        level = {
+            k: _Lowering(c.depth, c.discovered_from, c.reason is None and not budget_full) for k, c in nearer.items()
+        }
+        while level:
+            below: dict[str, _Lowering] = {}
+            for chunk in _chunks(sorted(level), CHUNK):
+                for r in await self._lower_level(session, ctx, {k: level[k] for k in chunk}, now):
+                    result.known[r.url_key] = r.depth
+                    if r.requeued:
+                        deltas["skipped"] -= 1
+                        deltas["total"] += 1
+                        deltas["pending"] += 1
+                    if r.state == DONE and r.outlinks:
+                        depth = r.depth + (0 if r.redirect else 1)
+                        for key in r.outlinks:
+                            seen = below.get(key)
+                            if seen is None or seen.depth > depth:
+                                below[key] = _Lowering(depth, r.url, not budget_full)
+            level = below
+
+    async def _lower_level(
+        self, session: AsyncSession, ctx: JobContext, level: dict[str, _Lowering], now: datetime
+    ) -> list[_Lowered]:
+        max_depth = ctx.scope.max_depth
+        if self.db.is_postgres:
+            rows = await _PG_LOWER.fetch(
+                session,
+                {
+                    "job_id": ctx.id,
+                    "now": now,
+                    "max_depth": max_depth,
+                    "keys": list(level),
+                    "depths": [x.depth for x in level.values()],
+                    "froms": [x.discovered_from for x in level.values()],
+                    "admits": [x.admit for x in level.values()],
+                },
+            )
+            return [_Lowered(**dict(r)) for r in rows]
+        found = await session.execute(
+            select(
+                URLS.c.id, URLS.c.url_key, URLS.c.url, URLS.c.depth, URLS.c.state, URLS.c.reason, URLS.c.outlinks,
+                URLS.c.redirected_to,
+            ).where(URLS.c.job_id == ctx.id, URLS.c.url_key.in_(list(level)))
+        )  # fmt: skip
+        lowered: list[_Lowered] = []
+        changes: list[dict[str, Any]] = []
+        for r in found:
+            target = level[r.url_key]
+            if r.depth <= target.depth:
                 continue
-            values: dict[str, Any] = {"depth": c.depth, "discovered_from": c.discovered_from, "updated_at": now}
-            admitted = c.reason is None and not budget_full
-            if r.state == SKIPPED and r.reason == DEPTH:
-                if admitted:
-                    values.update(state=QUEUED, reason="", detail="", published_at=None, next_attempt_at=None)
-                    deltas["skipped"] -= 1
-                    deltas["total"] += 1
-                    deltas["pending"] += 1
-            elif r.state == DONE and r.links_cut and admitted:
-                values.update(state=QUEUED, links_cut=False, published_at=None, next_attempt_at=None)
-                deltas["completed"] -= 1
-                deltas["pending"] += 1
-            await session.execute(update(URLS).where(URLS.c.id == r.id).values(**values))
-            result.known[r.url_key] = c.depth
+            back = r.state == SKIPPED and r.reason == DEPTH and target.depth <= max_depth and target.admit
+            state = QUEUED if back else r.state
+            changes.append(
+                {"b_id": r.id, "b_depth": target.depth, "b_from": target.discovered_from, "b_state": state,
+                 "b_reason": "" if back else r.reason}
+            )  # fmt: skip
+            lowered.append(
+                _Lowered(r.url_key, r.url, target.depth, state, back, r.outlinks, r.redirected_to is not None)
+            )
+        if changes:
+            await session.execute(
+                update(URLS)
+                .where(URLS.c.id == bindparam("b_id"))
+                .values(
+                    depth=bindparam("b_depth"),
+                    discovered_from=bindparam("b_from"),
+                    state=bindparam("b_state"),
+                    reason=bindparam("b_reason"),
+                    updated_at=now,
+                ),
+                changes,
+            )
+        return lowered
 
     async def _count(
         self,
@@ -989,7 +1115,7 @@ _OUTCOME_COLUMNS = {  # outcomes as Settler._plan records them
     "details": "b_detail",
     "statuses": "b_status",
     "redirects": "b_redirected_to",
-    "cuts": "b_links_cut",
+    "outlinks": "b_outlinks",
     "attempts": "b_attempts",
     "next": "b_next_attempt_at",
 }
@@ -1008,6 +1134,14 @@ _FRONTIER_COLUMNS = {  # new frontier rows (Settler._frontier_row)
 def _arrays(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, list[Any]]:
     """`rows` as one array per column: {array name: [row[key] for each row]}."""
     return {name: [row[key] for row in rows] for name, key in columns.items()}
+
+
+def _outcome_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Outcomes as arrays; each URL's outlinks as one text of its keys joined by commas (an
+    array of arrays would have to be rectangular), which the statements split again."""
+    arrays = _arrays(updates, _OUTCOME_COLUMNS)
+    arrays["outlinks"] = [None if keys is None else ",".join(keys) for keys in arrays["outlinks"]]
+    return arrays
 
 
 def _document_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -1032,9 +1166,13 @@ def _unknown(candidates: dict[str, _Candidate], known: Mapping[str, int]) -> dic
     return {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
 
 
-def _add(candidates: dict[str, _Candidate], c: _Candidate) -> None:
-    """Keep the nearest sighting of each URL in a batch."""
-    key = url_key(c.url)
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _add(candidates: dict[str, _Candidate], key: str, c: _Candidate) -> None:
+    """Keep the nearest sighting of each URL (`key`: its URL key) in a batch."""
     seen = candidates.get(key)
     if seen is None or c.depth < seen.depth:
         candidates[key] = c

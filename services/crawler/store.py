@@ -16,8 +16,8 @@ from typing import Any, ClassVar, cast
 
 import asyncpg
 from sqlalchemy import (
+    JSON,
     BigInteger,
-    Boolean,
     Integer,
     SmallInteger,
     String,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,7 +115,9 @@ class CrawlUrlRow(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     redirected_to: Mapped[str | None] = mapped_column(Text)
     document_id: Mapped[str | None] = mapped_column(String(36))
-    links_cut: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A fetched URL's outlinks: the URL keys its page links to (a redirect: its target's), so a
+    # depth found shorter later is carried down to its descendants (settle.py, Settler._lower).
+    outlinks: Mapped[list[str] | None] = mapped_column(JSON().with_variant(ARRAY(Text), "postgresql"))
     redirect_hops: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     publications: Mapped[int] = mapped_column(Integer, default=0)
@@ -363,9 +366,9 @@ async def drop_queued(session: AsyncSession, job_id: str, state: str, reason: st
         update(URLS)
         .where(URLS.c.job_id == job_id, URLS.c.state == QUEUED)
         .values(state=state, reason=reason, published_at=None, updated_at=now)
-        .returning(URLS.c.id)
     )
-    return len(dropped.all())
+    # The count alone: a job may have any number of URLs queued, and rows would each be built.
+    return int(dropped.rowcount)  # type: ignore[attr-defined]
 
 
 async def cancel_queued(session: AsyncSession, job_id: str, now: datetime) -> int:

@@ -46,6 +46,7 @@ from services.crawler.settle import (
     REDIRECT,
     RETRY,
     SKIPPED,
+    YIELD_EVERY,
     JobContext,
     Outcome,
     Settler,
@@ -419,7 +420,13 @@ class Worker:
         if not 200 <= r.status < 300 or r.body is None:
             return make(FAILED, reason="http_status", detail=f"HTTP {r.status}")
         page = await self._parse(url, r.body, r.charset)
-        links = [c for c in (canonical_link(link) for link in page.links) if c]
+        links = []
+        for n, link in enumerate(page.links, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a page may have any number of links
+            canonical = canonical_link(link)
+            if canonical:
+                links.append(canonical)
         return make(PAGE, page=page, links=links)
 
     # ------------------------------------------------------------------------ job contexts

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from urllib.parse import urlsplit
 
-from services.crawler.frontier import _ALREADY_CANONICAL, Scope, _rebuilt, canonical_url, resolve_link, url_key
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.provisional import urls as st_urls
+
+from services.crawler.frontier import (
+    _ALREADY_CANONICAL,
+    Scope,
+    _rebuilt,
+    canonical_url,
+    host_of,
+    resolve_link,
+    url_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +77,15 @@ def test_urls_taken_as_already_canonical_are_what_the_full_rebuild_gives() -> No
     assert not any(_ALREADY_CANONICAL.fullmatch(u) for u in ("http://h.test", "http://h.test:80/", "http://H.test/"))
     assert [u for u in fast if _rebuilt(u) != u] == []
     assert all(canonical_url(u) == _rebuilt(u) for u in urls)
+
+
+@given(st_urls() | st.text(max_size=40).map(lambda t: "http://" + t))
+def test_the_host_of_a_canonical_url_is_its_netloc(raw: str) -> None:
+    """host_of's shortcut (the text between the scheme and the first slash) is urlsplit's netloc
+    for every URL canonical_url gives."""
+    url = canonical_url(raw)
+    if url is not None:
+        assert host_of(url) == urlsplit(url).netloc
 
 
 def test_spellings_of_one_page_share_a_key() -> None:
