@@ -150,11 +150,15 @@ def test_find_cycle_returns_the_shortest_path() -> None:
             "filters.exclude_patterns[0]",
         ),
         (
+            Source(id="s", name="S", type="web", base_url="https://a/", include_patterns=["/a/", "/docs/(?!old)"]),
+            "filters.include_patterns[1]",
+        ),
+        (
             Source(id="s", name="S", type="web", base_url="https://a/", auth_headers={"Bad Header": "x"}),
             "auth.headers.Bad Header",
         ),
     ],
-    ids=["name", "type", "base_url", "scheme", "concurrency", "regex", "header"],
+    ids=["name", "type", "base_url", "scheme", "concurrency", "regex", "lookahead-re2-cannot-run", "header"],
 )
 def test_source_problems_name_their_field(source: Source, field: str) -> None:
     assert field in [v.field for v in validate_source(source)]

@@ -48,3 +48,28 @@ def test_options_of_actions_this_release_does_not_know_are_accepted() -> None:
 @pytest.mark.parametrize("field", [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields])
 def test_every_crawl_config_field_is_a_checked_option_of_the_crawl_action(field: str) -> None:
     assert check_step_config("crawl", {field: "not right"}, "config")[0].field == f"config.{field}"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("/docs/(?!old/)", "invalid perl operator: (?!"),
+        ("(?<=/)v2", "invalid perl operator: (?<="),
+        (r"/(\w+)/\1/", r"invalid escape sequence: \1"),
+        ("/docs/.*+", "bad repetition operator: *+"),
+        (r"\.html\Z", r"invalid escape sequence: \Z"),
+        ("/docs/(", "missing ): /docs/("),
+    ],
+    ids=["lookahead", "lookbehind", "backreference", "possessive", "python-end-anchor", "unbalanced"],
+)
+def test_patterns_re2_cannot_run_are_refused_naming_the_pattern(pattern: str, why: str) -> None:
+    (violation,) = check_step_config("crawl", {"include_patterns": ["/docs/", pattern]}, "steps[0].config")
+
+    assert violation.field == "steps[0].config.include_patterns[1]"
+    assert violation.description.startswith(f"is not a valid regular expression: {why}")
+
+
+def test_the_refusal_of_python_only_syntax_says_what_re2_lacks() -> None:
+    (violation,) = check_step_config("crawl", {"exclude_patterns": ["(?<=/)v2"]}, "config")
+
+    assert "RE2 syntax: no lookaround, backreferences" in violation.description
