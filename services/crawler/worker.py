@@ -62,6 +62,7 @@ from services.crawler.store import (
     RUNNING,
     STATUS_CHANNEL,
     URLS,
+    CrawlStore,
     RobotsRow,
     dialect_insert,
     is_database_error,
@@ -122,6 +123,7 @@ class Worker:
         backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
+        self.store = CrawlStore(db)
         self.queue = queue
         self.fetcher = fetcher
         self.parser = parser
@@ -303,6 +305,9 @@ class Worker:
         with request_context(rid if isinstance(rid, str) else None), log_context(job_id=task.job_id):
             try:
                 ctx = await self._context(task.job_id)
+                if ctx.scope.invalid:
+                    await self._fail_job(ctx, delivery)
+                    return
                 outcome = await self._process(ctx, task)
                 outcome.row = leased_row(task)
             except asyncio.CancelledError:
@@ -314,6 +319,14 @@ class Worker:
             async with self._pending_changed:
                 self._pending[ctx.id].append(_Work(ctx, outcome, delivery))
                 self._pending_changed.notify()
+
+    async def _fail_job(self, ctx: JobContext, delivery: Delivery) -> None:
+        """A job this release cannot run (a pattern stored by an older one that RE2 cannot
+        run) fails, naming why, instead of its tasks going round the queue."""
+        error = f"{ctx.scope.invalid}; correct the definition or source, then run it again"
+        if await self.store.fail_job(ctx.id, error):
+            log.error("crawl job failed: %s", error)
+        await _settle_delivery(delivery, requeue=False, ack=True)
 
     def _next_batch(self) -> tuple[str, list[_Work]] | None:
         for job_id, works in self._pending.items():
