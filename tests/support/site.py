@@ -48,7 +48,8 @@ class LocalSite:
     Every request is recorded when it arrives: `requests` (time.time(), path), `seen` (host,
     path, headers), `hits` per path. Pages (not robots.txt) whose path `held` accepts wait while
     the gate is closed; `waiting` counts them. `active` counts pages being answered, `max_active`
-    the most there ever were at once, `answered` those answered."""
+    the most there ever were at once, `answered` those answered. A page at "/robots.txt" is
+    served instead of `robots_txt`."""
 
     pages: dict[str, Page] = field(default_factory=dict)
     base: str = ""
@@ -97,7 +98,7 @@ class LocalSite:
         self.requests.append((time.time(), path))
         self.seen.append((request.host, path, dict(request.headers)))
         self.hits[path] += 1
-        if path == "/robots.txt":
+        if path == "/robots.txt" and path not in self.pages:
             return web.Response(text=self.robots_txt, content_type="text/plain")
         self.active += 1
         self.max_active = max(self.max_active, self.active)
