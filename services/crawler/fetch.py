@@ -4,8 +4,10 @@ Redirects are not followed here: a 3xx is an answer in itself, and its target go
 frontier like any discovered URL (scope, robots, deduplication). Only a redirect back to the same
 canonical URL (a tracking parameter added, a fragment) is followed in place.
 
-Bodies are read up to a cap counted after decompression, which aiohttp does as the body is read,
-so a compression bomb never takes more memory than the cap.
+Every connection goes through the fetch guard (libs.fetch_guard): a URL whose address it refuses
+is skipped as `blocked_address`, each redirect target at its own fetch. Bodies are read up to a
+cap counted after decompression, which aiohttp does as the body is read, so a compression bomb
+never takes more memory than the cap.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import aiohttp
 from protego import Protego
 
 from libs import metrics
+from libs.fetch_guard import FetchGuard, blocked
 from libs.step_config import origin
 from services.crawler.frontier import (
+    BLOCKED_ADDRESS,
     CONTENT_TYPE,
     REDIRECT_LIMIT,
     TOO_LARGE,
@@ -71,8 +75,10 @@ class FetchResult:
     charset: str | None = None
     # The body of an HTML answer within the size limit (2xx only).
     body: bytes | None = None
-    # content_type, too_large or redirect_limit: the answer is not a page we keep.
+    # content_type, too_large, redirect_limit or blocked_address: not a page we keep.
     skip_reason: str | None = None
+    # What the skip reason is about: the content type, the address refused.
+    detail: str = ""
     # A network failure (no HTTP answer): retried like a 5xx.
     error: str | None = None
     # Seconds from a Retry-After header.
@@ -93,19 +99,29 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """GETs pages with a size cap and a timeout; never stores cookies between requests."""
+    """GETs pages with a size cap and a timeout, connecting only where the guard allows; never
+    stores cookies between requests."""
 
-    def __init__(self, *, user_agent: str, timeout: float, max_body: int, connections: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        timeout: float,
+        max_body: int,
+        connections: int = 64,
+        guard: FetchGuard | None = None,
+    ) -> None:
         self.user_agent = user_agent
         self.timeout = timeout
         self.max_body = max_body
+        self.guard = guard or FetchGuard()
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300, keepalive_timeout=30),
+                connector=self.guard.connector(limit=self._connections, ttl_dns_cache=300, keepalive_timeout=30),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 # Cookies of one crawl must never reach another: only a source's auth sends any.
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -132,7 +148,8 @@ class Fetcher:
     async def _get(self, url: str, auth: Auth | None) -> FetchResult:
         started = time.perf_counter()
         result = await self._request(url, auth)
-        metrics.observe_fetch(result.status or None, time.perf_counter() - started)
+        if result.skip_reason != BLOCKED_ADDRESS:  # refused before any request was sent
+            metrics.observe_fetch(result.status or None, time.perf_counter() - started)
         return result
 
     async def _request(self, url: str, auth: Auth | None) -> FetchResult:
@@ -151,7 +168,7 @@ class Fetcher:
                 result.charset = response.charset
                 declared = response.headers.get("Content-Type")
                 if declared and result.content_type not in HTML_TYPES:
-                    result.skip_reason = CONTENT_TYPE
+                    result.skip_reason, result.detail = CONTENT_TYPE, result.content_type
                     return result
                 if response.content_length is not None and response.content_length > self.max_body:
                     result.skip_reason = TOO_LARGE
@@ -161,11 +178,14 @@ class Fetcher:
                     result.skip_reason = TOO_LARGE
                     return result
                 if not declared and body.lstrip()[:1] != b"<":
-                    result.skip_reason = CONTENT_TYPE
+                    result.skip_reason, result.detail = CONTENT_TYPE, result.content_type
                     return result
                 result.body = body
                 return result
         except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError) as exc:
+            refused = blocked(exc)
+            if refused is not None:
+                return FetchResult(skip_reason=BLOCKED_ADDRESS, detail=str(refused.strerror))
             return FetchResult(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
 
     async def robots(self, base: str) -> tuple[int, str]:

@@ -34,6 +34,7 @@ CONTENT_TYPE = "content_type"
 TOO_LARGE = "too_large"
 REDIRECT_LIMIT = "redirect_limit"
 SCHEME = "scheme"
+BLOCKED_ADDRESS = "blocked_address"
 
 
 # A URL that is its own canonical spelling: http(s), a lower-case host without credentials or a

@@ -32,6 +32,7 @@ from sqlalchemy import select, text
 from libs import metrics
 from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
+from libs.fetch_guard import FetchGuard
 from libs.grpc_server import run_process
 from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
 from quaero.v1 import url_task_pb2
@@ -420,7 +421,7 @@ class Worker:
         if r.error is not None:
             return make(RETRY, reason="fetch_error", detail=r.error, retry_at=None)
         if r.skip_reason is not None:
-            return make(SKIPPED, reason=r.skip_reason, detail=r.content_type)
+            return make(SKIPPED, reason=r.skip_reason, detail=r.detail)
         if r.status == 429 or r.status >= 500:
             retry_at = _at(time.time() + r.retry_after) if r.retry_after is not None else None
             return make(RETRY, reason="http_status", detail=f"HTTP {r.status}", retry_at=retry_at)
@@ -634,6 +635,7 @@ def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **ho
         timeout=settings.fetch_timeout,
         max_body=settings.max_body_bytes,
         connections=max(16, settings.worker_prefetch),
+        guard=FetchGuard.from_settings(settings),
     )
     parser = Parser(inline_limit=settings.parse_inline_limit, processes=settings.parse_processes)
     return Worker(db, queue, fetcher, parser, settings, **hooks)

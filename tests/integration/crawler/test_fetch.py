@@ -1,12 +1,14 @@
 """The fetcher against real sites on loopback: how robots.txt is read (its size cap, its
-redirects), with each site's request log as the witness."""
+redirects) and what the fetch guard refuses, with each site's request log as the witness."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 
 import pytest
 
+from libs.fetch_guard import FetchGuard
 from services.crawler.fetch import ROBOTS_MAX_BYTES, Fetcher, Robots
 from tests.support.site import LocalSite, Page
 
@@ -77,3 +79,24 @@ async def test_a_robots_txt_redirect_loop_stops_after_five_redirects(fetcher: Fe
 
     assert (status, body) == (302, "")
     assert len(site.requests) == 6  # the first request and five redirects
+
+
+async def test_the_guard_refuses_robots_txt_and_pages_before_any_request() -> None:
+    guarded = Fetcher(
+        user_agent="Quaero-test",
+        timeout=10,
+        max_body=1 << 20,
+        guard=FetchGuard(deny=(ipaddress.ip_network("127.0.0.1"),)),
+    )
+    site = LocalSite()
+    site.add("/", "Home")
+    try:
+        async with site.serve():
+            robots = await guarded.robots(site.base)
+            page = await guarded.fetch(site.url("/"))
+    finally:
+        await guarded.close()
+
+    assert robots == (0, "")
+    assert (page.skip_reason, page.detail) == ("blocked_address", "127.0.0.1 is refused by QUAERO_FETCH_DENY")
+    assert site.requests == []
