@@ -89,6 +89,7 @@ def crawl_definition(
     url: str, depth: int | None, max_pages: int | None, include: list[str], exclude: list[str]
 ) -> dict[str, Any]:
     """The definition `quaero crawl` creates or replaces; unset options keep the crawler's defaults."""
+    from libs.patterns import PatternError, compile_pattern
     from libs.step_config import check_http_url
 
     problem = check_http_url(url)
@@ -97,9 +98,9 @@ def crawl_definition(
     for flag, patterns in (("--include", include), ("--exclude", exclude)):
         for pattern in patterns:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise CliError(f"{flag} {pattern!r}: not a valid regular expression: {exc}", USAGE) from exc
+                compile_pattern(pattern)
+            except PatternError as exc:
+                raise CliError(f"{flag} {pattern!r}: {exc}", USAGE) from exc
     config: dict[str, Any] = {"start_urls": [url.strip()]}
     if depth is not None:
         config["max_depth"] = depth

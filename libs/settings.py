@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -35,6 +38,19 @@ class CommonSettings(BaseSettings):
         description="Serve this process's Prometheus metrics at :port/metrics (executor, crawler and workers; "
         "the gateway serves /metrics on its own port). Unset: no endpoint.",
     )
+    # The fetch guard (libs/fetch_guard.py): where pages, robots.txt, sitemaps and webhooks may go.
+    block_private_networks: bool = Field(
+        default=False,
+        description="Refuse fetches to loopback, private and other non-public addresses (link-local and cloud "
+        "metadata addresses are refused whatever this says).",
+    )
+    fetch_allow: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDR ranges fetches may reach even with block_private_networks (10.1.0.0/16).",
+    )
+    fetch_deny: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list, description="Comma-separated CIDR ranges fetches never reach (wins over fetch_allow)."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -54,6 +70,21 @@ class CommonSettings(BaseSettings):
         if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("must be a postgresql+asyncpg:// or sqlite+aiosqlite:// URL")
         return value
+
+    @field_validator("fetch_allow", "fetch_deny", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        """`10.0.0.0/8, 192.168.1.5` from the environment (a bare address is its own /32 or /128)."""
+        items = [v for v in re.split(r"[,\s]+", value) if v] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        networks = []
+        for item in items:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except (TypeError, ValueError):
+                raise ValueError(f"{item!r} is not an IP address or CIDR range such as 10.0.0.0/8") from None
+        return networks
 
     @field_validator("amqp_url")
     @classmethod

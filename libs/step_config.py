@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libs.errors import FieldViolation
+from libs.patterns import PatternError, compile_pattern
 from quaero.v1 import crawl_job_pb2
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -209,9 +210,9 @@ def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolatio
             for i, item in enumerate(value):
                 if kind == "regexes":
                     try:
-                        re.compile(item)
-                    except re.error as exc:
-                        violations.append(FieldViolation(f"{fpath}[{i}]", f"is not a valid regular expression: {exc}"))
+                        compile_pattern(item)
+                    except PatternError as exc:
+                        violations.append(FieldViolation(f"{fpath}[{i}]", str(exc)))
                 elif not re.fullmatch(r"[A-Za-z0-9.-]+", item.strip()):
                     violations.append(FieldViolation(f"{fpath}[{i}]", "must be a host name such as docs.example.com"))
     return violations

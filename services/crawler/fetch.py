@@ -3,6 +3,11 @@
 Redirects are not followed here: a 3xx is an answer in itself, and its target goes through the
 frontier like any discovered URL (scope, robots, deduplication). Only a redirect back to the same
 canonical URL (a tracking parameter added, a fragment) is followed in place.
+
+Every connection goes through the fetch guard (libs.fetch_guard): a URL whose address it refuses
+is skipped as `blocked_address`, each redirect target at its own fetch. Bodies are read up to a
+cap counted after decompression, which aiohttp does as the body is read, so a compression bomb
+never takes more memory than the cap.
 """
 
 from __future__ import annotations
@@ -16,11 +21,24 @@ import aiohttp
 from protego import Protego
 
 from libs import metrics
+from libs.fetch_guard import FetchGuard, blocked
 from libs.step_config import origin
-from services.crawler.frontier import CONTENT_TYPE, REDIRECT_LIMIT, TOO_LARGE, canonical_url, resolve_link
+from services.crawler.frontier import (
+    BLOCKED_ADDRESS,
+    CONTENT_TYPE,
+    REDIRECT_LIMIT,
+    TOO_LARGE,
+    canonical_url,
+    hostname_of,
+    resolve_link,
+)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECTS = (301, 302, 303, 307, 308)
+# robots.txt as Google reads it (and RFC 9309 allows): the first 500 KiB, the rest ignored;
+# up to 5 redirects, here only within the same host.
+ROBOTS_MAX_BYTES = 500 * 1024
+ROBOTS_MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -57,8 +75,10 @@ class FetchResult:
     charset: str | None = None
     # The body of an HTML answer within the size limit (2xx only).
     body: bytes | None = None
-    # content_type, too_large or redirect_limit: the answer is not a page we keep.
+    # content_type, too_large, redirect_limit or blocked_address: not a page we keep.
     skip_reason: str | None = None
+    # What the skip reason is about: the content type, the address refused.
+    detail: str = ""
     # A network failure (no HTTP answer): retried like a 5xx.
     error: str | None = None
     # Seconds from a Retry-After header.
@@ -79,19 +99,29 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """GETs pages with a size cap and a timeout; never stores cookies between requests."""
+    """GETs pages with a size cap and a timeout, connecting only where the guard allows; never
+    stores cookies between requests."""
 
-    def __init__(self, *, user_agent: str, timeout: float, max_body: int, connections: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        timeout: float,
+        max_body: int,
+        connections: int = 64,
+        guard: FetchGuard | None = None,
+    ) -> None:
         self.user_agent = user_agent
         self.timeout = timeout
         self.max_body = max_body
+        self.guard = guard or FetchGuard()
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300, keepalive_timeout=30),
+                connector=self.guard.connector(limit=self._connections, ttl_dns_cache=300, keepalive_timeout=30),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 # Cookies of one crawl must never reach another: only a source's auth sends any.
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -118,7 +148,8 @@ class Fetcher:
     async def _get(self, url: str, auth: Auth | None) -> FetchResult:
         started = time.perf_counter()
         result = await self._request(url, auth)
-        metrics.observe_fetch(result.status or None, time.perf_counter() - started)
+        if result.skip_reason != BLOCKED_ADDRESS:  # refused before any request was sent
+            metrics.observe_fetch(result.status or None, time.perf_counter() - started)
         return result
 
     async def _request(self, url: str, auth: Auth | None) -> FetchResult:
@@ -137,38 +168,71 @@ class Fetcher:
                 result.charset = response.charset
                 declared = response.headers.get("Content-Type")
                 if declared and result.content_type not in HTML_TYPES:
-                    result.skip_reason = CONTENT_TYPE
+                    result.skip_reason, result.detail = CONTENT_TYPE, result.content_type
                     return result
                 if response.content_length is not None and response.content_length > self.max_body:
                     result.skip_reason = TOO_LARGE
                     return result
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_any():
-                    size += len(chunk)
-                    if size > self.max_body:
-                        result.skip_reason = TOO_LARGE
-                        return result
-                    chunks.append(chunk)
-                body = b"".join(chunks)
+                body, cut = await _read_capped(response, self.max_body)
+                if cut:
+                    result.skip_reason = TOO_LARGE
+                    return result
                 if not declared and body.lstrip()[:1] != b"<":
-                    result.skip_reason = CONTENT_TYPE
+                    result.skip_reason, result.detail = CONTENT_TYPE, result.content_type
                     return result
                 result.body = body
                 return result
         except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError) as exc:
+            refused = blocked(exc)
+            if refused is not None:
+                return FetchResult(skip_reason=BLOCKED_ADDRESS, detail=str(refused.strerror))
             return FetchResult(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
 
-    async def robots(self, origin: str) -> tuple[int, str]:
-        """(status, body) of origin/robots.txt; status 0 when it could not be fetched."""
-        try:
-            async with self._client().get(f"{origin}/robots.txt", allow_redirects=True) as response:
-                if response.status != 200:
-                    return response.status, ""
-                body = await response.content.read()
-                return 200, body[: 512 * 1024].decode("utf-8", errors="replace")
-        except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError):
-            return 0, ""
+    async def robots(self, base: str) -> tuple[int, str]:
+        """(status, body) of base/robots.txt (`base` is scheme://host[:port]); status 0 when it
+        could not be fetched.
+
+        Redirects are followed up to ROBOTS_MAX_REDIRECTS times within the host (http to https
+        included); one to another host, or one too many, leaves robots.txt unavailable (the
+        redirect's status, no body: everything is allowed, as for a 404). The body is read up to
+        ROBOTS_MAX_BYTES after decompression and the rest ignored, from its last whole line on."""
+        url = f"{base}/robots.txt"
+        host = hostname_of(url).rstrip(".")
+        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+            try:
+                async with self._client().get(url, allow_redirects=False) as response:
+                    status = response.status
+                    if status in REDIRECTS:
+                        location = response.headers.get("Location")
+                        url = (resolve_link(url, location) if location else None) or ""
+                        target = origin(url)
+                        if target is None or target[1] != host:
+                            return status, ""
+                        continue
+                    if status != 200:
+                        return status, ""
+                    body, cut = await _read_capped(response, ROBOTS_MAX_BYTES)
+            except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError):
+                return 0, ""
+            if cut:
+                # A rule cut halfway ("Disallow: /pri") would say more than the file does.
+                body = body[: body.rfind(b"\n") + 1]
+            return 200, body.decode("utf-8", errors="replace")
+        return status, ""
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The body's first `limit` bytes (decompressed), and whether there was more (then the rest
+    is not read: the connection is closed rather than drained)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit - size])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
 
 
 @dataclass(frozen=True)

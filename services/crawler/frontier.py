@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url, url_query_cleaner
 
+from libs.patterns import Pattern, PatternError, compile_pattern
 from libs.step_config import DEFAULT_PORTS
 
 # Parameters that identify a campaign or a click, not a page.
@@ -33,6 +34,7 @@ CONTENT_TYPE = "content_type"
 TOO_LARGE = "too_large"
 REDIRECT_LIMIT = "redirect_limit"
 SCHEME = "scheme"
+BLOCKED_ADDRESS = "blocked_address"
 
 
 # A URL that is its own canonical spelling: http(s), a lower-case host without credentials or a
@@ -140,10 +142,15 @@ class Scope:
     hosts: frozenset[str]
     allow_subdomains: bool = False
     # A URL must match at least one pattern of each non-empty include set (step, source filters).
-    include_sets: tuple[tuple[re.Pattern[str], ...], ...] = ()
-    excludes: tuple[re.Pattern[str], ...] = ()
+    # Patterns run on RE2 (libs.patterns): linear in the URL, so no pattern stalls a worker.
+    include_sets: tuple[tuple[Pattern, ...], ...] = ()
+    excludes: tuple[Pattern, ...] = ()
     max_depth: int = 2
     follow_links: bool = True
+    # Why the scope cannot be used: a job stored by an older release (whose patterns ran on
+    # Python's re) with a pattern RE2 cannot run. Every URL is then out of scope, so nothing a
+    # pattern was meant to keep out is crawled, and the worker fails the job with this message.
+    invalid: str = ""
     # url -> url_reason: the same links are classified page after page.
     _reasons: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -160,13 +167,25 @@ class Scope:
         follow_links: bool = True,
     ) -> Scope:
         hosts = {hostname_of(s) for s in seeds} | {d.strip().lower().rstrip(".") for d in allowed_domains}
+        problems: list[str] = []
+
+        def compiled(patterns: Iterable[str], kind: str) -> tuple[Pattern, ...]:
+            out = []
+            for pattern in patterns:
+                try:
+                    out.append(compile_pattern(pattern))
+                except PatternError as exc:
+                    problems.append(f"{kind} pattern {pattern!r} {exc}")
+            return tuple(out)
+
         return cls(
             hosts=frozenset(h for h in hosts if h),
             allow_subdomains=allow_subdomains,
-            include_sets=tuple(tuple(re.compile(p) for p in s) for s in include_sets if s),
-            excludes=tuple(re.compile(p) for p in excludes),
+            include_sets=tuple(compiled(s, "include") for s in include_sets if s),
+            excludes=compiled(excludes, "exclude"),
             max_depth=max_depth,
             follow_links=follow_links,
+            invalid="; ".join(problems),
         )
 
     def _on_site(self, hostname: str) -> bool:
@@ -193,7 +212,7 @@ class Scope:
             return SCHEME
         if not self._on_site((parts.hostname or "").lower()):
             return OFFSITE
-        if any(p.search(url) for p in self.excludes):
+        if self.invalid or any(p.search(url) for p in self.excludes):
             return PATTERN
         if any(not any(p.search(url) for p in patterns) for patterns in self.include_sets):
             return PATTERN

@@ -728,14 +728,28 @@ class CrawlStore:
                     cancelled.append(job_id)
         return cancelled
 
+    async def fail_job(self, job_id: str, error: str) -> bool:
+        """Fail a running job that cannot run (its stored config is unusable), as a cancel
+        does: its queued URLs are cancelled, one `failed` event. False if it was not running."""
+
+        async def fail() -> bool:
+            async with self.db.session() as session:
+                return await self._stop(session, job_id, FAILED, error) is not None
+
+        return await retrying("failing a job", fail)  # type: ignore[no-any-return]
+
     async def _cancel(self, session: AsyncSession, job_id: str, reason: str) -> CrawlJobRow | None:
-        """Compare-and-set running -> cancelled; queued URLs become cancelled; one event."""
+        return await self._stop(session, job_id, CANCELLED, reason)
+
+    async def _stop(self, session: AsyncSession, job_id: str, status: str, reason: str) -> CrawlJobRow | None:
+        """Compare-and-set running -> `status` (cancelled or failed); queued URLs become
+        cancelled; one event."""
         now = utcnow()
         claimed = (
             await session.execute(
                 update(JOBS)
                 .where(JOBS.c.id == job_id, JOBS.c.status == RUNNING)
-                .values(status=CANCELLED, error=reason, completed_at=now, updated_at=now)
+                .values(status=status, error=reason, completed_at=now, updated_at=now)
                 .returning(JOBS.c.id)
             )
         ).scalar_one_or_none()
@@ -747,11 +761,13 @@ class CrawlStore:
                 select(CrawlJobRow).where(CrawlJobRow.id == job_id).execution_options(populate_existing=True)
             )
         ).scalar_one()
-        await append_event(session, job_id, CANCELLED, event_payload(job, error=reason), now)
+        await append_event(session, job_id, status, event_payload(job, error=reason), now)
         await self.db.notify(session, STATUS_CHANNEL)
-        await append_logs(
-            session, job_id, [("warn", f"Crawl cancelled ({reason}): {dropped} queued URL(s) dropped")], now
-        )
+        if status == CANCELLED:
+            entry = ("warn", f"Crawl cancelled ({reason}): {dropped} queued URL(s) dropped")
+        else:
+            entry = ("error", f"Crawl failed: {reason}; {dropped} queued URL(s) dropped")
+        await append_logs(session, job_id, [entry], now)
         await self.db.notify(session, job_channel(job_id))
         return job
 

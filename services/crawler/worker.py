@@ -32,6 +32,7 @@ from sqlalchemy import select, text
 from libs import metrics
 from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
+from libs.fetch_guard import FetchGuard
 from libs.grpc_server import run_process
 from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
 from quaero.v1 import url_task_pb2
@@ -63,6 +64,7 @@ from services.crawler.store import (
     RUNNING,
     STATUS_CHANNEL,
     URLS,
+    CrawlStore,
     RobotsRow,
     dialect_insert,
     is_database_error,
@@ -123,6 +125,7 @@ class Worker:
         backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
+        self.store = CrawlStore(db)
         self.queue = queue
         self.fetcher = fetcher
         self.parser = parser
@@ -304,6 +307,9 @@ class Worker:
         with request_context(rid if isinstance(rid, str) else None), log_context(job_id=task.job_id):
             try:
                 ctx = await self._context(task.job_id)
+                if ctx.scope.invalid:
+                    await self._fail_job(ctx, delivery)
+                    return
                 outcome = await self._process(ctx, task)
                 outcome.row = leased_row(task)
             except asyncio.CancelledError:
@@ -315,6 +321,14 @@ class Worker:
             async with self._pending_changed:
                 self._pending[ctx.id].append(_Work(ctx, outcome, delivery))
                 self._pending_changed.notify()
+
+    async def _fail_job(self, ctx: JobContext, delivery: Delivery) -> None:
+        """A job this release cannot run (a pattern stored by an older one that RE2 cannot
+        run) fails, naming why, instead of its tasks going round the queue."""
+        error = f"{ctx.scope.invalid}; correct the definition or source, then run it again"
+        if await self.store.fail_job(ctx.id, error):
+            log.error("crawl job failed: %s", error)
+        await _settle_delivery(delivery, requeue=False, ack=True)
 
     def _next_batch(self) -> tuple[str, list[_Work]] | None:
         for job_id, works in self._pending.items():
@@ -408,7 +422,7 @@ class Worker:
         if r.error is not None:
             return make(RETRY, reason="fetch_error", detail=r.error, retry_at=None)
         if r.skip_reason is not None:
-            return make(SKIPPED, reason=r.skip_reason, detail=r.content_type)
+            return make(SKIPPED, reason=r.skip_reason, detail=r.detail)
         if r.status == 429 or r.status >= 500:
             retry_at = _at(time.time() + r.retry_after) if r.retry_after is not None else None
             return make(RETRY, reason="http_status", detail=f"HTTP {r.status}", retry_at=retry_at)
@@ -628,6 +642,7 @@ def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **ho
         timeout=settings.fetch_timeout,
         max_body=settings.max_body_bytes,
         connections=max(16, settings.worker_prefetch),
+        guard=FetchGuard.from_settings(settings),
     )
     parser = Parser(inline_limit=settings.parse_inline_limit, processes=settings.parse_processes)
     return Worker(db, queue, fetcher, parser, settings, **hooks)

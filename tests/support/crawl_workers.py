@@ -22,7 +22,7 @@ def worker_env(settings: CrawlerSettings, **overrides: Any) -> dict[str, str]:
     for key, value in values.items():
         if value is None:
             continue
-        env[f"QUAERO_{key.upper()}"] = str(value)
+        env[f"QUAERO_{key.upper()}"] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     return env
 
 

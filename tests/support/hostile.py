@@ -22,7 +22,9 @@ HEALTH_LIMIT = 1.0
 @dataclass
 class HealthWatch:
     """GET `url` every `interval` seconds from a thread; `slowest` is the longest answer (or the
-    time waited on one that did not come), `failures` the answers that were not 200."""
+    time waited on one that did not come, or the longest this thread overslept a pause: code
+    holding the GIL, such as a regular expression backtracking, freezes the whole process, this
+    thread and /healthz alike), `failures` the answers that were not 200."""
 
     url: str
     interval: float = 0.1
@@ -44,7 +46,9 @@ class HealthWatch:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                 self.slowest = max(self.slowest, time.monotonic() - started)
                 self.answers += 1
+                paused = time.monotonic()
                 self._stop.wait(self.interval)
+                self.slowest = max(self.slowest, time.monotonic() - paused - self.interval)
 
     def stop(self) -> None:
         self._stop.set()

@@ -48,7 +48,8 @@ class LocalSite:
     Every request is recorded when it arrives: `requests` (time.time(), path), `seen` (host,
     path, headers), `hits` per path. Pages (not robots.txt) whose path `held` accepts wait while
     the gate is closed; `waiting` counts them. `active` counts pages being answered, `max_active`
-    the most there ever were at once, `answered` those answered."""
+    the most there ever were at once, `answered` those answered. A page at "/robots.txt" is
+    served instead of `robots_txt`; `host` is the loopback address to listen on."""
 
     pages: dict[str, Page] = field(default_factory=dict)
     base: str = ""
@@ -63,6 +64,7 @@ class LocalSite:
     active: int = 0
     max_active: int = 0
     answered: int = 0
+    host: str = "127.0.0.1"
     _gate: asyncio.Event | None = field(default=None, repr=False)
 
     @property
@@ -97,7 +99,7 @@ class LocalSite:
         self.requests.append((time.time(), path))
         self.seen.append((request.host, path, dict(request.headers)))
         self.hits[path] += 1
-        if path == "/robots.txt":
+        if path == "/robots.txt" and path not in self.pages:
             return web.Response(text=self.robots_txt, content_type="text/plain")
         self.active += 1
         self.max_active = max(self.max_active, self.active)
@@ -134,10 +136,10 @@ class LocalSite:
         app.router.add_route("GET", "/{tail:.*}", self.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        tcp = web.TCPSite(runner, "127.0.0.1", 0)
+        tcp = web.TCPSite(runner, self.host, 0)
         await tcp.start()
         port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = f"http://{self.host}:{port}"
         return runner
 
     @contextlib.asynccontextmanager

@@ -31,6 +31,10 @@ JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 _TERMINAL = {crawl_job_pb2.CRAWL_JOB_STATUS_COMPLETED, crawl_job_pb2.CRAWL_JOB_STATUS_FAILED,
              crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED}  # fmt: skip
 UrlState = Literal["queued", "done", "failed", "skipped", "cancelled"]
+_URL_REASONS = (
+    "skipped: robots, depth, pattern, offsite, budget, content_type, too_large, redirect_limit, scheme, "
+    "blocked_address; failed: http_status, fetch_error, poison"
+)
 # `warning` is what Python's logging calls it; the API answers with `warn`.
 LogLevel = Literal["debug", "info", "warn", "warning", "error"]
 
@@ -191,9 +195,7 @@ async def job_urls(
     request: Request,
     id: PathId,
     state: Annotated[UrlState | None, Query()] = None,
-    reason: Annotated[
-        str | None, Query(max_length=64, description="robots, depth, pattern, offsite, …"), Storable
-    ] = None,
+    reason: Annotated[str | None, Query(max_length=64, description=_URL_REASONS), Storable] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JSONResponse:

@@ -238,3 +238,30 @@ async def test_tasks_of_a_job_arriving_together_read_its_context_once(backend: d
 
     assert job.status == "completed" and job.result_count == 8
     assert reads == [job.id]
+
+
+async def test_a_job_stored_with_a_pattern_re2_cannot_run_fails_naming_it_and_fetches_nothing(
+    backend: dict[str, Any],
+) -> None:
+    site = LocalSite()
+    paths = ["/", "/a.html", "/b.html"]
+    for path in paths:
+        site.add(path, path)
+    async with site.serve(), crawler_database(backend) as db:
+        store = CrawlStore(db)
+        # As a release whose patterns ran on Python's re stored it; this one refuses it at save.
+        config = {"max_depth": 0, "exclude_patterns": ["/(?!a)"]}
+        created = await store.create_jobs([job_spec([site.url(p) for p in paths], config=config)])
+        async with running_worker(db, crawler_settings(backend)) as worker:
+            await tasks_queue.publish(worker.queue, created.tasks)
+            job = await wait_for_job(store, created.jobs[0].id)
+            states = await url_states(store, job.id)
+            left = await worker.queue.depth()
+
+    assert job.status == "failed"
+    assert job.error.startswith(
+        "exclude pattern '/(?!a)' is not a valid regular expression: invalid perl operator: (?!"
+    )
+    assert states == [("cancelled", "cancelled")] * 3
+    assert site.requests == []
+    assert left == 0  # every task acked: none goes round the queue

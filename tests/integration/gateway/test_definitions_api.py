@@ -256,6 +256,24 @@ async def test_invalid_source_is_400(stack: Stack) -> None:
     assert set(fields(response)) == {"name", "base_url", "crawl.concurrency"}
 
 
+async def test_patterns_re2_cannot_run_are_400_naming_the_pattern(stack: Stack) -> None:
+    config = {"start_urls": ["https://example.com/"], "include_patterns": ["/docs/", "/docs/(?!old/)"]}
+    definition = {**CRAWL, "steps": [{"name": "crawl", "action": "crawl", "config": config}]}
+    source = {"name": "Docs", "base_url": "https://example.com/", "filters": {"exclude_patterns": [r"/(\w+)/\1/"]}}
+
+    refused = [
+        await stack.http.post("/api/job-definitions", json=definition),
+        await stack.http.post("/api/sources", json=source),
+    ]
+
+    assert [r.status_code for r in refused] == [400, 400]
+    details = [d for r in refused for d in r.json()["error"]["details"]]
+    assert [d["field"] for d in details] == ["steps[0].config.include_patterns[1]", "filters.exclude_patterns[0]"]
+    assert details[0]["message"].startswith("is not a valid regular expression: invalid perl operator: (?!")
+    assert details[1]["message"].startswith("is not a valid regular expression: invalid escape sequence: \\1")
+    assert (await stack.http.get("/api/job-definitions/docs")).status_code == 404
+
+
 async def test_openapi_and_docs_are_served(stack: Stack) -> None:
     spec = (await stack.http.get("/openapi.json")).json()
     assert "/api/job-definitions" in spec["paths"]

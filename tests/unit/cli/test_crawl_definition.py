@@ -41,9 +41,10 @@ def test_only_given_options_are_set() -> None:
     [
         ("ftp://example.com/", [], "URL: must be an http:// or https:// URL"),
         ("example.com", [], "URL: must be an http:// or https:// URL"),
-        ("https://example.com/", ["(unclosed"], "--include '(unclosed': not a valid regular expression"),
+        ("https://example.com/", ["(unclosed"], "--include '(unclosed': is not a valid regular expression"),
+        ("https://example.com/", ["(?<=/)docs"], "--include '(?<=/)docs': is not a valid regular expression"),
     ],
-    ids=["scheme", "no-scheme", "bad-regex"],
+    ids=["scheme", "no-scheme", "bad-regex", "lookbehind-re2-cannot-run"],
 )
 def test_bad_input_is_a_usage_error_naming_it(url: str, include: list[str], message: str) -> None:
     with pytest.raises(CliError) as caught:

@@ -166,6 +166,10 @@ def web(**overrides: object) -> Source:
             "filters.exclude_patterns[0]",
         ),
         (
+            Source(id="s", name="S", type="web", base_url="https://a/", include_patterns=["/a/", "/docs/(?!old)"]),
+            "filters.include_patterns[1]",
+        ),
+        (
             Source(id="s", name="S", type="web", base_url="https://a/", auth_headers={"Bad Header": "x"}),
             "auth.headers.Bad Header",
         ),
@@ -180,8 +184,9 @@ def web(**overrides: object) -> Source:
         (web(type="#9"), "type"),
     ],
     ids=[
-        "name", "type", "base_url", "scheme", "concurrency", "regex", "header", "header-crlf", "header-nul",
-        "cookie-name", "cookie-semicolon", "cookie-lf", "rate-limit", "name-nul", "base-url-nul", "type-number",
+        "name", "type", "base_url", "scheme", "concurrency", "regex", "lookahead-re2-cannot-run", "header",
+        "header-crlf", "header-nul", "cookie-name", "cookie-semicolon", "cookie-lf", "rate-limit", "name-nul",
+        "base-url-nul", "type-number",
     ],
 )  # fmt: skip
 def test_source_problems_name_their_field(source: Source, field: str) -> None:

@@ -27,12 +27,25 @@ def test_plain_postgres_urls_get_the_async_driver() -> None:
         ("amqp_url", "http://rabbit/"),
         ("log_level", "chatty"),
         ("shutdown_grace", 0),
+        ("fetch_deny", "10.0.0.0/8, intranet"),
+        ("fetch_allow", "10.0.0.0/33"),
     ],
 )
 def test_bad_settings_name_the_variable(field: str, value: object) -> None:
     with pytest.raises(ValidationError) as err:
         CommonSettings(**{field: value})
     assert field in str(err.value)
+
+
+def test_fetch_ranges_are_comma_separated_cidrs_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUAERO_FETCH_DENY", "127.0.0.0/8, ::1 ,10.1.2.3/16")
+    monkeypatch.setenv("QUAERO_BLOCK_PRIVATE_NETWORKS", "true")
+
+    settings = CommonSettings()
+
+    assert [str(n) for n in settings.fetch_deny] == ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]
+    assert settings.fetch_allow == []
+    assert settings.block_private_networks is True
 
 
 def test_separate_processes_need_postgres_and_rabbitmq() -> None:

@@ -96,3 +96,28 @@ def test_retry_numbers_at_the_ends_of_their_ranges_are_accepted() -> None:
 def test_an_unclosed_ipv6_host_is_a_bad_url_not_an_error() -> None:
     [problem] = check_step_config("crawl", {"start_urls": ["http://[::1/"]}, "config")
     assert problem.field == "config.start_urls[0]"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("/docs/(?!old/)", "invalid perl operator: (?!"),
+        ("(?<=/)v2", "invalid perl operator: (?<="),
+        (r"/(\w+)/\1/", r"invalid escape sequence: \1"),
+        ("/docs/.*+", "bad repetition operator: *+"),
+        (r"\.html\Z", r"invalid escape sequence: \Z"),
+        ("/docs/(", "missing ): /docs/("),
+    ],
+    ids=["lookahead", "lookbehind", "backreference", "possessive", "python-end-anchor", "unbalanced"],
+)
+def test_patterns_re2_cannot_run_are_refused_naming_the_pattern(pattern: str, why: str) -> None:
+    (violation,) = check_step_config("crawl", {"include_patterns": ["/docs/", pattern]}, "steps[0].config")
+
+    assert violation.field == "steps[0].config.include_patterns[1]"
+    assert violation.description.startswith(f"is not a valid regular expression: {why}")
+
+
+def test_the_refusal_of_python_only_syntax_says_what_re2_lacks() -> None:
+    (violation,) = check_step_config("crawl", {"exclude_patterns": ["(?<=/)v2"]}, "config")
+
+    assert "RE2 syntax: no lookaround, backreferences" in violation.description
