@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import time
@@ -116,8 +117,13 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
             with request_context(rid):
                 service_var.set(service)
                 try:
-                    async for response in inner_stream(request, context):
-                        yield response
+                    responses = inner_stream(request, context)
+                    if inspect.isawaitable(responses):
+                        # A handler that sends with context.write() (the health servicer's Watch).
+                        await responses
+                    else:
+                        async for response in responses:
+                            yield response
                 except QuaeroError as exc:
                     code = exc.code.name
                     await context.abort_with_status(rpc_status.to_status(exc.to_status()))
