@@ -187,12 +187,7 @@ async def start_grpc_server(address: str, registrations: Iterable[Registration],
     return GrpcServer(server=server, port=port, health=health, service_names=names)
 
 
-class _RequestIdClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _RequestIdMetadata:
     """Carries the current request id to the callee in gRPC metadata, and gives unary calls made
     without a deadline the channel's default one (streams are long-lived by design)."""
 
@@ -216,15 +211,25 @@ class _RequestIdClientInterceptor(
             details.wait_for_ready,
         )
 
+
+# One class per kind of call: a channel files an interceptor under the first kind it is an
+# instance of, so one class implementing all four would only ever see unary-unary calls.
+class _UnaryUnary(_RequestIdMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details, self.unary_timeout), request)
 
+
+class _UnaryStream(_RequestIdMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
+
+class _StreamUnary(_RequestIdMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _StreamStream(_RequestIdMetadata, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
 
@@ -232,9 +237,8 @@ class _RequestIdClientInterceptor(
 def insecure_channel(target: str, *, unary_timeout: float | None = None) -> grpc.aio.Channel:
     """A channel that forwards the request id and keeps long streams alive; unary calls without a
     deadline of their own get `unary_timeout` seconds (None: no deadline)."""
-    return grpc.aio.insecure_channel(
-        target, options=CHANNEL_OPTIONS, interceptors=[_RequestIdClientInterceptor(unary_timeout)]
-    )
+    interceptors = [kind(unary_timeout) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 def run_process(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
