@@ -25,10 +25,15 @@ from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cli.up import start_service
 from libs.grpc_server import GrpcAccess, GrpcServer, open_channel, start_grpc_server
 from libs.logs import REQUEST_ID_HEADER, request_context
+from services.crawler import server as crawler_server
+from services.crawler.settings import CrawlerSettings
+from services.executor import server as executor_server
+from services.executor.settings import ExecutorSettings
 from tests.support.runs import define, execute, wait_for
-from tests.support.services import Stack, common_settings, running_stack
+from tests.support.services import Stack, common_settings, migrate_for, running, running_stack
 from tests.support.site import LocalSite, small_site
 
 TOKEN = "grpc-s3cret"
@@ -324,3 +329,19 @@ async def test_the_container_probe_speaks_tls_when_the_services_do(over_tls: Sta
     )
 
     assert await probe.wait() == 0
+
+
+async def test_an_executor_with_another_token_than_the_crawler_stops_saying_so(tmp_path: Path) -> None:
+    common = common_settings(None, tmp_path / "data")
+    await migrate_for(common)
+    crawler = CrawlerSettings(**common, crawler_port=0, api_token=TOKEN)
+    async with running(lambda s, r: crawler_server.serve(crawler, s, r), "crawler") as crawler_port:
+        executor = ExecutorSettings(
+            **common, executor_port=0, crawler_addr=f"127.0.0.1:{crawler_port}", api_token="another-token"
+        )
+        with pytest.raises(RuntimeError) as err:
+            await start_service("executor", lambda s, r: executor_server.serve(executor, s, r), asyncio.Event(), 60)
+
+    assert str(err.value) == (
+        "the crawler refused this executor's API token (wrong API token): give both the same QUAERO_API_TOKEN"
+    )
