@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from libs.grpc_server import insecure_channel
+from libs.grpc_server import open_channel
 from quaero.v1 import executor_service_pb2 as ex
 from quaero.v1 import executor_service_pb2_grpc
 from tests.support.databases import scratch_database
@@ -130,7 +130,7 @@ async def _event_times(
 
 async def post_job_delay(base_url: str, executor_addr: str, runs: int) -> PostJobResult:
     """Parent success (steps_succeeded) -> post-job execution started, over `runs` parents."""
-    channel = insecure_channel(executor_addr)
+    channel = open_channel(executor_addr)
     executor = executor_service_pb2_grpc.ExecutorServiceStub(channel)
     delays: list[float] = []
     try:

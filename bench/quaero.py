@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.amqp import RabbitQueue
 from libs.db import Database
-from libs.grpc_server import insecure_channel
+from libs.grpc_server import open_channel
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.queue import queue_spec
@@ -156,7 +156,7 @@ async def crawl(
         try:
             port = await asyncio.wait_for(ready, 60)
             procs = list(await asyncio.gather(*(_start_worker(env, logs / f"worker-{i}.log") for i in range(workers))))
-            channel = insecure_channel(f"127.0.0.1:{port}")
+            channel = open_channel(f"127.0.0.1:{port}")
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
             call = step_call(
                 {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency},

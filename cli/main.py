@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from typer._click import exceptions as click_errors
 from cli import apply, definitions, docs, execute, executions, jobs
 from cli.client import DEFAULT_URL, Target
 from cli.errors import FAILURE, INTERRUPTED, USAGE, CliError
+
+if TYPE_CHECKING:
+    from libs.settings import CommonSettings
 
 app = typer.Typer(
     help="Quaero: crawl websites into a searchable knowledge base, driven by job definitions.",
@@ -44,15 +47,31 @@ def connect(
     ctx.obj = Target(url=url, token=token or None)
 
 
+def _settings() -> CommonSettings:
+    """The QUAERO_* settings, or one line saying what is wrong with them."""
+    from pydantic import ValidationError
+
+    from libs.settings import CommonSettings
+
+    try:
+        return CommonSettings()
+    except ValidationError as exc:
+        problems = [
+            (f"QUAERO_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+        raise CliError("; ".join(problems), USAGE) from None
+
+
 @app.command()
 def up() -> None:
     """Start gateway, executor, crawler and workers in one process (embedded defaults)."""
+    settings = _settings()  # first: bad settings are reported before the services' modules load
     from cli.up import run_embedded
     from libs.grpc_server import run_process
     from libs.logs import configure_logging
-    from libs.settings import CommonSettings
 
-    settings = CommonSettings()
     configure_logging("quaero", settings.log_level)
     run_process(lambda stop: run_embedded(stop, announce=lambda text: print(text, file=sys.stderr, flush=True)))
 
@@ -62,9 +81,8 @@ def migrate() -> None:
     """Create or upgrade every service's tables (PostgreSQL schemas or SQLite files)."""
     from cli.up import migrate_all
     from libs.logs import configure_logging
-    from libs.settings import CommonSettings
 
-    settings = CommonSettings()
+    settings = _settings()
     configure_logging("migrate", settings.log_level)
     asyncio.run(migrate_all(settings.database_url_for))
 

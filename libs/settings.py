@@ -5,18 +5,33 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+# The token travels in an HTTP header and in gRPC metadata: printable ASCII, no spaces.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine ("0.0.0.0", "" and any
+    name but localhost do not: a name may resolve to anything)."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class CommonSettings(BaseSettings):
     """Fields every service reads; each service extends this with its own."""
 
-    model_config = SettingsConfigDict(env_prefix="QUAERO_", extra="ignore")
+    # Errors leave the values out: they may be the token, or a URL with a password.
+    model_config = SettingsConfigDict(env_prefix="QUAERO_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str | None = Field(
         default=None,
@@ -50,6 +65,26 @@ class CommonSettings(BaseSettings):
     )
     fetch_deny: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
         default_factory=list, description="Comma-separated CIDR ranges fetches never reach (wins over fetch_allow)."
+    )
+    api_token: str | None = Field(
+        default=None,
+        description="Bearer token required on every REST route but /healthz and every gRPC method but health "
+        "checking; the services send it to each other. Unset: no authentication, and servers must bind loopback.",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Let servers listen on a non-loopback bind_host without api_token (a network you trust entirely).",
+    )
+    grpc_tls_cert: FilePath | None = Field(
+        default=None,
+        description="PEM certificate (chain) the gRPC servers present; with grpc_tls_key they accept TLS only, "
+        "and the gRPC clients of the process use TLS.",
+    )
+    grpc_tls_key: FilePath | None = Field(default=None, description="PEM private key of grpc_tls_cert.")
+    grpc_tls_ca: FilePath | None = Field(
+        default=None,
+        description="PEM certificates gRPC clients trust for the servers' (unset: the system's roots). Setting it "
+        "makes the clients use TLS; for a self-signed certificate, the certificate itself.",
     )
 
     @field_validator("log_level")
@@ -94,6 +129,27 @@ class CommonSettings(BaseSettings):
         if not value.startswith(("amqp://", "amqps://")):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _TOKEN.fullmatch(value):
+            raise ValueError("must be printable ASCII without spaces (it is sent in HTTP headers and gRPC metadata)")
+        return value
+
+    @model_validator(mode="after")
+    def _exposed_only_with_a_token(self) -> Self:
+        if not self.api_token and not self.allow_unauthenticated and not is_loopback(self.bind_host):
+            raise ValueError(
+                f"QUAERO_BIND_HOST={self.bind_host!r} accepts connections from other machines, but QUAERO_API_TOKEN "
+                "is unset, so anyone reaching the ports could drive Quaero and make it fetch for them: set "
+                "QUAERO_API_TOKEN, bind 127.0.0.1, or set QUAERO_ALLOW_UNAUTHENTICATED=true on a network you trust"
+            )
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("QUAERO_GRPC_TLS_CERT and QUAERO_GRPC_TLS_KEY go together: set both or neither")
+        return self
 
     @property
     def embedded(self) -> bool:

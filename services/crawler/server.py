@@ -16,7 +16,7 @@ from typing import Any
 
 from libs import metrics
 from libs.db import Database
-from libs.grpc_server import run_process, start_grpc_server
+from libs.grpc_server import GrpcAccess, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import queue as tasks_queue
@@ -88,6 +88,7 @@ async def serve(
                 )
             ],
             service="crawler",
+            access=GrpcAccess.from_settings(settings),
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
         if on_ready:

@@ -29,12 +29,18 @@ class ActionCatalog:
         return self._names
 
     async def wait_ready(self, *, attempt_timeout: float = 2.0) -> frozenset[str]:
-        """Ask until the crawler answers (it may start after us)."""
+        """Ask until the crawler answers (it may start after us). A crawler refusing our token
+        will not change its mind: that stops the executor, saying why."""
         delay, waited = 0.1, 0.0
         while True:
             try:
                 return await self.refresh(timeout=attempt_timeout)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise RuntimeError(
+                        f"the crawler refused this executor's API token ({exc.details()}): "
+                        "give both the same QUAERO_API_TOKEN"
+                    ) from None
                 if waited >= 5 or delay >= 2:
                     log.warning("waiting for the crawler to list its actions", extra={"code": exc.code().name})
                     waited = 0.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from libs import metrics
 from libs.db import Database
-from libs.grpc_server import insecure_channel, run_process, start_grpc_server
+from libs.grpc_server import GrpcAccess, open_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2, executor_service_pb2_grpc
 from services.executor.catalogue import ActionCatalog, Catalogue
@@ -82,7 +82,8 @@ async def serve(
         await db.start()
         stack.push_async_callback(db.close)
 
-        crawler_channel = insecure_channel(settings.crawler_addr)
+        access = GrpcAccess.from_settings(settings)
+        crawler_channel = open_channel(settings.crawler_addr, access)
         stack.push_async_callback(crawler_channel.close)
         crawler = crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel)
         actions = ActionCatalog(crawler)
@@ -122,10 +123,11 @@ async def serve(
             f"{settings.bind_host}:{settings.executor_port}",
             [(servicer, executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server, SERVICE_NAME)],
             service="executor",
+            access=access,
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
         self_addr = settings.executor_self_addr or f"127.0.0.1:{server.port}"
-        self_channel = insecure_channel(self_addr)
+        self_channel = open_channel(self_addr, access)
         stack.push_async_callback(self_channel.close)
         self_stub.append(executor_service_pb2_grpc.ExecutorServiceStub(self_channel))
         # Unwinds before the server stops: the runner refuses new executions, its drivers stop

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 
 import uvicorn
 
-from libs.grpc_server import insecure_channel, run_process, start_grpc_server
+from libs.grpc_server import GrpcAccess, open_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
 from services.gateway.app import create_app
@@ -47,9 +47,10 @@ async def serve(
 ) -> None:
     service_var.set("gateway")
     async with AsyncExitStack() as stack:
-        executor_channel = insecure_channel(settings.executor_addr, unary_timeout=settings.rpc_timeout)
+        access = GrpcAccess.from_settings(settings)
+        executor_channel = open_channel(settings.executor_addr, access, unary_timeout=settings.rpc_timeout)
         stack.push_async_callback(executor_channel.close)
-        crawler_channel = insecure_channel(settings.crawler_addr, unary_timeout=settings.rpc_timeout)
+        crawler_channel = open_channel(settings.crawler_addr, access, unary_timeout=settings.rpc_timeout)
         stack.push_async_callback(crawler_channel.close)
         app = create_app(
             executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
@@ -57,7 +58,9 @@ async def serve(
             api_token=settings.api_token,
         )
         # Like every service, the gateway answers gRPC health checks and reflection.
-        health = await start_grpc_server(f"{settings.bind_host}:{settings.gateway_grpc_port}", [], service="gateway")
+        health = await start_grpc_server(
+            f"{settings.bind_host}:{settings.gateway_grpc_port}", [], service="gateway", access=access
+        )
         stack.push_async_callback(health.stop, settings.shutdown_grace)
         if on_grpc_ready:
             on_grpc_ready(health.port)

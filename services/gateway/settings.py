@@ -14,9 +14,6 @@ class GatewaySettings(CommonSettings):
     gateway_grpc_port: int = Field(
         default=50050, ge=0, le=65535, description="gRPC port of the gateway's health checking and reflection."
     )
-    api_token: str | None = Field(
-        default=None, description="Bearer token required on every route but /healthz. Unset: no authentication."
-    )
     rpc_timeout: float = Field(
         default=30.0,
         gt=0,

@@ -1,5 +1,6 @@
 """The production topology on one machine: crawler, executor and gateway as separate processes on
-PostgreSQL and RabbitMQ, driven through the REST API."""
+PostgreSQL and RabbitMQ, with an API token as docker-compose.yml requires, driven through the REST
+API."""
 
 from __future__ import annotations
 
@@ -11,13 +12,19 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.processes import Process, service_env
+
+TOKEN = "e2e-s3cret"
+LIST = reflection_pb2.ServerReflectionRequest(list_services="")
 
 
 @pytest.fixture
 def services(pg_url: str, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
-    env = service_env(pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}", QUAERO_METRICS_PORT="0")
+    env = service_env(
+        pg_url, amqp_url, f"quaero.e2e.{uuid.uuid4().hex[:12]}", QUAERO_METRICS_PORT="0", QUAERO_API_TOKEN=TOKEN
+    )
     procs: list[Process] = []
     try:
         crawler = Process.module("services.crawler.server", env, tmp_path / "crawler.log")
@@ -50,7 +57,8 @@ def test_rest_through_three_processes(services: dict) -> None:  # type: ignore[t
             {"name": "crawl", "action": "crawl", "config": {"start_urls": ["http://127.0.0.1:9/"], "max_depth": 1}}
         ],
     }
-    with httpx.Client(base_url=services["base_url"], timeout=30) as http:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=services["base_url"], headers=headers, timeout=30) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         created = http.post("/api/job-definitions", json=definition)
         assert created.status_code == 201, created.text
@@ -65,10 +73,14 @@ def test_rest_through_three_processes(services: dict) -> None:  # type: ignore[t
         assert http.delete("/api/job-definitions/e2e").status_code == 204
         assert http.get("/api/job-definitions/e2e").status_code == 404
 
+    # Health checking needs no token; everything else does, on every process.
     for port in services["grpc_ports"]:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([LIST]), timeout=5))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     # Each service process serves its own Prometheus metrics (QUAERO_METRICS_PORT).
     executor, crawler = services["procs"][1], services["procs"][0]

@@ -48,6 +48,19 @@ async def test_serving_and_reflected(stack: Stack, port_of, expected: str) -> No
             assert named.status == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.parametrize(
+    "port_of", [lambda s: s.executor_port, lambda s: s.gateway_grpc_port], ids=["executor", "gateway"]
+)
+async def test_health_watch_streams_the_status(stack: Stack, port_of) -> None:  # type: ignore[no-untyped-def]
+    """Watch sends with context.write(), not as a generator: the server interceptor must pass it through."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port_of(stack)}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        watch.cancel()
+
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
 async def test_domain_errors_answer_with_their_status_code(stack: Stack) -> None:
     from quaero.v1 import crawler_service_pb2
 

@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 
 from libs.amqp import InProcessQueue
 from libs.db import Database
-from libs.grpc_server import insecure_channel
+from libs.grpc_server import open_channel
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc, job_definition_pb2, source_pb2
 from services.crawler import server as crawler_server
 from services.crawler.actions.crawl import DEFAULTS
@@ -58,7 +58,7 @@ async def running_crawler(
         lambda s, r: crawler_server.serve(settings, s, r, run_workers=run_workers, worker_hooks=worker_hooks),
         "crawler",
     ) as port:
-        channel = insecure_channel(f"127.0.0.1:{port}")
+        channel = open_channel(f"127.0.0.1:{port}")
         try:
             yield Crawler(crawler_service_pb2_grpc.CrawlerServiceStub(channel), settings, port)
         finally:

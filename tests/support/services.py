@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from cli.up import Serve, migrate_all, start_service
-from libs.grpc_server import insecure_channel
+from libs.grpc_server import GrpcAccess, open_channel
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
 from services.crawler import server as crawler_server
 from services.crawler.settings import CrawlerSettings
@@ -64,6 +64,8 @@ class Stack:
     crawler: crawler_service_pb2_grpc.CrawlerServiceStub
     # The executor's database (for tests that arrange state the API refuses to create).
     database_url: str
+    # The token and TLS the services use (and the stubs above, like every internal caller).
+    access: GrpcAccess
 
     @property
     def base_url(self) -> str:
@@ -98,8 +100,9 @@ async def running_stack(
                 ) as gateway_port,
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}", timeout=30) as http,
             ):
-                executor_channel = insecure_channel(f"127.0.0.1:{executor_port}")
-                crawler_channel = insecure_channel(f"127.0.0.1:{crawler_port}")
+                access = GrpcAccess.from_settings(gateway_settings)
+                executor_channel = open_channel(f"127.0.0.1:{executor_port}", access)
+                crawler_channel = open_channel(f"127.0.0.1:{crawler_port}", access)
                 try:
                     yield Stack(
                         crawler_port=crawler_port,
@@ -110,6 +113,7 @@ async def running_stack(
                         executor=executor_service_pb2_grpc.ExecutorServiceStub(executor_channel),
                         crawler=crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel),
                         database_url=executor_settings.database_url_for("executor"),
+                        access=access,
                     )
                 finally:
                     await executor_channel.close()

@@ -63,6 +63,18 @@ def test_every_variable_is_a_setting(name: str) -> None:
     assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
 
 
+@pytest.mark.parametrize("name", sorted(QUAERO_SERVICES))
+def test_every_container_listening_beyond_loopback_requires_the_token(name: str) -> None:
+    """The settings refuse a non-loopback QUAERO_BIND_HOST without a token; compose must not
+    start anything without one (nor fall back to a default everyone knows)."""
+    from libs.settings import is_loopback
+
+    environment: dict[str, Any] = QUAERO_SERVICES[name].get("environment", {})
+    assert not is_loopback(environment["QUAERO_BIND_HOST"])
+    assert "QUAERO_ALLOW_UNAUTHENTICATED" not in environment
+    assert re.fullmatch(r"\$\{QUAERO_API_TOKEN:\?[^}]+\}", environment["QUAERO_API_TOKEN"])
+
+
 # The gRPC port each long-running service listens on, and so the port its healthcheck must probe.
 HEALTH_PORTS = {"crawler": "crawler_port", "executor": "executor_port", "gateway": "gateway_grpc_port"}
 

@@ -3,6 +3,7 @@ for every error a user can cause: one `quaero: …` line on stderr and a non-zer
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cli.conftest import Result, run_cli
+from tests.integration.cli.conftest import Result, run_cli, start_cli
 from tests.support.services import Stack, common_settings, running_stack
 from tests.support.site import LocalSite
 
@@ -226,6 +227,25 @@ async def test_a_missing_or_wrong_token_is_one_line(tmp_path: Path) -> None:
     assert "set QUAERO_API_TOKEN" in one_error_line(missing, 1)
     assert one_error_line(wrong, 1).startswith("quaero: wrong API token")
     assert right.code == 0 and "no crawl jobs yet" in right.err
+
+
+async def test_up_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -> None:
+    # Ports 0 and its own data directory, should it start after all.
+    ports = {f"QUAERO_{name}_PORT": "0" for name in ("GATEWAY", "GATEWAY_GRPC", "EXECUTOR", "CRAWLER")}
+    process = await start_cli(
+        "up", url="http://127.0.0.1:9", QUAERO_BIND_HOST="0.0.0.0", QUAERO_DATA_DIR=str(tmp_path), **ports
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    result = Result(process.returncode, out.decode(), err.decode())
+
+    line = one_error_line(result, 2)
+    assert line.startswith("quaero: QUAERO_BIND_HOST='0.0.0.0' accepts connections from other machines")
+    assert "set QUAERO_API_TOKEN" in line and "QUAERO_ALLOW_UNAUTHENTICATED=true" in line
 
 
 async def test_help_lists_every_command(quaero: Any, stack: Stack) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from libs.db import Database
-from libs.grpc_server import insecure_channel
+from libs.grpc_server import open_channel
 from quaero.v1 import crawler_service_pb2_grpc
 from services.executor.catalogue import Catalogue
 from services.executor.definitions import JobDefinition, Step
@@ -57,7 +57,7 @@ async def make_runner(executor_db: Database) -> AsyncIterator[Any]:
     made: list[tuple[Runner, Any]] = []
 
     def make(crawler_addr: str, **options: Any) -> Runner:
-        channel = insecure_channel(crawler_addr)
+        channel = open_channel(crawler_addr)
 
         async def no_post_jobs(_execution_id: str) -> None:
             raise AssertionError("no post-jobs here")

@@ -213,7 +213,7 @@ async def test_a_service_that_does_not_answer_gives_504_not_a_hung_request() -> 
     deadline (QUAERO_RPC_TIMEOUT) and a missed one answers 504 DEADLINE_EXCEEDED."""
     import asyncio
 
-    from libs.grpc_server import insecure_channel, start_grpc_server
+    from libs.grpc_server import open_channel, start_grpc_server
     from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
     from services.gateway.app import create_app
 
@@ -229,7 +229,7 @@ async def test_a_service_that_does_not_answer_gives_504_not_a_hung_request() -> 
         [(Stalled(), executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server, "quaero.v1.ExecutorService")],
         service="executor",
     )
-    channel = insecure_channel(f"127.0.0.1:{server.port}", unary_timeout=0.5)
+    channel = open_channel(f"127.0.0.1:{server.port}", unary_timeout=0.5)
     app = create_app(
         executor_service_pb2_grpc.ExecutorServiceStub(channel), crawler_service_pb2_grpc.CrawlerServiceStub(channel)
     )

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from libs.settings import CommonSettings
@@ -72,3 +75,66 @@ def test_request_ids_are_adopted_only_when_safe_everywhere(given: object, adopte
     from libs.logs import adopt_request_id
 
     assert adopt_request_id(given) == adopted  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ who may reach the servers
+
+NOT_LOOPBACK = ["0.0.0.0", "::", "", "10.1.2.3", "192.168.0.7", "2001:db8::1", "executor", "example.org"]
+LOOPBACK = ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"]
+
+
+@pytest.mark.parametrize("host", NOT_LOOPBACK)
+def test_listening_beyond_loopback_without_a_token_is_refused_saying_how_to_fix_it(host: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        CommonSettings(bind_host=host)
+
+    message = str(err.value)
+    assert f"QUAERO_BIND_HOST={host!r}" in message
+    assert "QUAERO_API_TOKEN" in message and "QUAERO_ALLOW_UNAUTHENTICATED=true" in message
+
+
+@pytest.mark.parametrize("host", NOT_LOOPBACK)
+def test_listening_beyond_loopback_takes_a_token_or_an_explicit_choice(host: str) -> None:
+    assert CommonSettings(bind_host=host, api_token="s3cret").bind_host == host
+    assert CommonSettings(bind_host=host, allow_unauthenticated=True).bind_host == host
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_loopback_needs_no_token(host: str) -> None:
+    assert CommonSettings(bind_host=host).api_token is None
+
+
+@given(st.ip_addresses())
+def test_any_address_but_loopback_needs_a_token(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    host = str(address)
+    if address.is_loopback:
+        CommonSettings(bind_host=host)
+    else:
+        with pytest.raises(ValidationError):
+            CommonSettings(bind_host=host)
+
+
+@pytest.mark.parametrize("token", ["has space", "café", "tab\there", "line\nbreak"])
+def test_a_token_that_cannot_travel_in_a_header_is_refused(token: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        CommonSettings(api_token=token)
+    assert "api_token" in str(err.value)
+
+
+def test_an_empty_token_means_none() -> None:
+    assert CommonSettings(api_token="").api_token is None
+
+
+@pytest.mark.parametrize("present", ["grpc_tls_cert", "grpc_tls_key"])
+def test_a_tls_certificate_and_its_key_go_together(present: str, tmp_path: Path) -> None:
+    pem = tmp_path / "file.pem"
+    pem.write_text("-----BEGIN-----")
+    with pytest.raises(ValidationError) as err:
+        CommonSettings(**{present: pem})
+    assert "QUAERO_GRPC_TLS_CERT and QUAERO_GRPC_TLS_KEY go together" in str(err.value)
+
+
+def test_a_missing_tls_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        CommonSettings(grpc_tls_ca=tmp_path / "nowhere.pem")
+    assert "grpc_tls_ca" in str(err.value)
