@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import html_to_markdown
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from services.crawler.extract import main_content
 from services.crawler.frontier import resolve_link
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True)
+_MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True, hidden_content="all")
 
 
 def _converter() -> Callable[[str], str]:
@@ -149,10 +150,8 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
             seen.add(link)
             links.append(link)
 
-    for node in tree.css(_DROP):
-        node.decompose()
-    content = next((n for n in (tree.css_first(s) for s in _CONTENT_SELECTORS) if n is not None), None)
-    html = (content.html if content is not None else tree.html) or ""
+    content = main_content(tree)
+    html = (content.html if content is not None else "") or ""
     markdown = (_to_markdown(html).strip() + "\n") if html else ""
 
     digest = hashlib.sha256()
