@@ -7,6 +7,7 @@ a fitting one, text- and link-density of blocks either way.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable
 
@@ -40,14 +41,14 @@ _WEAK_WORDS = frozenset(
     """.split()
 )
 # Class tokens that name boilerplate as a whole token only ("sr-only", "visually-hidden").
-_STRONG_TOKENS = frozenset(
+_TOKENS = frozenset(
     """
     sr-only visually-hidden visuallyhidden screen-reader-text screen-reader-only hidden d-none
     is-hidden invisible table-of-contents tableofcontents
     """.split()
 )
 # Substrings safe to match anywhere (vendor banners name themselves "CybotCookiebotDialog").
-_STRONG_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
+_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -64,29 +65,36 @@ def _link_words(node: LexborNode) -> int:
     return sum(_text_length(a) for a in node.css("a"))
 
 
-_STRONG, _WEAK = 2, 1
+class _Kind(enum.IntEnum):
+    """Why a node is a candidate for removal, weakest first."""
+
+    WEAK_NAME = 1  # a class or id word that often names boilerplate ("related", "widget")
+    STRONG_NAME = 2  # one that nearly always does ("breadcrumb", "sidebar", "menu")
+    ELEMENT = 3  # an element or role that is the site's, not the content's (nav, footer)
+    HIDDEN = 4  # not shown
 
 
-def _boilerplate_name(attributes: dict[str, str | None]) -> int:
-    """How strongly a class or id says "boilerplate": _STRONG, _WEAK or 0."""
+def _name_kind(attributes: dict[str, str | None]) -> _Kind | None:
     names = f"{attributes.get('class') or ''} {attributes.get('id') or ''}"
     lowered = names.lower()
-    if any(stem in lowered for stem in _STRONG_STEMS):
-        return _STRONG
-    if any(token in _STRONG_TOKENS for token in lowered.split()):
-        return _STRONG
+    if any(stem in lowered for stem in _STEMS) or any(token in _TOKENS for token in lowered.split()):
+        return _Kind.ELEMENT
     words = set(_WORD.findall(_CAMEL.sub(" ", names).lower()))
     if words & _STRONG_WORDS:
-        return _STRONG
-    return _WEAK if words & _WEAK_WORDS else 0
+        return _Kind.STRONG_NAME
+    return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
 
 
-def _remove(nodes: list[LexborNode]) -> None:
-    """Decompose nodes, outermost first (a node inside a decomposed one is freed memory)."""
-    ids = {node.mem_id for node in nodes}
-    outermost = [node for node in nodes if not _inside(node, ids)]
-    for node in outermost:
-        node.decompose()
+def _is_boilerplate(kind: _Kind, words: int, links: int, total: int) -> bool:
+    """Whether a candidate of `kind` holding `words` words (`links` of them in links) goes,
+    on a page part of `total` words."""
+    if words >= _WRAPPER_SHARE * total and (kind == _Kind.HIDDEN or links < 0.5 * words):
+        return False  # it wraps the content: a page revealed by script, a "has-sidebar" layout
+    if kind >= _Kind.ELEMENT:
+        return True
+    if kind == _Kind.STRONG_NAME:
+        return words < 60 or links >= 0.3 * words
+    return words < 25 or links >= 0.5 * words
 
 
 def _inside(node: LexborNode, ids: set[int]) -> bool:
@@ -98,23 +106,21 @@ def _inside(node: LexborNode, ids: set[int]) -> bool:
     return False
 
 
-def _prune(scope: LexborNode, candidates: list[LexborNode], weak: set[int]) -> None:
-    """Remove the candidates inside `scope`, except wrappers of most of its text; the weak ones
-    only when they look like boilerplate."""
+def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
+    """Remove the candidates inside `scope` that are boilerplate, outermost first: all is decided
+    before the tree changes, since a node inside a decomposed one is freed memory."""
     total = max(1, _text_length(scope))
+    decided: set[int] = set()
     removed: set[int] = set()
     doomed = []
-    for node in candidates:
-        if node.mem_id == scope.mem_id or _inside(node, removed):
+    for node, kind in candidates:
+        if node.mem_id in decided or node.mem_id == scope.mem_id or _inside(node, removed):
             continue
+        decided.add(node.mem_id)
         words = _text_length(node)
-        links = _link_words(node) if words else 0
-        if words >= _WRAPPER_SHARE * total and links < 0.5 * words:
-            continue
-        if node.mem_id in weak and words >= 25 and links < 0.35 * words:
-            continue
-        removed.add(node.mem_id)
-        doomed.append(node)
+        if _is_boilerplate(kind, words, _link_words(node) if words else 0, total):
+            removed.add(node.mem_id)
+            doomed.append(node)
     for node in doomed:
         node.decompose()
 
@@ -135,32 +141,63 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         else:
             node.decompose()
     # What the markup says: hidden, navigation, banners, sidebars, footers.
-    _prune(body, body.css(f"{_HIDDEN}, {_BOILERPLATE_ELEMENTS}"), set())
+    _prune(body, ((node, _Kind.HIDDEN) for node in body.css(_HIDDEN)))
+    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(_BOILERPLATE_ELEMENTS)))
     container = _container(body)
-    # What the class names say, inside the content only: a class is a weaker hint than an
-    # element, and a page's outer wrappers carry every name under the sun.
-    candidates, weak = [], set()
-    for node in container.css(_CLASS_OR_ID):
-        strength = _boilerplate_name(node.attributes)
-        if strength:
-            candidates.append(node)
-            if strength == _WEAK:
-                weak.add(node.mem_id)
-    _prune(container, candidates, weak)
+    # What the class names say, inside the content only: a page's outer wrappers carry every
+    # name under the sun.
+    named = ((node, _name_kind(node.attributes)) for node in container.css(_CLASS_OR_ID))
+    _prune(container, ((node, kind) for node, kind in named if kind is not None))
+    doomed: list[tuple[LexborNode, int]] = []
+    _link_dense(container, doomed)
+    # On a page that is a list of links (an index, a category, search results) the links are
+    # the content.
+    if sum(words for _, words in doomed) < _LINK_PAGE * _text_length(container):
+        for node, _ in doomed:
+            node.decompose()
     return container
 
 
-_SEMANTIC = "main, [role=main], article, [itemprop=articleBody]"
+_BLOCKS = frozenset("div section ul ol dl table tbody tr td p form header aside span center".split())
+_LINK_DENSE = 0.6
+# Link-dense blocks holding this share of the content's words are the content.
+_LINK_PAGE = 0.5
+
+
+def _link_dense(node: LexborNode, doomed: list[tuple[LexborNode, int]]) -> None:
+    """Collect the blocks under `node` made mostly of links: menus, link lists, tag clouds,
+    "read more" lines. Only mixed blocks are looked into."""
+    for child in node.iter():
+        if child.tag not in _BLOCKS:
+            continue
+        words = _text_length(child)
+        if not words:
+            continue
+        links = _link_words(child)
+        if links >= _LINK_DENSE * words:
+            doomed.append((child, words))
+        elif links:
+            _link_dense(child, doomed)
+
+
+# A container this small is a widget that happens to be marked up as one (a modal's `main`).
+_MIN_CONTAINER_WORDS = 50
 
 
 def _container(body: LexborNode) -> LexborNode:
+    """The node holding the content: the page's one article when it has one that dominates
+    (a story with its comments below), else its main element, else the body."""
     total = max(1, _text_length(body))
-    best: LexborNode | None = None
-    best_words = 0
-    for node in body.css(_SEMANTIC):
-        words = _text_length(node)
-        if words > best_words:
-            best, best_words = node, words
-    if best is not None and best_words >= 0.3 * total:
-        return best
+    articles = [(node, _text_length(node)) for node in body.css("article, [itemprop=articleBody]")]
+    articles = [(node, words) for node, words in articles if words]
+    mains = [(node, _text_length(node)) for node in body.css("main, [role=main]")]
+    main = max(mains, key=lambda item: item[1], default=None)
+    if articles:
+        article, words = max(articles, key=lambda item: item[1])
+        # Articles inside the biggest one (comments, quoted posts) do not compete with it.
+        rivals = sum(w for node, w in articles if node.mem_id != article.mem_id and not _inside(node, {article.mem_id}))
+        if words >= _MIN_CONTAINER_WORDS and words >= 2 * rivals:
+            return article
+    if main is not None and main[1] >= max(_MIN_CONTAINER_WORDS, 0.1 * total):
+        return main[0]
     return body

@@ -22,7 +22,12 @@ from services.crawler.extract import main_content
 from services.crawler.frontier import resolve_link
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True, hidden_content="all")
+_MARKDOWN = html_to_markdown.ConversionOptions(
+    extract_metadata=False,
+    skip_images=True,
+    hidden_content="all",
+    preprocessing=html_to_markdown.PreprocessingOptions(enabled=False),
+)
 
 
 def _converter() -> Callable[[str], str]:
