@@ -21,31 +21,38 @@ _BOILERPLATE_ELEMENTS = (
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
     "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
 )
-_HIDDEN = "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
+_HIDDEN = (
+    "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
+)
 _CLASS_OR_ID = "[class], [id]"
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
 
 # Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
 # words "site" and "footer"; "footnote" is not "footer"). Strong words are removed whatever
 # they hold; weak ones only when what they hold looks like boilerplate (short or mostly links).
-_STRONG_WORDS = frozenset(
+_STRONG_WORDS = _words(
     """
-    nav navbar navigation menu menus menubar submenu subnav sidenav topnav breadcrumb breadcrumbs crumbs
-    toc sidebar footer masthead pagination pager skip skiplink cookie cookies consent gdpr
+    nav navbar navigation menu menus menubar submenu subnav sidenav topnav breadcrumb breadcrumbs
+    crumbs toc sidebar footer masthead pagination pager skip skiplink cookie cookies consent gdpr
     share sharing sharer social
-    """.split()
+    """
 )
-_WEAK_WORDS = frozenset(
+_WEAK_WORDS = _words(
     """
     related widget widgets ad ads advert adverts advertisement sponsor sponsored promo popup modal
     overlay banner newsletter subscribe subscription
-    """.split()
+    """
 )
 # Class tokens that name boilerplate as a whole token only ("sr-only", "visually-hidden").
-_TOKENS = frozenset(
+_TOKENS = _words(
     """
     sr-only visually-hidden visuallyhidden screen-reader-text screen-reader-only hidden d-none
     is-hidden invisible table-of-contents tableofcontents
-    """.split()
+    """
 )
 # Substrings safe to match anywhere (vendor banners name themselves "CybotCookiebotDialog").
 _STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
@@ -158,7 +165,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     return container
 
 
-_BLOCKS = frozenset("div section ul ol dl table tbody tr td p form header aside span center".split())
+_BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
 _LINK_DENSE = 0.6
 # Link-dense blocks holding this share of the content's words are the content.
 _LINK_PAGE = 0.5

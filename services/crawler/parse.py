@@ -11,42 +11,16 @@ import contextlib
 import hashlib
 import multiprocessing
 import re
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import html_to_markdown
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from services.crawler.extract import main_content
 from services.crawler.frontier import resolve_link
+from services.crawler.markdown import to_markdown
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_MARKDOWN = html_to_markdown.ConversionOptions(
-    extract_metadata=False,
-    skip_images=True,
-    hidden_content="all",
-    preprocessing=html_to_markdown.PreprocessingOptions(enabled=False),
-)
-
-
-def _converter() -> Callable[[str], str]:
-    """html_to_markdown.convert re-validates its options on every call (about 1 ms); with the
-    pinned release we convert them once and call the Rust binding directly."""
-    try:
-        from html_to_markdown import _html_to_markdown as rust
-        from html_to_markdown.api import _to_rust_conversion_options
-
-        options = _to_rust_conversion_options(_MARKDOWN)
-        return lambda html: rust.convert(html=html, options=options, visitor=None).content or ""
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another release
-        return lambda html: html_to_markdown.convert(html, _MARKDOWN).content or ""
-
-
-_to_markdown = _converter()
-# The part of a page worth keeping, in order of preference.
-_CONTENT_SELECTORS = ("main", "article", "[role=main]", "body")
-_DROP = "script, style, noscript, template, svg, iframe"
 
 
 @dataclass
@@ -156,8 +130,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
             links.append(link)
 
     content = main_content(tree)
-    html = (content.html if content is not None else "") or ""
-    markdown = (_to_markdown(html).strip() + "\n") if html else ""
+    markdown = to_markdown(content, base) if content is not None else ""
 
     digest = hashlib.sha256()
     digest.update(title.encode())
