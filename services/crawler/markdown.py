@@ -45,8 +45,8 @@ _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 def to_markdown(content: LexborNode, base: str) -> str:
     """`content` (changed in place) as Markdown, its links resolved against `base`."""
+    _images(content, base)  # first: a link around an image that goes is an empty link
     _links(content, base)
-    _images(content, base)
     _code_languages(content)
     _definitions(content)
     _whitespace(content)

@@ -1,4 +1,5 @@
-"""HTML to a document: title, description, language, canonical link, links and Markdown.
+"""HTML to a document: title, description, language, canonical link, links and the Markdown of
+its main content (services/crawler/extract.py chooses it, services/crawler/markdown.py writes it).
 
 `parse_page` is a pure function of bytes, so it runs inline for ordinary pages and in a process
 pool (`Parser`) for large ones: a slow page never stalls the event loop the gRPC servers share.
@@ -12,13 +13,14 @@ import hashlib
 import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from services.crawler.extract import main_content
 from services.crawler.frontier import resolve_link
 from services.crawler.markdown import to_markdown
+from services.crawler.template import fingerprints
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
@@ -33,6 +35,9 @@ class ParsedPage:
     markdown: str
     content_hash: str
     word_count: int
+    # A fingerprint per block of `markdown`, in order (services/crawler/template.py): what the
+    # worker counts across a host's pages to recognise the site's template.
+    block_fingerprints: list[str] = field(default_factory=list)
 
 
 def decode(body: bytes, charset: str | None) -> str:
@@ -145,6 +150,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
         markdown=markdown,
         content_hash=digest.hexdigest(),
         word_count=len(markdown.split()),
+        block_fingerprints=fingerprints(markdown),
     )
 
 
