@@ -114,28 +114,31 @@ def strip_markdown(markdown: str) -> str:
     return text.replace("|", " ").replace("\\", "")
 
 
-def quaero_extract(page: Page) -> str:
+def quaero_extract(page: Page) -> tuple[str, float]:
+    """The plain text of Quaero's Markdown for the page, and the CPU milliseconds of parse_page."""
     from services.crawler.parse import parse_page
 
-    return strip_markdown(parse_page(page.url, page.html).markdown)
+    start = time.process_time()
+    markdown = parse_page(page.url, page.html).markdown
+    cpu_ms = (time.process_time() - start) * 1000
+    return strip_markdown(markdown), cpu_ms
 
 
-def trafilatura_extract(page: Page) -> str:
+def trafilatura_extract(page: Page) -> tuple[str, float]:
     import trafilatura
 
-    return trafilatura.extract(page.html, url=page.url) or ""
-
-
-def _timed(extract: Callable[[Page], str], page: Page) -> tuple[str, float]:
     start = time.process_time()
-    text = extract(page)
+    text = trafilatura.extract(page.html, url=page.url) or ""
     return text, (time.process_time() - start) * 1000
 
 
-def score(evaluate: ModuleType, pages: Iterable[Page], extract: Callable[[Page], str]) -> list[Score]:
+Extractor = Callable[[Page], tuple[str, float]]
+
+
+def score(evaluate: ModuleType, pages: Iterable[Page], extract: Extractor) -> list[Score]:
     scores = []
     for page in pages:
-        text, cpu_ms = _timed(extract, page)
+        text, cpu_ms = extract(page)
         _, _, f1 = evaluate.word_f1(text, page.truth)
         scores.append(
             Score(
@@ -183,7 +186,7 @@ def run(folder: Path, *, with_trafilatura: bool = True, ids: Iterable[str] | Non
         return [f"WCXB: skipped, no split at {folder} (set QUAERO_BENCH_WCXB_DIR)"]
     evaluate = load_evaluate(folder)
     pages = list(load_pages(folder, evaluate, ids))
-    extractors: dict[str, Callable[[Page], str]] = {"Quaero": quaero_extract}
+    extractors: dict[str, Extractor] = {"Quaero": quaero_extract}
     if with_trafilatura:
         extractors["trafilatura"] = trafilatura_extract
     results = {name: score(evaluate, pages, extract) for name, extract in extractors.items()}

@@ -1,39 +1,54 @@
 """A page's main content: the site around it (navigation, banners, sidebars...) left out.
 
-`main_content` prunes a parsed tree in place and returns the node that holds the content; it
-works on any page: the semantic containers (`main`, `article`, `[role=main]`) when a page has
-a fitting one, text- and link-density of blocks either way.
+`main_content` prunes a parsed tree in place and returns the node that holds the content. It
+works in passes, each on the evidence it trusts:
+
+1. what the markup says: never-content elements, hidden ones, the site's elements and roles
+   (`nav`, `header`, `footer`, `aside`, `[role=navigation]`...), skip links, previous/next bars;
+2. which container holds the content: the page's one dominant `article`, else its `main`,
+   else the body;
+3. inside that container only, what class and id names say ("breadcrumb", "sidebar",
+   "cookie-banner"...), weighed against what the named block holds;
+4. inside it too, text and link density: blocks made mostly of links go, unless they are most
+   of the content (an index page).
+
+A block holding most of the text of what is being pruned is never removed by a name or a
+hidden style: it wraps the content (a layout called "has-sidebar", a page a script reveals).
+Sizes are in characters of text, which lexbor counts without building Python strings per word.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
-
-# Never content: code, styles, embedded documents and form controls.
-_NEVER = "script, style, template, svg, iframe, object, embed, canvas, button, select, input, textarea, dialog"
-# Elements that hold the site around the content, by what they are.
-_BOILERPLATE_ELEMENTS = (
-    "nav, aside, footer, header, "
-    "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
-    "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
-)
-_HIDDEN = (
-    "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
-)
-_CLASS_OR_ID = "[class], [id]"
 
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Never content: code, styles, embedded documents and form controls.
+_NEVER = "script, style, template, svg, iframe, object, embed, canvas, button, select, input, textarea, dialog"
+_HIDDEN = (
+    "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
+)
+# Elements and roles that hold the site around the content.
+_SITE_ELEMENTS = (
+    "nav, aside, footer, header, "
+    "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
+    "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
+)
+# "Skip to content", "Skip navigation": links for keyboards past the site's header.
+_SKIP_LINK = re.compile(r"skip\b", re.IGNORECASE)
+
 # Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
-# words "site" and "footer"; "footnote" is not "footer"). Strong words are removed whatever
-# they hold; weak ones only when what they hold looks like boilerplate (short or mostly links).
+# words "site" and "footer"; "footnote" is not "footer"). A strong word is believed unless the
+# block holds a good deal of text that is not links; a weak one only for a short or link-heavy
+# block.
 _STRONG_WORDS = _words(
     """
     nav navbar navigation menu menus menubar submenu subnav sidenav topnav breadcrumb breadcrumbs
@@ -47,29 +62,40 @@ _WEAK_WORDS = _words(
     overlay banner newsletter subscribe subscription
     """
 )
-# Class tokens that name boilerplate as a whole token only ("sr-only", "visually-hidden").
-_TOKENS = _words(
-    """
-    sr-only visually-hidden visuallyhidden screen-reader-text screen-reader-only hidden d-none
-    is-hidden invisible table-of-contents tableofcontents
-    """
+# Class names that mean "not shown", or as good as a site element: text for screen readers only,
+# hidden blocks, tables of contents.
+_HIDDEN_CLASSES = (
+    ".sr-only, .visually-hidden, .visuallyhidden, .screen-reader-text, .screen-reader-only, .hidden, .d-none,"
+    " .is-hidden, .invisible"
 )
-# Substrings safe to match anywhere (vendor banners name themselves "CybotCookiebotDialog").
+_SITE_CLASSES = ".table-of-contents, .tableofcontents"
+# Substrings as good as an element wherever they appear (banners of consent platforms name
+# themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
 _STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
-# A candidate holding this share of the page's text is a wrapper of the content, not
-# boilerplate, whatever its class says (a `<div class="has-sidebar">` around everything).
-_WRAPPER_SHARE = 0.5
+# Links that step through a sequence of pages: by their markup, or by their whole text.
+_STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
+_STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
+_ARROWS = "«»‹›←→<> "
 
+# The elements whose names are read: blocks (inline elements with names are legion: icons, links).
+_NAMED_BLOCKS = ", ".join(
+    f"{tag}[class], {tag}[id]" for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure")
+)
+_BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
 
-def _text_length(node: LexborNode) -> int:
-    return len(node.text(deep=True, strip=False).split())
-
-
-def _link_words(node: LexborNode) -> int:
-    return sum(_text_length(a) for a in node.css("a"))
+# Sizes, in characters of text.
+_CRAWLER_TEXT = 300  # a <noscript> with this much text is the page for clients without scripts
+_BAR = 240  # a previous/next bar holds little else than its links and their pages' titles
+_MIN_CONTAINER = 300  # a smaller `main` or `article` is a widget marked up as one (a modal)
+_WEAK_BLOCK = 150  # a weakly named block this short is boilerplate whatever its links
+_STRONG_BLOCK = 360  # likewise for a strongly named one
+# Shares.
+_WRAPPER = 0.5  # of the text being pruned: a block holding this much wraps the content
+_LINK_DENSE = 0.6  # of a block's text in links: a menu, a link list, a tag cloud
+_LINK_PAGE = 0.5  # of the content in link-dense blocks: the page is an index, the links stay
 
 
 class _Kind(enum.IntEnum):
@@ -77,59 +103,8 @@ class _Kind(enum.IntEnum):
 
     WEAK_NAME = 1  # a class or id word that often names boilerplate ("related", "widget")
     STRONG_NAME = 2  # one that nearly always does ("breadcrumb", "sidebar", "menu")
-    ELEMENT = 3  # an element or role that is the site's, not the content's (nav, footer)
+    ELEMENT = 3  # an element or role that is the site's (nav, footer), or a name as good
     HIDDEN = 4  # not shown
-
-
-def _name_kind(attributes: dict[str, str | None]) -> _Kind | None:
-    names = f"{attributes.get('class') or ''} {attributes.get('id') or ''}"
-    lowered = names.lower()
-    if any(stem in lowered for stem in _STEMS) or any(token in _TOKENS for token in lowered.split()):
-        return _Kind.ELEMENT
-    words = set(_WORD.findall(_CAMEL.sub(" ", names).lower()))
-    if words & _STRONG_WORDS:
-        return _Kind.STRONG_NAME
-    return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
-
-
-def _is_boilerplate(kind: _Kind, words: int, links: int, total: int) -> bool:
-    """Whether a candidate of `kind` holding `words` words (`links` of them in links) goes,
-    on a page part of `total` words."""
-    if words >= _WRAPPER_SHARE * total and (kind == _Kind.HIDDEN or links < 0.5 * words):
-        return False  # it wraps the content: a page revealed by script, a "has-sidebar" layout
-    if kind >= _Kind.ELEMENT:
-        return True
-    if kind == _Kind.STRONG_NAME:
-        return words < 60 or links >= 0.3 * words
-    return words < 25 or links >= 0.5 * words
-
-
-def _inside(node: LexborNode, ids: set[int]) -> bool:
-    ancestor = node.parent
-    while ancestor is not None:
-        if ancestor.mem_id in ids:
-            return True
-        ancestor = ancestor.parent
-    return False
-
-
-def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
-    """Remove the candidates inside `scope` that are boilerplate, outermost first: all is decided
-    before the tree changes, since a node inside a decomposed one is freed memory."""
-    total = max(1, _text_length(scope))
-    decided: set[int] = set()
-    removed: set[int] = set()
-    doomed = []
-    for node, kind in candidates:
-        if node.mem_id in decided or node.mem_id == scope.mem_id or _inside(node, removed):
-            continue
-        decided.add(node.mem_id)
-        words = _text_length(node)
-        if _is_boilerplate(kind, words, _link_words(node) if words else 0, total):
-            removed.add(node.mem_id)
-            doomed.append(node)
-    for node in doomed:
-        node.decompose()
 
 
 def main_content(tree: LexborHTMLParser) -> LexborNode | None:
@@ -143,68 +118,150 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     for node in tree.css("noscript"):
         # A page built by scripts often puts its text for crawlers here; otherwise it says
         # "enable JavaScript" or holds a tracking pixel.
-        if _text_length(node) >= 50:
+        if _size(node) >= _CRAWLER_TEXT:
             node.unwrap()
         else:
             node.decompose()
-    # What the markup says: hidden, navigation, banners, sidebars, footers.
-    _prune(body, ((node, _Kind.HIDDEN) for node in body.css(_HIDDEN)))
-    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(_BOILERPLATE_ELEMENTS)))
+
+    _prune(body, ((node, _Kind.HIDDEN) for node in body.css(f"{_HIDDEN}, {_HIDDEN_CLASSES}")))
+    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
+    for link in body.css("a[href^='#']"):
+        if _SKIP_LINK.match(link.text(strip=True)):
+            link.decompose()
+    _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)))
+
     container = _container(body)
-    # What the class names say, inside the content only: a page's outer wrappers carry every
-    # name under the sun.
-    named = ((node, _name_kind(node.attributes)) for node in container.css(_CLASS_OR_ID))
+    # Names only inside the content: a page's outer wrappers carry every name under the sun.
+    named = (
+        (node, _name_kind(f"{node.attrs.get('class') or ''} {node.attrs.get('id') or ''}"))
+        for node in container.css("[class], [id]")
+    )
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
-    doomed: list[tuple[LexborNode, int]] = []
-    _link_dense(container, doomed)
-    # On a page that is a list of links (an index, a category, search results) the links are
-    # the content.
-    if sum(words for _, words in doomed) < _LINK_PAGE * _text_length(container):
-        for node, _ in doomed:
+
+    dense: list[tuple[LexborNode, int]] = []
+    _link_dense(container, dense)
+    if sum(size for _, size in dense) < _LINK_PAGE * _size(container):
+        for node, _ in dense:
             node.decompose()
     return container
 
 
-_BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
-_LINK_DENSE = 0.6
-# Link-dense blocks holding this share of the content's words are the content.
-_LINK_PAGE = 0.5
+def _names(node: LexborNode) -> str:
+    attributes = node.attrs
+    return f"{attributes.get('class') or ''} {attributes.get('id') or ''}"
 
 
-def _link_dense(node: LexborNode, doomed: list[tuple[LexborNode, int]]) -> None:
-    """Collect the blocks under `node` made mostly of links: menus, link lists, tag clouds,
-    "read more" lines. Only mixed blocks are looked into."""
-    for child in node.iter():
-        if child.tag not in _BLOCKS:
+def _size(node: LexborNode) -> int:
+    return len(node.text(deep=True, strip=True))
+
+
+def _link_size(node: LexborNode) -> int:
+    return sum(len(anchor.text(deep=True, strip=True)) for anchor in node.css("a"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_kind(names: str) -> _Kind | None:
+    """What the class and id names of a node (`names`, space-separated) say it is."""
+    lowered = names.lower()
+    if any(stem in lowered for stem in _STEMS):
+        return _Kind.ELEMENT
+    words = set(_WORD.findall(_CAMEL.sub(" ", names).lower()))
+    if words & _STRONG_WORDS:
+        return _Kind.STRONG_NAME
+    return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
+
+
+def _is_boilerplate(kind: _Kind, size: int, links: int, total: int) -> bool:
+    """Whether a candidate of `kind` with `size` characters of text (`links` of them in links)
+    goes, from a part of the page with `total`."""
+    if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or links < 0.5 * size):
+        # It wraps the content: a page revealed by a script, a "has-sidebar" layout, the table
+        # of contents that is the whole page.
+        return False
+    if kind >= _Kind.ELEMENT:
+        return True
+    if kind == _Kind.STRONG_NAME:
+        return size < _STRONG_BLOCK or links >= 0.3 * size
+    return size < _WEAK_BLOCK or links >= 0.5 * size
+
+
+def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
+    """Remove the candidates inside `scope` that are boilerplate, outermost first. All is decided
+    before the tree changes: a node inside a decomposed one is freed memory."""
+    total = max(1, _size(scope))
+    decided: set[int] = set()
+    removed: set[int] = set()
+    doomed = []
+    for node, kind in candidates:
+        if node.mem_id in decided or node.mem_id == scope.mem_id or _inside(node, removed):
             continue
-        words = _text_length(child)
-        if not words:
-            continue
-        links = _link_words(child)
-        if links >= _LINK_DENSE * words:
-            doomed.append((child, words))
-        elif links:
-            _link_dense(child, doomed)
+        decided.add(node.mem_id)
+        size = _size(node)
+        if _is_boilerplate(kind, size, _link_size(node) if size else 0, total):
+            removed.add(node.mem_id)
+            doomed.append(node)
+    for node in doomed:
+        node.decompose()
 
 
-# A container this small is a widget that happens to be marked up as one (a modal's `main`).
-_MIN_CONTAINER_WORDS = 50
+def _inside(node: LexborNode, ids: set[int]) -> bool:
+    ancestor = node.parent
+    while ancestor is not None:
+        if ancestor.mem_id in ids:
+            return True
+        ancestor = ancestor.parent
+    return False
+
+
+def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
+    """The outermost short blocks around links to the previous and next page ("Prev Up Home
+    Next" tables of DocBook manuals, "← Older posts" bars)."""
+    links = body.css(_STEP_LINKS)
+    for link in body.css("a"):
+        text = link.text(strip=True).lower()
+        if len(text) < 20 and (text in _STEP_WORDS or text.strip(_ARROWS).split(" ", 1)[0] in _STEP_WORDS):
+            links.append(link)
+    bars = []
+    for link in links:
+        bar = None
+        node = link.parent
+        while node is not None and node.mem_id != body.mem_id and _size(node) <= _BAR:
+            bar, node = node, node.parent
+        if bar is not None:
+            bars.append(bar)
+    return bars
 
 
 def _container(body: LexborNode) -> LexborNode:
     """The node holding the content: the page's one article when it has one that dominates
     (a story with its comments below), else its main element, else the body."""
-    total = max(1, _text_length(body))
-    articles = [(node, _text_length(node)) for node in body.css("article, [itemprop=articleBody]")]
-    articles = [(node, words) for node, words in articles if words]
-    mains = [(node, _text_length(node)) for node in body.css("main, [role=main]")]
-    main = max(mains, key=lambda item: item[1], default=None)
+    articles = [(node, _size(node)) for node in body.css("article, [itemprop=articleBody]")]
     if articles:
-        article, words = max(articles, key=lambda item: item[1])
+        article, size = max(articles, key=lambda item: item[1])
         # Articles inside the biggest one (comments, quoted posts) do not compete with it.
-        rivals = sum(w for node, w in articles if node.mem_id != article.mem_id and not _inside(node, {article.mem_id}))
-        if words >= _MIN_CONTAINER_WORDS and words >= 2 * rivals:
+        inside = {article.mem_id}
+        rivals = sum(s for node, s in articles if node.mem_id != article.mem_id and not _inside(node, inside))
+        if size >= _MIN_CONTAINER and size >= 2 * rivals:
             return article
-    if main is not None and main[1] >= max(_MIN_CONTAINER_WORDS, 0.1 * total):
-        return main[0]
+    mains = [(node, _size(node)) for node in body.css("main, [role=main]")]
+    if mains:
+        main, size = max(mains, key=lambda item: item[1])
+        if size >= max(_MIN_CONTAINER, 0.1 * _size(body)):
+            return main
     return body
+
+
+def _link_dense(node: LexborNode, dense: list[tuple[LexborNode, int]]) -> None:
+    """Collect the blocks under `node` made mostly of links, with their sizes: menus, link
+    lists, tag clouds, "read more" lines. Only blocks mixing links and text are looked into."""
+    for child in node.iter():
+        if child.tag not in _BLOCKS:
+            continue
+        size = _size(child)
+        if not size:
+            continue
+        links = _link_size(child)
+        if links >= _LINK_DENSE * size:
+            dense.append((child, size))
+        elif links:
+            _link_dense(child, dense)

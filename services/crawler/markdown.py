@@ -40,6 +40,7 @@ _convert = _converter()
 _PERMALINK_TEXT = frozenset({"¶", "§", "#", "🔗", "⚓", "⚓︎", "∞"})
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|highlight|brush)-([A-Za-z0-9_+#.-]+)")
 _NO_LANGUAGE = frozenset({"none", "default", "text", "plain", "plaintext", "nohighlight", "source"})
+_LINE_BREAK = re.compile(r"[ \t]*\n\s*")
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
@@ -139,4 +140,4 @@ def _whitespace(content: LexborNode) -> None:
         if node.is_text_node and node.mem_id not in preformatted and "\n" in (node.text_content or "")
     ]
     for node in texts:
-        node.replace_with((node.text_content or "").replace("\n", " "))
+        node.replace_with(_LINE_BREAK.sub(" ", node.text_content or ""))

@@ -15,7 +15,6 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_SPACE = re.compile(r"\s+")
 _HEADING = re.compile(r"^(#{1,6})\s")
 # A block seen on at least this share of a host's pages, and on at least this many of them, is
 # the site's, not the page's.
@@ -42,7 +41,7 @@ def blocks(markdown: str) -> Iterator[str]:
 
 def fingerprint(block: str) -> str:
     """A block's name: the same text in another page's layout (spacing, case) has the same one."""
-    text = _SPACE.sub(" ", block).strip().lower()
+    text = " ".join(block.lower().split())
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
