@@ -114,8 +114,9 @@ def _code_languages(content: LexborNode) -> None:
             if node is None:
                 continue
             match = _LANGUAGE.search(node.attributes.get("class") or "")
-            if match and match.group(1).lower() not in _NO_LANGUAGE:
-                language = match.group(1).lower()
+            name = match.group(1).lower().removeprefix("source-") if match else ""  # GitHub: highlight-source-x
+            if name and name not in _NO_LANGUAGE:
+                language = name
                 break
         if language is not None:
             (code or pre).attrs["class"] = f"language-{language}"
