@@ -72,6 +72,7 @@ _SITE_CLASSES = ".table-of-contents, .tableofcontents"
 # Substrings as good as an element wherever they appear (banners of consent platforms name
 # themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
 _STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
+_COMMENTS = re.compile(r"comment|disqus", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -137,6 +138,11 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         for node in container.css("[class], [id]")
     )
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
+    # Comments below an article are not the article; on a forum they are the thread.
+    comments = _outermost([node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))])
+    if sum(_size(node) for node in comments) < _LINK_PAGE * _size(container):
+        for node in comments:
+            node.decompose()
 
     dense: list[tuple[LexborNode, int]] = []
     _link_dense(container, dense)
@@ -202,6 +208,11 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
             doomed.append(node)
     for node in doomed:
         node.decompose()
+
+
+def _outermost(nodes: list[LexborNode]) -> list[LexborNode]:
+    ids = {node.mem_id for node in nodes}
+    return [node for node in nodes if not _inside(node, ids)]
 
 
 def _inside(node: LexborNode, ids: set[int]) -> bool:

@@ -10,6 +10,7 @@ import html_to_markdown
 from selectolax.lexbor import LexborNode
 
 from services.crawler.frontier import resolve_link
+from services.crawler.template import blocks
 
 _OPTIONS = html_to_markdown.ConversionOptions(
     extract_metadata=False,
@@ -41,6 +42,7 @@ _PERMALINK_TEXT = frozenset({"¶", "§", "#", "🔗", "⚓", "⚓︎", "∞"})
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|highlight|brush)-([A-Za-z0-9_+#.-]+)")
 _NO_LANGUAGE = frozenset({"none", "default", "text", "plain", "plaintext", "nohighlight", "source"})
 _LINE_BREAK = re.compile(r"[ \t]*\n\s*")
+_ATX_HEADING = re.compile(r"^(#{1,6})\s")
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
@@ -52,7 +54,34 @@ def to_markdown(content: LexborNode, base: str) -> str:
     _definitions(content)
     _whitespace(content)
     html = content.html or ""
-    return (_convert(html).strip() + "\n") if html else ""
+    markdown = _without_empty_sections(_convert(html).strip())
+    return (markdown + "\n") if markdown else ""
+
+
+def _without_empty_sections(markdown: str) -> str:
+    """Headings left with nothing under them ("Related posts" once its list was dropped as
+    boilerplate) go too: a heading followed by one of the same or a higher level, or by the end.
+    Unless most headings would go: a page made of headings (a list of titles) keeps them."""
+    kept: list[tuple[int, str]] = []
+    headings = dropped = 0
+    for block in blocks(markdown):
+        level = _heading_level(block)
+        headings += bool(level)
+        while level and kept and kept[-1][0] >= level:
+            kept.pop()
+            dropped += 1
+        kept.append((level, block))
+    while kept and kept[-1][0]:
+        kept.pop()
+        dropped += 1
+    if not dropped or dropped > max(2, headings // 4):
+        return markdown
+    return "\n\n".join(block for _, block in kept)
+
+
+def _heading_level(block: str) -> int:
+    match = _ATX_HEADING.match(block)
+    return len(match.group(1)) if match and "\n" not in block else 0
 
 
 def _links(content: LexborNode, base: str) -> None:

@@ -172,3 +172,23 @@ def test_links_are_taken_from_the_whole_page_boilerplate_included() -> None:
     page = parse_page("http://h.test/birds/pelican", html.encode())
 
     assert page.links == ["http://h.test/birds/heron", "http://h.test/about"]
+
+
+def test_comments_below_an_article_are_left_out() -> None:
+    comments = "".join(f"<li class='comment'><p>Reader {n} says: lovely birds.</p></li>" for n in range(3))
+    markdown = markdown_of(f"{{content}}<div id='comments'><ol class='comment-list'>{comments}</ol></div>", wrap="div")
+
+    assert_content_only(markdown, "Reader 1 says")
+
+
+def test_a_thread_of_comments_that_is_the_page_is_kept() -> None:
+    posts = "".join(
+        f"<div class='comment'><p>Post {n}: {'I saw a pelican at the lake today. ' * 5}</p></div>" for n in range(6)
+    )
+    html = (
+        f"<html><body><nav><a href='/'>Forum home</a></nav><main><h1>Pelican sightings</h1>{posts}</main></body></html>"
+    )
+
+    markdown = parse_page("http://h.test/t/1", html.encode()).markdown
+
+    assert "Post 0:" in markdown and "Post 5:" in markdown and "Forum home" not in markdown

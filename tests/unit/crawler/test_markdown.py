@@ -146,3 +146,18 @@ def test_line_breaks_inside_text_are_spaces_outside_code() -> None:
 
     assert "A sentence broken over two lines, `NOT NULL`." in markdown
     assert "keep\n  this" in markdown
+
+
+def test_a_heading_left_without_its_section_goes() -> None:
+    related = "".join(f'<li><a href="/p/{n}">Other post {n}</a></li>' for n in range(5))
+    text = "The guide's text, long enough to be the content of this page. " * 5
+
+    markdown = markdown_of(f"<h1>Guide</h1><p>{text}</p><h2>Related posts</h2><ul>{related}</ul>")
+
+    assert markdown == f"# Guide\n\n{text.strip()}\n"
+
+
+def test_a_page_made_of_headings_keeps_them() -> None:
+    markdown = markdown_of("<h1>Products</h1>" + "".join(f"<h3>Product {n}</h3>" for n in range(8)))
+
+    assert all(f"### Product {n}" in markdown for n in range(8))
