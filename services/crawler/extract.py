@@ -42,8 +42,9 @@ _SITE_ELEMENTS = (
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
     "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
 )
-# "Skip to content", "Skip navigation": links for keyboards past the site's header.
-_SKIP_LINK = re.compile(r"skip\b", re.IGNORECASE)
+# Links within the page that are not about it: "Skip to content", "Skip navigation" (for
+# keyboards, past the site's header), "Back to top".
+_SKIP_LINK = re.compile(r"skip\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
 
 # Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
 # words "site" and "footer"; "footnote" is not "footer"). A strong word is believed unless the
@@ -59,7 +60,7 @@ _STRONG_WORDS = _words(
 _WEAK_WORDS = _words(
     """
     related widget widgets ad ads advert adverts advertisement sponsor sponsored promo popup modal
-    overlay banner newsletter subscribe subscription
+    overlay banner newsletter subscribe subscription feedback helpful
     """
 )
 # Class names that mean "not shown", or as good as a site element: text for screen readers only,
@@ -71,7 +72,7 @@ _HIDDEN_CLASSES = (
 _SITE_CLASSES = ".table-of-contents, .tableofcontents"
 # Substrings as good as an element wherever they appear (banners of consent platforms name
 # themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
-_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr")
+_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top")
 _COMMENTS = re.compile(r"comment|disqus", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -124,7 +125,9 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         else:
             node.decompose()
 
-    _prune(body, ((node, _Kind.HIDDEN) for node in body.css(f"{_HIDDEN}, {_HIDDEN_CLASSES}")))
+    hidden = body.css(f"{_HIDDEN}, {_HIDDEN_CLASSES}")
+    # An inactive tab's panel is hidden until its tab is chosen: a reader reaches it.
+    _prune(body, ((node, _Kind.HIDDEN) for node in hidden if node.attrs.get("role") != "tabpanel"))
     _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
     for link in body.css("a[href^='#']"):
         if _SKIP_LINK.match(link.text(strip=True)):

@@ -62,6 +62,8 @@ BOILERPLATE = {
     "display:none": '<div style="display: none"><p>Mobile menu markup for later</p></div>{content}',
     "screen-reader text": '<span class="sr-only">Opens in a new window</span>{content}',
     "share buttons": '{content}<div class="share-buttons"><a href="/s/fb">Share on Facebook</a></div>',
+    "back to top": '{content}<p><a href="#top">Back to top ↑</a></p>',
+    "feedback widget": '{content}<div class="page-feedback"><p>Was this page helpful?</p></div>',
 }
 BOILERPLATE_WORDS = {
     "nav": ["All birds"],
@@ -82,6 +84,8 @@ BOILERPLATE_WORDS = {
     "display:none": ["Mobile menu"],
     "screen-reader text": ["new window"],
     "share buttons": ["Share on Facebook"],
+    "back to top": ["Back to top"],
+    "feedback widget": ["Was this page helpful?"],
 }
 
 
@@ -192,3 +196,14 @@ def test_a_thread_of_comments_that_is_the_page_is_kept() -> None:
     markdown = parse_page("http://h.test/t/1", html.encode()).markdown
 
     assert "Post 0:" in markdown and "Post 5:" in markdown and "Forum home" not in markdown
+
+
+def test_an_inactive_tab_panel_is_kept() -> None:
+    tabs = (
+        '<div role="tablist"><span role="tab">Python</span><span role="tab">Node</span></div>'
+        '<div role="tabpanel"><pre>pip install birds</pre></div>'
+        '<div role="tabpanel" hidden><pre>npm install birds</pre></div>'
+    )
+    markdown = markdown_of(f"<main>{CONTENT}{tabs}</main>", wrap="")
+
+    assert "pip install birds" in markdown and "npm install birds" in markdown
