@@ -84,7 +84,8 @@ _ARROWS = "«»‹›←→<> "
 
 # The elements whose names are read: blocks (inline elements with names are legion: icons, links).
 _NAMED_BLOCKS = ", ".join(
-    f"{tag}[class], {tag}[id]" for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure")
+    f"{tag}[class], {tag}[id]"
+    for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure", "span", "li", "a")
 )
 _BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
 
@@ -136,10 +137,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
 
     container = _container(body)
     # Names only inside the content: a page's outer wrappers carry every name under the sun.
-    named = (
-        (node, _name_kind(f"{node.attrs.get('class') or ''} {node.attrs.get('id') or ''}"))
-        for node in container.css("[class], [id]")
-    )
+    named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
     # Comments below an article are not the article; on a forum they are the thread.
     comments = _outermost([node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))])
