@@ -13,7 +13,8 @@ works in passes, each on the evidence it trusts:
    of the content (an index page).
 
 A block holding most of the text of what is being pruned is never removed by a name or a
-hidden style: it wraps the content (a layout called "has-sidebar", a page a script reveals).
+hidden style, nor by being a site element unless it is mostly links: it wraps the content (a
+layout called "has-sidebar", a page a script reveals).
 Sizes are in characters of text, which lexbor counts without building Python strings per word.
 """
 
@@ -82,7 +83,7 @@ _STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
 _STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
 _ARROWS = "«»‹›←→<> "
 
-# The elements whose names are read: blocks (inline elements with names are legion: icons, links).
+# The elements whose names are read (not all: icons and other inline ones carry names by the hundred).
 _NAMED_BLOCKS = ", ".join(
     f"{tag}[class], {tag}[id]"
     for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure", "span", "li", "a")
@@ -99,6 +100,7 @@ _STRONG_BLOCK = 360  # likewise for a strongly named one
 _WRAPPER = 0.5  # of the text being pruned: a block holding this much wraps the content
 _LINK_DENSE = 0.6  # of a block's text in links: a menu, a link list, a tag cloud
 _LINK_PAGE = 0.5  # of the content in link-dense blocks: the page is an index, the links stay
+_THREAD = 0.5  # of the content in comments: the page is a thread, the comments stay
 
 
 class _Kind(enum.IntEnum):
@@ -126,9 +128,9 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         else:
             node.decompose()
 
-    hidden = body.css(f"{_HIDDEN}, {_HIDDEN_CLASSES}")
     # An inactive tab's panel is hidden until its tab is chosen: a reader reaches it.
-    _prune(body, ((node, _Kind.HIDDEN) for node in hidden if node.attrs.get("role") != "tabpanel"))
+    hidden = body.css(f":is({_HIDDEN}, {_HIDDEN_CLASSES}):not([role=tabpanel])")
+    _prune(body, ((node, _Kind.HIDDEN) for node in hidden))
     _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
     for link in body.css("a[href^='#']"):
         if _SKIP_LINK.match(link.text(strip=True)):
@@ -141,7 +143,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
     # Comments below an article are not the article; on a forum they are the thread.
     comments = _outermost([node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))])
-    if sum(_size(node) for node in comments) < _LINK_PAGE * _size(container):
+    if sum(_size(node) for node in comments) < _THREAD * _size(container):
         for node in comments:
             node.decompose()
 

@@ -10,7 +10,7 @@ import html_to_markdown
 from selectolax.lexbor import LexborNode
 
 from services.crawler.frontier import resolve_link
-from services.crawler.template import blocks
+from services.crawler.template import blocks, heading_level
 
 _OPTIONS = html_to_markdown.ConversionOptions(
     extract_metadata=False,
@@ -42,7 +42,6 @@ _PERMALINK_TEXT = frozenset({"¶", "§", "#", "🔗", "⚓", "⚓︎", "∞"})
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|highlight|brush)-([A-Za-z0-9_+#.-]+)")
 _NO_LANGUAGE = frozenset({"none", "default", "text", "plain", "plaintext", "nohighlight", "source"})
 _LINE_BREAK = re.compile(r"[ \t]*\n\s*")
-_ATX_HEADING = re.compile(r"^(#{1,6})\s")
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
@@ -65,7 +64,7 @@ def _without_empty_sections(markdown: str) -> str:
     kept: list[tuple[int, str]] = []
     headings = dropped = 0
     for block in blocks(markdown):
-        level = _heading_level(block)
+        level = heading_level(block)
         headings += bool(level)
         while level and kept and kept[-1][0] >= level:
             kept.pop()
@@ -77,11 +76,6 @@ def _without_empty_sections(markdown: str) -> str:
     if not dropped or dropped > max(2, headings // 4):
         return markdown
     return "\n\n".join(block for _, block in kept)
-
-
-def _heading_level(block: str) -> int:
-    match = _ATX_HEADING.match(block)
-    return len(match.group(1)) if match and "\n" not in block else 0
 
 
 def _links(content: LexborNode, base: str) -> None:

@@ -39,6 +39,12 @@ def blocks(markdown: str) -> Iterator[str]:
         yield "\n".join(lines)
 
 
+def heading_level(block: str) -> int:
+    """1 to 6 for a block that is an ATX heading ("## Usage"), else 0."""
+    match = _HEADING.match(block)
+    return len(match.group(1)) if match and "\n" not in block else 0
+
+
 def fingerprint(block: str) -> str:
     """A block's name: the same text in another page's layout (spacing, case) has the same one."""
     text = " ".join(block.lower().split())
@@ -60,7 +66,7 @@ def drop_blocks(markdown: str, template: Collection[str]) -> str:
     heading: int | None = None  # where in `kept` the heading of the current section is
     emptied = False  # whether that section lost a block and kept none so far
     for block in blocks(markdown):
-        if _HEADING.match(block):
+        if heading_level(block):
             _drop_emptied_heading(kept, heading, emptied)
             kept.append(block)
             heading, emptied = len(kept) - 1, False
