@@ -93,6 +93,13 @@ _BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside spa
 # Sizes, in characters of text.
 _CRAWLER_TEXT = 300  # a <noscript> with this much text is the page for clients without scripts
 _BAR = 240  # a previous/next bar holds little else than its links and their pages' titles
+_BAR_DEPTH = 8  # and sits a few levels above them
+# Blocks are looked for this many levels below the body or the container at most: a page
+# nested by the thousand costs no more than an ordinary one.
+_DEPTH = 64
+# At most this many containers (article, main) or previous/next links are weighed: a page with
+# more is a list of them, and weighing each costs a walk of its subtree.
+_MAX_CONTAINERS = 100
 _MIN_CONTAINER = 300  # a smaller `main` or `article` is a widget marked up as one (a modal)
 _WEAK_BLOCK = 150  # a weakly named block this short is boilerplate whatever its links
 _STRONG_BLOCK = 360  # likewise for a strongly named one
@@ -142,7 +149,8 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
     # Comments below an article are not the article; on a forum they are the thread.
-    comments = _outermost([node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))])
+    comments = [node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))]
+    comments = _outermost(comments, container)
     if sum(_size(node) for node in comments) < _THREAD * _size(container):
         for node in comments:
             node.decompose()
@@ -202,9 +210,12 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
     removed: set[int] = set()
     doomed = []
     for node, kind in candidates:
-        if node.mem_id in decided or node.mem_id == scope.mem_id or _inside(node, removed):
+        if node.mem_id in decided:
             continue
         decided.add(node.mem_id)
+        ancestors = _ancestors(node, scope)
+        if ancestors is None or not removed.isdisjoint(ancestors):
+            continue
         size = _size(node)
         if _is_boilerplate(kind, size, _link_size(node) if size else 0, total):
             removed.add(node.mem_id)
@@ -213,18 +224,25 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
         node.decompose()
 
 
-def _outermost(nodes: list[LexborNode]) -> list[LexborNode]:
+def _outermost(nodes: list[LexborNode], scope: LexborNode) -> list[LexborNode]:
+    """The nodes within reach of `scope` that are not inside another of them."""
     ids = {node.mem_id for node in nodes}
-    return [node for node in nodes if not _inside(node, ids)]
+    paths = ((node, _ancestors(node, scope)) for node in nodes)
+    return [node for node, ancestors in paths if ancestors is not None and ids.isdisjoint(ancestors)]
 
 
-def _inside(node: LexborNode, ids: set[int]) -> bool:
+def _ancestors(node: LexborNode, scope: LexborNode) -> list[int] | None:
+    """The ids of the nodes between `node` and `scope` (below it), or None when `node` is not
+    within _DEPTH levels of `scope`: deeper nodes are left alone, so that no walk up a tree
+    nested by the thousand costs more than _DEPTH steps."""
+    ids: list[int] = []
     ancestor = node.parent
-    while ancestor is not None:
-        if ancestor.mem_id in ids:
-            return True
+    while ancestor is not None and len(ids) <= _DEPTH:
+        if ancestor.mem_id == scope.mem_id:
+            return ids
+        ids.append(ancestor.mem_id)
         ancestor = ancestor.parent
-    return False
+    return None
 
 
 def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
@@ -236,10 +254,12 @@ def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
         if len(text) < 20 and (text in _STEP_WORDS or text.strip(_ARROWS).split(" ", 1)[0] in _STEP_WORDS):
             links.append(link)
     bars = []
-    for link in links:
+    for link in links[:_MAX_CONTAINERS]:
         bar = None
         node = link.parent
-        while node is not None and node.mem_id != body.mem_id and _size(node) <= _BAR:
+        for _ in range(_BAR_DEPTH):
+            if node is None or node.mem_id == body.mem_id or _size(node) > _BAR:
+                break
             bar, node = node, node.parent
         if bar is not None:
             bars.append(bar)
@@ -249,15 +269,18 @@ def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
 def _container(body: LexborNode) -> LexborNode:
     """The node holding the content: the page's one article when it has one that dominates
     (a story with its comments below), else its main element, else the body."""
-    articles = [(node, _size(node)) for node in body.css("article, [itemprop=articleBody]")]
+    articles = [
+        (node, _size(node), ancestors)
+        for node in _capped(body.css("article, [itemprop=articleBody]"))
+        if (ancestors := _ancestors(node, body)) is not None
+    ]
     if articles:
-        article, size = max(articles, key=lambda item: item[1])
+        article, size, _ = max(articles, key=lambda item: item[1])
         # Articles inside the biggest one (comments, quoted posts) do not compete with it.
-        inside = {article.mem_id}
-        rivals = sum(s for node, s in articles if node.mem_id != article.mem_id and not _inside(node, inside))
+        rivals = sum(s for node, s, up in articles if node.mem_id != article.mem_id and article.mem_id not in up)
         if size >= _MIN_CONTAINER and size >= 2 * rivals:
             return article
-    mains = [(node, _size(node)) for node in body.css("main, [role=main]")]
+    mains = [(node, _size(node)) for node in _capped(body.css("main, [role=main]"))]
     if mains:
         main, size = max(mains, key=lambda item: item[1])
         if size >= max(_MIN_CONTAINER, 0.1 * _size(body)):
@@ -265,9 +288,17 @@ def _container(body: LexborNode) -> LexborNode:
     return body
 
 
-def _link_dense(node: LexborNode, dense: list[tuple[LexborNode, int]]) -> None:
+def _capped(nodes: list[LexborNode]) -> list[LexborNode]:
+    """The first _MAX_CONTAINERS of `nodes`, in document order."""
+    return nodes[:_MAX_CONTAINERS]
+
+
+def _link_dense(node: LexborNode, dense: list[tuple[LexborNode, int]], depth: int = 0) -> None:
     """Collect the blocks under `node` made mostly of links, with their sizes: menus, link
-    lists, tag clouds, "read more" lines. Only blocks mixing links and text are looked into."""
+    lists, tag clouds, "read more" lines. Only blocks mixing links and text are looked into,
+    down to _DEPTH levels."""
+    if depth > _DEPTH:
+        return
     for child in node.iter():
         if child.tag not in _BLOCKS:
             continue
@@ -278,4 +309,4 @@ def _link_dense(node: LexborNode, dense: list[tuple[LexborNode, int]]) -> None:
         if links >= _LINK_DENSE * size:
             dense.append((child, size))
         elif links:
-            _link_dense(child, dense)
+            _link_dense(child, dense, depth + 1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from selectolax.lexbor import LexborHTMLParser
 
 from services.crawler.parse import parse_page
 
@@ -207,3 +210,60 @@ def test_an_inactive_tab_panel_is_kept() -> None:
     markdown = markdown_of(f"<main>{CONTENT}{tabs}</main>", wrap="")
 
     assert "pip install birds" in markdown and "npm install birds" in markdown
+
+
+_TAGS = ["div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"]
+_ATTRIBUTES = [
+    "",
+    ' class="menu"',
+    ' class="content"',
+    ' class="comment"',
+    ' id="sidebar"',
+    " hidden",
+    ' aria-hidden="true"',
+    ' role="navigation"',
+    ' style="display:none"',
+    ' rel="next"',
+]
+
+
+@st.composite
+def pages(draw: st.DrawFn, depth: int = 0) -> str:
+    """Random markup: nested elements with names, roles and links, text between them."""
+    parts = []
+    for _ in range(draw(st.integers(0, 4 if depth < 4 else 0))):
+        tag = draw(st.sampled_from(_TAGS))
+        attributes = draw(st.sampled_from(_ATTRIBUTES))
+        if tag == "a":
+            attributes += f' href="/p/{draw(st.integers(0, 30))}"'
+        text = draw(st.sampled_from(["", "Next", "Skip to content", "words of text here", "x " * 40]))
+        parts.append(f"<{tag}{attributes}>{text}{draw(pages(depth + 1))}</{tag}>")
+    return "".join(parts)
+
+
+@given(pages())
+@settings(max_examples=100, deadline=None)
+def test_extraction_never_changes_the_links_and_keeps_no_hidden_text(body: str) -> None:
+    # Hidden text that is most of a page is kept (a script reveals it): here it is a minority.
+    html = f"<html><body>{body}<p>{'visible text ' * 200}</p><p hidden>secret words</p></body></html>"
+    tree = LexborHTMLParser(html)
+    expected = list(dict.fromkeys(f"http://h.test{a.attributes['href']}" for a in tree.css("a[href]")))
+
+    page = parse_page("http://h.test/", html.encode())
+
+    assert page.links == expected
+    assert "secret words" not in page.markdown
+
+
+@pytest.mark.parametrize(
+    "layer",
+    ['<div class="menu">', "<article>", '<div aria-hidden="true">', '<div><a href="/n" rel="next">Next</a>'],
+    ids=["named", "articles", "hidden", "previous/next links"],
+)
+def test_a_page_nested_thousands_deep_is_parsed(layer: str) -> None:
+    """Walks up the tree stop _DEPTH levels below the body: nesting costs no more than size."""
+    html = "<html><body>" + layer * 3000 + "deep text</body></html>"
+
+    page = parse_page("http://h.test/", html.encode())
+
+    assert page.title == ""
