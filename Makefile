@@ -21,7 +21,7 @@ help:
 	@echo "make run      install what is missing and start Quaero (embedded: SQLite, in-process queue)"
 	@echo "make test     run every test (needs PostgreSQL and RabbitMQ, see README)"
 	@echo "make lint     ruff and mypy"
-	@echo "make bench    benchmarks (crawl vs Scrapy, execute latency)"
+	@echo "make bench    benchmarks (crawl vs Scrapy, execute latency, WCXB extraction; BENCH_ARGS=--wcxb-only)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -69,7 +69,7 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data protos/quaero/v1/*_pb2*.py* $(PROTO_STAMP)

@@ -1,5 +1,7 @@
 """`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then the
-executor's execute -> 202 latency under load and its post-job start delay.
+executor's execute -> 202 latency under load and its post-job start delay, then the parse
+step's main-content extraction scored on WCXB beside trafilatura (bench/wcxb.py; `--wcxb-only`
+runs that alone).
 
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
@@ -11,6 +13,7 @@ median pages/s of each, their ratio and the peak memory of a Quaero worker.
 
 Environment: QUAERO_BENCH_DATABASE_URL (else QUAERO_TEST_DATABASE_URL, else the local default),
 QUAERO_BENCH_AMQP_URL (likewise). A fresh database and queue are made per run and removed.
+QUAERO_BENCH_WCXB_DIR: the WCXB split (default ../shared/wcxb-dev beside the repository).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import executor as executor_bench
-from bench import quaero
+from bench import quaero, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +136,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
     parser.add_argument("--post-job-runs", type=int, default=30)
     parser.add_argument("--skip-executor", action="store_true")
+    parser.add_argument("--wcxb-only", action="store_true", help="only score main-content extraction on WCXB")
     parser.add_argument(
         "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
     )
     args = parser.parse_args()
+    if args.wcxb_only:
+        print("\n".join(wcxb.run(wcxb.wcxb_dir())))
+        return
     database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -187,6 +194,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         print(f"\nexecutor: gateway, executor and crawler as processes, load from this one; load average {load:.1f}\n")
         print("\n".join(executor_bench.report(latency, delays)))
+
+    print("\n" + "\n".join(wcxb.run(wcxb.wcxb_dir())))
 
 
 if __name__ == "__main__":

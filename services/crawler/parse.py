@@ -1,4 +1,5 @@
-"""HTML to a document: title, description, language, canonical link, links and Markdown.
+"""HTML to a document: title, description, language, canonical link, links and the Markdown of
+its main content (services/crawler/extract.py chooses it, services/crawler/markdown.py writes it).
 
 `parse_page` is a pure function of bytes, so it runs inline for ordinary pages and in a process
 pool (`Parser`) for large ones: a slow page never stalls the event loop the gRPC servers share.
@@ -11,36 +12,17 @@ import contextlib
 import hashlib
 import multiprocessing
 import re
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import html_to_markdown
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from services.crawler.extract import main_content
 from services.crawler.frontier import resolve_link
+from services.crawler.markdown import to_markdown
+from services.crawler.template import fingerprints
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_MARKDOWN = html_to_markdown.ConversionOptions(extract_metadata=False, skip_images=True)
-
-
-def _converter() -> Callable[[str], str]:
-    """html_to_markdown.convert re-validates its options on every call (about 1 ms); with the
-    pinned release we convert them once and call the Rust binding directly."""
-    try:
-        from html_to_markdown import _html_to_markdown as rust
-        from html_to_markdown.api import _to_rust_conversion_options
-
-        options = _to_rust_conversion_options(_MARKDOWN)
-        return lambda html: rust.convert(html=html, options=options, visitor=None).content or ""
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another release
-        return lambda html: html_to_markdown.convert(html, _MARKDOWN).content or ""
-
-
-_to_markdown = _converter()
-# The part of a page worth keeping, in order of preference.
-_CONTENT_SELECTORS = ("main", "article", "[role=main]", "body")
-_DROP = "script, style, noscript, template, svg, iframe"
 
 
 @dataclass
@@ -53,6 +35,9 @@ class ParsedPage:
     markdown: str
     content_hash: str
     word_count: int
+    # A fingerprint per block of `markdown`, in order (services/crawler/template.py): what the
+    # worker counts across a host's pages to recognise the site's template.
+    block_fingerprints: list[str] = field(default_factory=list)
 
 
 def decode(body: bytes, charset: str | None) -> str:
@@ -149,11 +134,8 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
             seen.add(link)
             links.append(link)
 
-    for node in tree.css(_DROP):
-        node.decompose()
-    content = next((n for n in (tree.css_first(s) for s in _CONTENT_SELECTORS) if n is not None), None)
-    html = (content.html if content is not None else tree.html) or ""
-    markdown = (_to_markdown(html).strip() + "\n") if html else ""
+    content = main_content(tree)
+    markdown = to_markdown(content, base) if content is not None else ""
 
     digest = hashlib.sha256()
     digest.update(title.encode())
@@ -168,6 +150,7 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
         markdown=markdown,
         content_hash=digest.hexdigest(),
         word_count=len(markdown.split()),
+        block_fingerprints=fingerprints(markdown),
     )
 
 

@@ -1,0 +1,312 @@
+"""A page's main content: the site around it (navigation, banners, sidebars...) left out.
+
+`main_content` prunes a parsed tree in place and returns the node that holds the content. It
+works in passes, each on the evidence it trusts:
+
+1. what the markup says: never-content elements, hidden ones, the site's elements and roles
+   (`nav`, `header`, `footer`, `aside`, `[role=navigation]`...), skip links, previous/next bars;
+2. which container holds the content: the page's one dominant `article`, else its `main`,
+   else the body;
+3. inside that container only, what class and id names say ("breadcrumb", "sidebar",
+   "cookie-banner"...), weighed against what the named block holds;
+4. inside it too, text and link density: blocks made mostly of links go, unless they are most
+   of the content (an index page).
+
+A block holding most of the text of what is being pruned is never removed by a name or a
+hidden style, nor by being a site element unless it is mostly links: it wraps the content (a
+layout called "has-sidebar", a page a script reveals).
+Sizes are in characters of text, which lexbor counts without building Python strings per word.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+from collections.abc import Iterable
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Never content: code, styles, embedded documents and form controls.
+_NEVER = "script, style, template, svg, iframe, object, embed, canvas, button, select, input, textarea, dialog"
+_HIDDEN = (
+    "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
+)
+# Elements and roles that hold the site around the content.
+_SITE_ELEMENTS = (
+    "nav, aside, footer, header, "
+    "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
+    "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
+)
+# Links within the page that are not about it: "Skip to content", "Skip navigation" (for
+# keyboards, past the site's header), "Back to top".
+_SKIP_LINK = re.compile(r"skip\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
+
+# Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
+# words "site" and "footer"; "footnote" is not "footer"). A strong word is believed unless the
+# block holds a good deal of text that is not links; a weak one only for a short or link-heavy
+# block.
+_STRONG_WORDS = _words(
+    """
+    nav navbar navigation menu menus menubar submenu subnav sidenav topnav breadcrumb breadcrumbs
+    crumbs toc sidebar footer masthead pagination pager skip skiplink cookie cookies consent gdpr
+    share sharing sharer social
+    """
+)
+_WEAK_WORDS = _words(
+    """
+    related widget widgets ad ads advert adverts advertisement sponsor sponsored promo popup modal
+    overlay banner newsletter subscribe subscription feedback helpful
+    """
+)
+# Class names that mean "not shown", or as good as a site element: text for screen readers only,
+# hidden blocks, tables of contents.
+_HIDDEN_CLASSES = (
+    ".sr-only, .visually-hidden, .visuallyhidden, .screen-reader-text, .screen-reader-only, .hidden, .d-none,"
+    " .is-hidden, .invisible"
+)
+_SITE_CLASSES = ".table-of-contents, .tableofcontents"
+# Substrings as good as an element wherever they appear (banners of consent platforms name
+# themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
+_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top")
+_COMMENTS = re.compile(r"comment|disqus", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+# Links that step through a sequence of pages: by their markup, or by their whole text.
+_STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
+_STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
+_ARROWS = "«»‹›←→<> "
+
+# The elements whose names are read (not all: icons and other inline ones carry names by the hundred).
+_NAMED_BLOCKS = ", ".join(
+    f"{tag}[class], {tag}[id]"
+    for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure", "span", "li", "a")
+)
+_BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
+
+# Sizes, in characters of text.
+_CRAWLER_TEXT = 300  # a <noscript> with this much text is the page for clients without scripts
+_BAR = 240  # a previous/next bar holds little else than its links and their pages' titles
+_BAR_DEPTH = 8  # and sits a few levels above them
+# Blocks are looked for this many levels below the body or the container at most: a page
+# nested by the thousand costs no more than an ordinary one.
+_DEPTH = 64
+# At most this many containers (article, main) or previous/next links are weighed: a page with
+# more is a list of them, and weighing each costs a walk of its subtree.
+_MAX_CONTAINERS = 100
+_MIN_CONTAINER = 300  # a smaller `main` or `article` is a widget marked up as one (a modal)
+_WEAK_BLOCK = 150  # a weakly named block this short is boilerplate whatever its links
+_STRONG_BLOCK = 360  # likewise for a strongly named one
+# Shares.
+_WRAPPER = 0.5  # of the text being pruned: a block holding this much wraps the content
+_LINK_DENSE = 0.6  # of a block's text in links: a menu, a link list, a tag cloud
+_LINK_PAGE = 0.5  # of the content in link-dense blocks: the page is an index, the links stay
+_THREAD = 0.5  # of the content in comments: the page is a thread, the comments stay
+
+
+class _Kind(enum.IntEnum):
+    """Why a node is a candidate for removal, weakest first."""
+
+    WEAK_NAME = 1  # a class or id word that often names boilerplate ("related", "widget")
+    STRONG_NAME = 2  # one that nearly always does ("breadcrumb", "sidebar", "menu")
+    ELEMENT = 3  # an element or role that is the site's (nav, footer), or a name as good
+    HIDDEN = 4  # not shown
+
+
+def main_content(tree: LexborHTMLParser) -> LexborNode | None:
+    """Prune `tree` of everything that is not the page's content and return the node that
+    holds the content (None for a page without a body)."""
+    body = tree.body
+    if body is None:
+        return None
+    for node in tree.css(_NEVER):
+        node.decompose()
+    for node in tree.css("noscript"):
+        # A page built by scripts often puts its text for crawlers here; otherwise it says
+        # "enable JavaScript" or holds a tracking pixel.
+        if _size(node) >= _CRAWLER_TEXT:
+            node.unwrap()
+        else:
+            node.decompose()
+
+    # An inactive tab's panel is hidden until its tab is chosen: a reader reaches it.
+    hidden = body.css(f":is({_HIDDEN}, {_HIDDEN_CLASSES}):not([role=tabpanel])")
+    _prune(body, ((node, _Kind.HIDDEN) for node in hidden))
+    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
+    for link in body.css("a[href^='#']"):
+        if _SKIP_LINK.match(link.text(strip=True)):
+            link.decompose()
+    _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)))
+
+    container = _container(body)
+    # Names only inside the content: a page's outer wrappers carry every name under the sun.
+    named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
+    _prune(container, ((node, kind) for node, kind in named if kind is not None))
+    # Comments below an article are not the article; on a forum they are the thread.
+    comments = [node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))]
+    comments = _outermost(comments, container)
+    if sum(_size(node) for node in comments) < _THREAD * _size(container):
+        for node in comments:
+            node.decompose()
+
+    dense: list[tuple[LexborNode, int]] = []
+    _link_dense(container, dense)
+    if sum(size for _, size in dense) < _LINK_PAGE * _size(container):
+        for node, _ in dense:
+            node.decompose()
+    return container
+
+
+def _names(node: LexborNode) -> str:
+    attributes = node.attrs
+    return f"{attributes.get('class') or ''} {attributes.get('id') or ''}"
+
+
+def _size(node: LexborNode) -> int:
+    return len(node.text(deep=True, strip=True))
+
+
+def _link_size(node: LexborNode) -> int:
+    return sum(len(anchor.text(deep=True, strip=True)) for anchor in node.css("a"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_kind(names: str) -> _Kind | None:
+    """What the class and id names of a node (`names`, space-separated) say it is."""
+    lowered = names.lower()
+    if any(stem in lowered for stem in _STEMS):
+        return _Kind.ELEMENT
+    words = set(_WORD.findall(_CAMEL.sub(" ", names).lower()))
+    if words & _STRONG_WORDS:
+        return _Kind.STRONG_NAME
+    return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
+
+
+def _is_boilerplate(kind: _Kind, size: int, links: int, total: int) -> bool:
+    """Whether a candidate of `kind` with `size` characters of text (`links` of them in links)
+    goes, from a part of the page with `total`."""
+    if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or links < 0.5 * size):
+        # It wraps the content: a page revealed by a script, a "has-sidebar" layout, the table
+        # of contents that is the whole page.
+        return False
+    if kind >= _Kind.ELEMENT:
+        return True
+    if kind == _Kind.STRONG_NAME:
+        return size < _STRONG_BLOCK or links >= 0.3 * size
+    return size < _WEAK_BLOCK or links >= 0.5 * size
+
+
+def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
+    """Remove the candidates inside `scope` that are boilerplate, outermost first. All is decided
+    before the tree changes: a node inside a decomposed one is freed memory."""
+    total = max(1, _size(scope))
+    decided: set[int] = set()
+    removed: set[int] = set()
+    doomed = []
+    for node, kind in candidates:
+        if node.mem_id in decided:
+            continue
+        decided.add(node.mem_id)
+        ancestors = _ancestors(node, scope)
+        if ancestors is None or not removed.isdisjoint(ancestors):
+            continue
+        size = _size(node)
+        if _is_boilerplate(kind, size, _link_size(node) if size else 0, total):
+            removed.add(node.mem_id)
+            doomed.append(node)
+    for node in doomed:
+        node.decompose()
+
+
+def _outermost(nodes: list[LexborNode], scope: LexborNode) -> list[LexborNode]:
+    """The nodes within reach of `scope` that are not inside another of them."""
+    ids = {node.mem_id for node in nodes}
+    paths = ((node, _ancestors(node, scope)) for node in nodes)
+    return [node for node, ancestors in paths if ancestors is not None and ids.isdisjoint(ancestors)]
+
+
+def _ancestors(node: LexborNode, scope: LexborNode) -> list[int] | None:
+    """The ids of the nodes between `node` and `scope` (below it), or None when `node` is not
+    within _DEPTH levels of `scope`: deeper nodes are left alone, so that no walk up a tree
+    nested by the thousand costs more than _DEPTH steps."""
+    ids: list[int] = []
+    ancestor = node.parent
+    while ancestor is not None and len(ids) <= _DEPTH:
+        if ancestor.mem_id == scope.mem_id:
+            return ids
+        ids.append(ancestor.mem_id)
+        ancestor = ancestor.parent
+    return None
+
+
+def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
+    """The outermost short blocks around links to the previous and next page ("Prev Up Home
+    Next" tables of DocBook manuals, "← Older posts" bars)."""
+    links = body.css(_STEP_LINKS)
+    for link in body.css("a"):
+        text = link.text(strip=True).lower()
+        if len(text) < 20 and (text in _STEP_WORDS or text.strip(_ARROWS).split(" ", 1)[0] in _STEP_WORDS):
+            links.append(link)
+    bars = []
+    for link in links[:_MAX_CONTAINERS]:
+        bar = None
+        node = link.parent
+        for _ in range(_BAR_DEPTH):
+            if node is None or node.mem_id == body.mem_id or _size(node) > _BAR:
+                break
+            bar, node = node, node.parent
+        if bar is not None:
+            bars.append(bar)
+    return bars
+
+
+def _container(body: LexborNode) -> LexborNode:
+    """The node holding the content: the page's one article when it has one that dominates
+    (a story with its comments below), else its main element, else the body."""
+    articles = [
+        (node, _size(node), ancestors)
+        for node in _capped(body.css("article, [itemprop=articleBody]"))
+        if (ancestors := _ancestors(node, body)) is not None
+    ]
+    if articles:
+        article, size, _ = max(articles, key=lambda item: item[1])
+        # Articles inside the biggest one (comments, quoted posts) do not compete with it.
+        rivals = sum(s for node, s, up in articles if node.mem_id != article.mem_id and article.mem_id not in up)
+        if size >= _MIN_CONTAINER and size >= 2 * rivals:
+            return article
+    mains = [(node, _size(node)) for node in _capped(body.css("main, [role=main]"))]
+    if mains:
+        main, size = max(mains, key=lambda item: item[1])
+        if size >= max(_MIN_CONTAINER, 0.1 * _size(body)):
+            return main
+    return body
+
+
+def _capped(nodes: list[LexborNode]) -> list[LexborNode]:
+    """The first _MAX_CONTAINERS of `nodes`, in document order."""
+    return nodes[:_MAX_CONTAINERS]
+
+
+def _link_dense(node: LexborNode, dense: list[tuple[LexborNode, int]], depth: int = 0) -> None:
+    """Collect the blocks under `node` made mostly of links, with their sizes: menus, link
+    lists, tag clouds, "read more" lines. Only blocks mixing links and text are looked into,
+    down to _DEPTH levels."""
+    if depth > _DEPTH:
+        return
+    for child in node.iter():
+        if child.tag not in _BLOCKS:
+            continue
+        size = _size(child)
+        if not size:
+            continue
+        links = _link_size(child)
+        if links >= _LINK_DENSE * size:
+            dense.append((child, size))
+        elif links:
+            _link_dense(child, dense, depth + 1)

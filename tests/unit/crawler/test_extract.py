@@ -1,0 +1,269 @@
+"""Main-content extraction: each kind of boilerplate is left out, the content stays."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from selectolax.lexbor import LexborHTMLParser
+
+from services.crawler.parse import parse_page
+
+CONTENT = (
+    "<h1>Pelicans</h1>"
+    "<p>Pelicans are large water birds with a long beak and a big throat pouch used for catching"
+    " prey and draining water from the scooped-up contents before swallowing.</p>"
+    "<p>They have predominantly pale plumage, the exceptions being the brown and Peruvian"
+    " pelicans. The bills, pouches and bare facial skin of all species become brightly coloured"
+    " before the breeding season.</p>"
+)
+WORDS = ("Pelicans are large water birds", "predominantly pale plumage")
+
+
+def markdown_of(body: str, *, wrap: str = "main") -> str:
+    """The Markdown of a page whose body is `body`, the content (CONTENT) inside `wrap`."""
+    page = body.replace("{content}", f"<{wrap}>{CONTENT}</{wrap}>" if wrap else CONTENT)
+    return parse_page("http://h.test/birds/pelican", f"<html><body>{page}</body></html>".encode()).markdown
+
+
+def assert_content_only(markdown: str, *boilerplate: str) -> None:
+    for words in WORDS:
+        assert words in markdown
+    for words in boilerplate:
+        assert words not in markdown
+
+
+BOILERPLATE = {
+    "nav": '<nav><a href="/">Home</a> <a href="/birds">All birds</a></nav>{content}',
+    "header": '<header><a href="/">Bird Site</a> <span>Everything about birds</span></header>{content}',
+    "footer": "{content}<footer><p>Copyright Bird Site, all rights reserved</p></footer>",
+    "aside": "{content}<aside><h3>Popular today</h3><p>Herons in winter</p></aside>",
+    "role=navigation": '<div role="navigation"><a href="/">Home</a> <a href="/x">Ducks and geese</a></div>{content}',
+    "role=contentinfo": '{content}<div role="contentinfo">Copyright Bird Site, all rights reserved</div>',
+    "breadcrumbs": '<ol class="breadcrumb"><li><a href="/">Home</a></li><li>Birds of the world</li></ol>{content}',
+    "table of contents": (
+        '<div id="toc"><b>Contents</b><ol><li><a href="#a">Description and anatomy</a></li>'
+        '<li><a href="#b">Distribution</a></li></ol></div>{content}'
+    ),
+    "previous/next bar": (
+        '{content}<div class="pagination"><a href="/birds/heron" rel="prev">Previous: Heron</a>'
+        ' <a href="/birds/stork" rel="next">Next: Stork</a></div>'
+    ),
+    "cookie banner": (
+        '<div id="cookie-banner"><p>We use cookies to improve your experience on our site and to'
+        " show you relevant advertising; by continuing you agree to our use of them.</p>"
+        "<button>Accept all</button></div>{content}"
+    ),
+    "consent dialog": (
+        '<div class="CybotCookiebotDialog"><p>This website uses tracking technologies that need'
+        " your consent before they are used.</p></div>{content}"
+    ),
+    "skip link by class": '<a class="skip-link" href="#main">Skip to content</a>{content}',
+    "skip link by text": '<a href="#main">Skip to main content</a>{content}',
+    "hidden attribute": "<div hidden><p>A search dialog that opens later</p></div>{content}",
+    "aria-hidden": '<div aria-hidden="true"><p>Decorative duplicate of the menu</p></div>{content}',
+    "display:none": '<div style="display: none"><p>Mobile menu markup for later</p></div>{content}',
+    "screen-reader text": '<span class="sr-only">Opens in a new window</span>{content}',
+    "share buttons": '{content}<div class="share-buttons"><a href="/s/fb">Share on Facebook</a></div>',
+    "back to top": '{content}<p><a href="#top">Back to top ↑</a></p>',
+    "feedback widget": '{content}<div class="page-feedback"><p>Was this page helpful?</p></div>',
+}
+BOILERPLATE_WORDS = {
+    "nav": ["All birds"],
+    "header": ["Everything about birds"],
+    "footer": ["all rights reserved"],
+    "aside": ["Herons in winter"],
+    "role=navigation": ["Ducks and geese"],
+    "role=contentinfo": ["all rights reserved"],
+    "breadcrumbs": ["Birds of the world"],
+    "table of contents": ["Description and anatomy", "Contents"],
+    "previous/next bar": ["Previous: Heron", "Next: Stork"],
+    "cookie banner": ["We use cookies", "Accept all"],
+    "consent dialog": ["tracking technologies"],
+    "skip link by class": ["Skip to content"],
+    "skip link by text": ["Skip to main content"],
+    "hidden attribute": ["search dialog"],
+    "aria-hidden": ["Decorative duplicate"],
+    "display:none": ["Mobile menu"],
+    "screen-reader text": ["new window"],
+    "share buttons": ["Share on Facebook"],
+    "back to top": ["Back to top"],
+    "feedback widget": ["Was this page helpful?"],
+}
+
+
+@pytest.mark.parametrize("kind", BOILERPLATE, ids=list(BOILERPLATE))
+@pytest.mark.parametrize("wrap", ["main", "article", "div"], ids=["in main", "in article", "no container"])
+def test_boilerplate_is_left_out(kind: str, wrap: str) -> None:
+    markdown = markdown_of(BOILERPLATE[kind], wrap=wrap)
+
+    assert_content_only(markdown, *BOILERPLATE_WORDS[kind])
+
+
+def test_docbook_navigation_tables_are_left_out() -> None:
+    """The PostgreSQL manual's Prev/Up/Home/Next tables, above and below every page."""
+    header = (
+        '<div class="navheader"><table width="100%" summary="Navigation header">'
+        '<tr><th colspan="5" align="center">SELECT</th></tr><tr>'
+        '<td width="10%" align="left"><a accesskey="p" href="sql-security-label.html">Prev</a></td>'
+        '<td width="10%" align="left"><a accesskey="u" href="sql-commands.html">Up</a></td>'
+        '<th width="60%" align="center">SQL Commands</th>'
+        '<td width="20%" align="right"><a accesskey="h" href="index.html">Home</a></td>'
+        '<td width="10%" align="right"> <a accesskey="n" href="sql-selectinto.html">Next</a></td>'
+        "</tr></table><hr></div>"
+    )
+    footer = (
+        '<div class="navfooter"><hr><table width="100%" summary="Navigation footer"><tr>'
+        '<td width="40%" align="left"><a accesskey="p" href="sql-security-label.html">Prev</a> </td>'
+        '<td width="20%" align="center"><a accesskey="u" href="sql-commands.html">Up</a></td>'
+        '<td width="40%" align="right"> <a accesskey="n" href="sql-selectinto.html">Next</a></td></tr><tr>'
+        '<td width="40%" align="left" valign="top">SECURITY LABEL </td>'
+        '<td width="20%" align="center"><a accesskey="h" href="index.html">Home</a></td>'
+        '<td width="40%" align="right" valign="top"> SELECT INTO</td></tr></table></div>'
+    )
+    markdown = markdown_of(f'{header}<div class="refentry">{{content}}</div>{footer}', wrap="")
+
+    assert_content_only(markdown, "Prev", "Home", "SQL Commands", "SECURITY LABEL", "SELECT INTO")
+
+
+def test_on_a_page_without_containers_link_dense_blocks_are_left_out() -> None:
+    menu = "".join(f'<li><a href="/birds/{n}">Bird number {n}</a></li>' for n in range(12))
+    markdown = markdown_of(f'<div class="top"><ul>{menu}</ul></div><div class="text">{{content}}</div>', wrap="")
+
+    assert_content_only(markdown, "Bird number 3")
+
+
+def test_a_page_that_is_a_list_of_links_keeps_them() -> None:
+    items = "".join(f'<li><a href="/birds/{n}">Bird species number {n}</a></li>' for n in range(40))
+    html = f"<html><body><nav><a href='/'>Home</a></nav><main><h1>All birds</h1><ul>{items}</ul></main></body></html>"
+
+    markdown = parse_page("http://h.test/birds/", html.encode()).markdown
+
+    assert "Bird species number 0" in markdown and "Bird species number 39" in markdown
+    assert "Home" not in markdown
+
+
+def test_the_dominant_article_wins_over_the_comments_around_it() -> None:
+    comments = "".join(f"<div class='comment'><p>Comment {n}: {'words ' * 40}</p></div>" for n in range(10))
+    markdown = markdown_of(f"{{content}}<section>{comments}</section>", wrap="article")
+
+    assert_content_only(markdown, "Comment 3")
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        '<div style="visibility:hidden">{content}</div>',  # revealed by a script once it runs
+        '<div class="layout has-sidebar">{content}</div>',
+        '<div class="site-content widget-area">{content}</div>',
+    ],
+    ids=["hidden until a script runs", "named like a sidebar", "named like a widget"],
+)
+def test_a_wrapper_of_the_content_is_kept_whatever_it_is_called(wrapper: str) -> None:
+    markdown = markdown_of(f"<nav><a href='/'>Home</a></nav>{wrapper}", wrap="")
+
+    assert_content_only(markdown, "Home")
+
+
+def test_text_for_crawlers_in_noscript_is_kept_and_a_javascript_notice_is_not() -> None:
+    markdown = markdown_of("<noscript>Please enable JavaScript.</noscript><noscript>{content}</noscript>", wrap="")
+
+    assert_content_only(markdown, "enable JavaScript")
+
+
+def test_links_are_taken_from_the_whole_page_boilerplate_included() -> None:
+    html = (
+        f"<nav><a href='/birds/heron'>Heron</a></nav><main>{CONTENT}</main><footer><a href='/about'>About</a></footer>"
+    )
+
+    page = parse_page("http://h.test/birds/pelican", html.encode())
+
+    assert page.links == ["http://h.test/birds/heron", "http://h.test/about"]
+
+
+def test_comments_below_an_article_are_left_out() -> None:
+    comments = "".join(f"<li class='comment'><p>Reader {n} says: lovely birds.</p></li>" for n in range(3))
+    markdown = markdown_of(f"{{content}}<div id='comments'><ol class='comment-list'>{comments}</ol></div>", wrap="div")
+
+    assert_content_only(markdown, "Reader 1 says")
+
+
+def test_a_thread_of_comments_that_is_the_page_is_kept() -> None:
+    posts = "".join(
+        f"<div class='comment'><p>Post {n}: {'I saw a pelican at the lake today. ' * 5}</p></div>" for n in range(6)
+    )
+    html = (
+        f"<html><body><nav><a href='/'>Forum home</a></nav><main><h1>Pelican sightings</h1>{posts}</main></body></html>"
+    )
+
+    markdown = parse_page("http://h.test/t/1", html.encode()).markdown
+
+    assert "Post 0:" in markdown and "Post 5:" in markdown and "Forum home" not in markdown
+
+
+def test_an_inactive_tab_panel_is_kept() -> None:
+    tabs = (
+        '<div role="tablist"><span role="tab">Python</span><span role="tab">Node</span></div>'
+        '<div role="tabpanel"><pre>pip install birds</pre></div>'
+        '<div role="tabpanel" hidden><pre>npm install birds</pre></div>'
+    )
+    markdown = markdown_of(f"<main>{CONTENT}{tabs}</main>", wrap="")
+
+    assert "pip install birds" in markdown and "npm install birds" in markdown
+
+
+_TAGS = ["div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"]
+_ATTRIBUTES = [
+    "",
+    ' class="menu"',
+    ' class="content"',
+    ' class="comment"',
+    ' id="sidebar"',
+    " hidden",
+    ' aria-hidden="true"',
+    ' role="navigation"',
+    ' style="display:none"',
+    ' rel="next"',
+]
+
+
+@st.composite
+def pages(draw: st.DrawFn, depth: int = 0) -> str:
+    """Random markup: nested elements with names, roles and links, text between them."""
+    parts = []
+    for _ in range(draw(st.integers(0, 4 if depth < 4 else 0))):
+        tag = draw(st.sampled_from(_TAGS))
+        attributes = draw(st.sampled_from(_ATTRIBUTES))
+        if tag == "a":
+            attributes += f' href="/p/{draw(st.integers(0, 30))}"'
+        text = draw(st.sampled_from(["", "Next", "Skip to content", "words of text here", "x " * 40]))
+        parts.append(f"<{tag}{attributes}>{text}{draw(pages(depth + 1))}</{tag}>")
+    return "".join(parts)
+
+
+@given(pages())
+@settings(max_examples=100, deadline=None)
+def test_extraction_never_changes_the_links_and_keeps_no_hidden_text(body: str) -> None:
+    # Hidden text that is most of a page is kept (a script reveals it): here it is a minority.
+    html = f"<html><body>{body}<p>{'visible text ' * 200}</p><p hidden>secret words</p></body></html>"
+    tree = LexborHTMLParser(html)
+    expected = list(dict.fromkeys(f"http://h.test{a.attributes['href']}" for a in tree.css("a[href]")))
+
+    page = parse_page("http://h.test/", html.encode())
+
+    assert page.links == expected
+    assert "secret words" not in page.markdown
+
+
+@pytest.mark.parametrize(
+    "layer",
+    ['<div class="menu">', "<article>", '<div aria-hidden="true">', '<div><a href="/n" rel="next">Next</a>'],
+    ids=["named", "articles", "hidden", "previous/next links"],
+)
+def test_a_page_nested_thousands_deep_is_parsed(layer: str) -> None:
+    """Walks up the tree stop _DEPTH levels below the body: nesting costs no more than size."""
+    html = "<html><body>" + layer * 3000 + "deep text</body></html>"
+
+    page = parse_page("http://h.test/", html.encode())
+
+    assert page.title == ""
