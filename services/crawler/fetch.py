@@ -83,6 +83,26 @@ class FetchResult:
     error: str | None = None
     # Seconds from a Retry-After header.
     retry_after: float | None = None
+    # The validators of a 2xx answer, for a conditional request next time.
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a stored copy of a page was served with: sent back, a server answers 304 if the page
+    has not changed since."""
+
+    etag: str | None
+    last_modified: str | None
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -135,25 +155,36 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, url: str, auth: Auth | None = None, *, max_same_url_redirects: int = 10) -> FetchResult:
-        """GET `url`; HTML bodies are read, anything else is only looked at."""
+    async def fetch(
+        self,
+        url: str,
+        auth: Auth | None = None,
+        *,
+        validators: Validators | None = None,
+        max_same_url_redirects: int = 10,
+    ) -> FetchResult:
+        """GET `url`; HTML bodies are read, anything else is only looked at. With `validators`
+        (those a stored copy was served with) the request is conditional: a 304 says the page
+        is as stored."""
         target = url
         for _ in range(max_same_url_redirects + 1):
-            result = await self._get(target, auth)
+            result = await self._get(target, auth, validators)
             if result.location is None or canonical_url(result.location) != canonical_url(url):
                 return result
             target = result.location
         return FetchResult(status=result.status, skip_reason=REDIRECT_LIMIT)
 
-    async def _get(self, url: str, auth: Auth | None) -> FetchResult:
+    async def _get(self, url: str, auth: Auth | None, validators: Validators | None) -> FetchResult:
         started = time.perf_counter()
-        result = await self._request(url, auth)
+        result = await self._request(url, auth, validators)
         if result.skip_reason != BLOCKED_ADDRESS:  # refused before any request was sent
             metrics.observe_fetch(result.status or None, time.perf_counter() - started)
         return result
 
-    async def _request(self, url: str, auth: Auth | None) -> FetchResult:
+    async def _request(self, url: str, auth: Auth | None, validators: Validators | None = None) -> FetchResult:
         headers = auth.for_url(url) if auth else {}
+        if validators is not None:
+            headers.update(validators.headers())
         try:
             async with self._client().get(url, headers=headers, allow_redirects=False) as response:
                 result = FetchResult(status=response.status)
@@ -166,6 +197,8 @@ class Fetcher:
                     return result
                 result.content_type = response.content_type
                 result.charset = response.charset
+                result.etag = response.headers.get("ETag")
+                result.last_modified = response.headers.get("Last-Modified")
                 declared = response.headers.get("Content-Type")
                 if declared and result.content_type not in HTML_TYPES:
                     result.skip_reason, result.detail = CONTENT_TYPE, result.content_type

@@ -7,10 +7,19 @@ from typing import Any
 from libs.proto_json import dict_to_struct, enum_to_str, enum_value, plain, set_timestamp
 from libs.step_config import CRAWL_RANGES, clamp_crawl_option
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
-from services.crawler.store import CrawlJobRow, CrawlUrlRow, DocumentRow, JobEventRow, JobLogRow, progress_of
+from services.crawler.store import (
+    CrawlJobRow,
+    CrawlUrlRow,
+    DocumentRow,
+    JobEventRow,
+    JobLogRow,
+    changes_of,
+    progress_of,
+)
 
 _STATUS = crawl_job_pb2.CrawlJobStatus.DESCRIPTOR
 _URL_STATE = crawl_job_pb2.CrawlUrlState.DESCRIPTOR
+_CHANGE = crawl_job_pb2.DocumentChangeKind.DESCRIPTOR
 LEVEL_BY_NUMBER = {
     10: crawl_job_pb2.LOG_LEVEL_DEBUG,
     20: crawl_job_pb2.LOG_LEVEL_INFO,
@@ -42,6 +51,18 @@ def config_message(config: dict[str, Any]) -> crawl_job_pb2.CrawlConfig:
     return crawl_job_pb2.CrawlConfig(**values)
 
 
+def change_value(change: str | None) -> Any:
+    return enum_value(_CHANGE, change) if change else crawl_job_pb2.DOCUMENT_CHANGE_KIND_UNSPECIFIED
+
+
+def change_name(number: int) -> str | None:
+    return enum_to_str(_CHANGE, number)
+
+
+def changes_message(job: Any) -> crawl_job_pb2.DocumentChanges:
+    return crawl_job_pb2.DocumentChanges(**changes_of(job))
+
+
 def progress_message(job: Any) -> crawl_job_pb2.CrawlProgress:
     return crawl_job_pb2.CrawlProgress(**progress_of(job))
 
@@ -67,6 +88,7 @@ def job_message(job: CrawlJobRow) -> crawl_job_pb2.CrawlJob:
         result_count=job.result_count,
         failed_count=job.failed_urls,
         error=job.error,
+        changes=changes_message(job),
     )
     set_timestamp(msg.created_at, job.created_at)
     set_timestamp(msg.started_at, job.started_at)
@@ -81,6 +103,7 @@ def step_job(job: CrawlJobRow) -> crawler_service_pb2.StepCrawlJob:
         status=status_value(job.status),
         progress=progress_message(job),
         error=job.error,
+        changes=changes_message(job),
     )
 
 
@@ -112,6 +135,7 @@ def url_message(row: CrawlUrlRow) -> crawl_job_pb2.CrawlUrl:
         document_id=row.document_id or "",
         attempts=row.attempts,
         discovered_from=row.discovered_from or "",
+        change=change_value(row.change),
     )
 
 
@@ -125,7 +149,11 @@ def document_message(doc: DocumentRow, *, markdown: bool = False, snippet: str =
         metadata=dict_to_struct(plain(doc.metadata_ or {})),
         markdown=doc.markdown if markdown else "",
         snippet=snippet,
+        etag=doc.etag or "",
+        last_modified=doc.last_modified or "",
+        version=doc.version or 1,
     )
     set_timestamp(msg.created_at, doc.created_at)
     set_timestamp(msg.updated_at, doc.updated_at)
+    set_timestamp(msg.removed_at, doc.removed_at)
     return msg

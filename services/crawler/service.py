@@ -216,7 +216,9 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
             request.limit, request.offset, request.order_by, request.order_dir,
             allowed=("created_at", "updated_at", "title"),
         )  # fmt: skip
-        docs, total = await self.store.list_documents(request.source_id.strip(), request.job_id.strip(), pg)
+        docs, total = await self.store.list_documents(
+            request.source_id.strip(), request.job_id.strip(), pg, include_removed=request.include_removed
+        )
         return crawler_service_pb2.ListDocumentsResponse(
             documents=[document_message(d) for d in docs], total_count=total, limit=pg.limit, offset=pg.offset
         )
@@ -235,7 +237,12 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
         query = _required(request.query, "query")
         pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
         hits, total = await self.store.search_documents(
-            query, request.source_id.strip(), request.job_id.strip(), pg.limit, pg.offset
+            query,
+            request.source_id.strip(),
+            request.job_id.strip(),
+            pg.limit,
+            pg.offset,
+            include_removed=request.include_removed,
         )
         return crawler_service_pb2.SearchDocumentsResponse(
             documents=[document_message(d, snippet=s) for d, s in hits],

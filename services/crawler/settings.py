@@ -31,3 +31,6 @@ class CrawlerSettings(CommonSettings):
     parse_processes: int = Field(default=1, ge=0, description="Processes parsing large pages (0: parse inline).")
     robots_ttl: float = Field(default=3600.0, ge=0, description="Seconds a host's robots.txt is cached.")
     db_pool_size: int = Field(default=4, ge=1, description="Database connections of a crawler or worker process.")
+    document_versions: int = Field(
+        default=5, ge=0, le=1000, description="Earlier versions a changed document keeps (0: none)."
+    )

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
-from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs import metrics
@@ -47,15 +47,21 @@ from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Sco
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
     CANCELLED,
+    CHANGED,
+    CHANGES,
     DOCUMENTS,
     DONE,
     FAILED,
     JOBS,
     LEVELS,
+    NEW,
     QUEUED,
+    REMOVED,
     RUNNING,
     SKIPPED,
+    UNCHANGED,
     URLS,
+    VERSIONS,
     Task,
     append_event,
     append_logs,
@@ -72,10 +78,15 @@ from services.crawler.store import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Outcome kinds.
+# Outcome kinds; and UNCHANGED (store.py): a page whose content is the stored document's, a 304
+# or the same content hash. Its links come from the parse, or (a 304) from the stored document;
+# nothing of the document is written.
 PAGE = "page"
 REDIRECT = "redirect"
 RETRY = "retry"
+# Answers that say a stored page is gone: its document is tombstoned (a redirect: it lives on
+# under the target's URL).
+GONE = frozenset({404, 410})
 MAX_REDIRECTS = 10
 # URLs per statement of a settle: SQLite takes at most 32,766 variables a statement (a frontier
 # row is 11 of them); PostgreSQL's arrays have no such limit, but the work between two turns of
@@ -102,27 +113,54 @@ _PG_COUNTERS = PgStatement(
     """
     UPDATE crawl_jobs SET total_urls = total_urls + :dt, completed_urls = completed_urls + :dc,
         failed_urls = failed_urls + :df, pending_urls = pending_urls + :dp, skipped_urls = skipped_urls + :ds,
-        result_count = result_count + :dr, updated_at = CAST(:now AS timestamptz),
+        result_count = result_count + :dr, changes_new = changes_new + :dn, changes_changed = changes_changed + :dch,
+        changes_unchanged = changes_unchanged + :du, changes_removed = changes_removed + :drm,
+        updated_at = CAST(:now AS timestamptz),
         progress_event_at = CASE WHEN progress_event_at IS NULL OR progress_event_at < CAST(:cutoff AS timestamptz)
                                  THEN CAST(:now AS timestamptz) ELSE progress_event_at END
     WHERE id = :job_id AND (NOT CAST(:guard AS boolean) OR result_count + :dr <= max_pages)
     RETURNING status, total_urls, completed_urls, failed_urls, pending_urls, skipped_urls, result_count, max_pages,
-              concurrency, request_id, progress_event_at
+              concurrency, request_id, progress_event_at, changes_new, changes_changed, changes_unchanged,
+              changes_removed
     """
 )
+# The pages' documents: the version a changed page replaces is kept (the newest :keep of them),
+# then each is inserted or updated (a version more when its content changed; back from a removal).
+# A page's links travel as one text, its canonical URLs joined by newlines (which no canonical URL
+# holds), split again here.
 _PG_DOCUMENTS = PgStatement(
     """
+    WITH d AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:url_keys AS text[]), CAST(:urls AS text[]),
+                             CAST(:hosts AS text[]), CAST(:titles AS text[]), CAST(:markdowns AS text[]),
+                             CAST(:metadata AS text[]), CAST(:hashes AS text[]), CAST(:word_counts AS int[]),
+                             CAST(:etags AS text[]), CAST(:last_modifieds AS text[]), CAST(:links AS text[]))
+             AS d(id, url_key, url, host, title, markdown, metadata, content_hash, word_count, etag, last_modified,
+                  links)
+    ), was AS MATERIALIZED (
+        SELECT s.id, s.version, s.content_hash, s.title, s.markdown, s.updated_at
+        FROM d CROSS JOIN LATERAL (
+            SELECT id, version, content_hash, title, markdown, updated_at FROM documents
+            WHERE source_id = :source_id AND url_key = d.url_key LIMIT 1) s
+        WHERE s.content_hash <> d.content_hash AND :keep > 0
+    ), kept AS (
+        INSERT INTO document_versions (document_id, version, content_hash, title, markdown, fetched_at, created_at)
+        SELECT id, version, content_hash, title, markdown, updated_at, CAST(:now AS timestamptz) FROM was
+        ON CONFLICT DO NOTHING
+    ), pruned AS (
+        DELETE FROM document_versions v USING was WHERE v.document_id = was.id AND v.version <= was.version - :keep
+    )
     INSERT INTO documents (id, source_id, url_key, url, host, title, markdown, metadata, content_hash,
-                           word_count, job_id, created_at, updated_at)
+                           word_count, job_id, etag, last_modified, links, created_at, updated_at)
     SELECT d.id, :source_id, d.url_key, d.url, d.host, d.title, d.markdown, d.metadata::jsonb, d.content_hash,
-           d.word_count, :job_id, CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM unnest(CAST(:ids AS text[]), CAST(:url_keys AS text[]), CAST(:urls AS text[]), CAST(:hosts AS text[]),
-                CAST(:titles AS text[]), CAST(:markdowns AS text[]), CAST(:metadata AS text[]),
-                CAST(:hashes AS text[]), CAST(:word_counts AS int[]))
-         AS d(id, url_key, url, host, title, markdown, metadata, content_hash, word_count)
+           d.word_count, :job_id, d.etag, d.last_modified, string_to_array(d.links, E'\n'),
+           CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM d
     ON CONFLICT (source_id, url_key) DO UPDATE SET
         url = excluded.url, host = excluded.host, title = excluded.title, markdown = excluded.markdown,
         metadata = excluded.metadata, word_count = excluded.word_count, job_id = excluded.job_id,
+        etag = excluded.etag, last_modified = excluded.last_modified, links = excluded.links, removed_at = NULL,
+        version = documents.version + CASE WHEN documents.content_hash = excluded.content_hash THEN 0 ELSE 1 END,
         updated_at = CASE WHEN documents.content_hash = excluded.content_hash
                           THEN documents.updated_at ELSE excluded.updated_at END,
         content_hash = excluded.content_hash
@@ -134,11 +172,14 @@ _PG_OUTCOMES = PgStatement(
     UPDATE crawl_urls u SET state = v.state, reason = v.reason, detail = v.detail, http_status = v.http_status,
         redirected_to = v.redirected_to, document_id = coalesce(v.document_id, u.document_id),
         outlinks = string_to_array(v.outlinks, ','), attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+        change = v.change, content_hash = v.content_hash, previous_hash = v.previous_hash,
         published_at = NULL, updated_at = CAST(:now AS timestamptz)
     FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:reasons AS text[]), CAST(:details AS text[]),
                 CAST(:statuses AS int[]), CAST(:redirects AS text[]), CAST(:documents AS text[]),
-                CAST(:outlinks AS text[]), CAST(:attempts AS int[]), CAST(:next AS timestamptz[]))
-         AS v(id, state, reason, detail, http_status, redirected_to, document_id, outlinks, attempts, next_attempt_at)
+                CAST(:outlinks AS text[]), CAST(:attempts AS int[]), CAST(:next AS timestamptz[]),
+                CAST(:changes AS text[]), CAST(:content_hashes AS text[]), CAST(:previous_hashes AS text[]))
+         AS v(id, state, reason, detail, http_status, redirected_to, document_id, outlinks, attempts, next_attempt_at,
+              change, content_hash, previous_hash)
     WHERE u.id = v.id
     """
 )
@@ -215,10 +256,12 @@ _PG_SETTLE = PgStatement(
     SELECT * FROM crawl_settle(
         :job_id, :source_id, :now, :cutoff,
         :d_ids, :d_url_keys, :d_urls, :d_hosts, :d_titles, :d_markdowns, :d_metadata, :d_hashes, :d_word_counts,
-        :o_ids, :o_states, :o_reasons, :o_details, :o_statuses, :o_redirects, :o_doc_keys, :o_outlinks, :o_attempts,
-        :o_next, :c_depths, :c_attempts, :c_hops, :c_documents,
+        :d_etags, :d_last_modifieds, :d_links, :keep,
+        :o_ids, :o_states, :o_reasons, :o_details, :o_statuses, :o_redirects, :o_doc_keys, :o_documents,
+        :o_outlinks, :o_attempts, :o_next, :o_changes, :o_content_hashes, :o_previous_hashes,
+        :c_depths, :c_attempts, :c_hops, :c_documents,
         :n_keys, :n_urls, :n_hosts, :n_depths, :n_states, :n_reasons, :n_hops, :n_froms,
-        :dt, :dc, :df, :dp, :ds, :dr, :guard, :waiting, :l_levels, :l_messages)
+        :dt, :dc, :df, :dp, :ds, :dr, :dn, :dch, :du, :drm, :guard, :waiting, :l_levels, :l_messages)
     """
 )
 # What crawl_settle raises when the full settle has to run instead.
@@ -244,7 +287,7 @@ class Outcome:
     """What happened to one URL of a job."""
 
     url_id: int
-    kind: str  # page, redirect, failed, skipped, retry
+    kind: str  # page, unchanged, redirect, failed, skipped, retry
     url: str = ""
     http_status: int | None = None
     reason: str = ""
@@ -260,6 +303,24 @@ class Outcome:
     fetched_at: datetime = field(default_factory=utcnow)
     # The URL's row as its task carried it, if it did: the fast settle then need not read it.
     row: UrlRow | None = None
+    # The page's document as stored before this crawl (a recrawl): a page is new without one,
+    # else changed or unchanged; a page found gone (404/410, a redirect) removes it.
+    stored: Stored | None = None
+    # page: the validators it was served with.
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class Stored(NamedTuple):
+    """A page's document as stored, read before its fetch."""
+
+    id: str
+    content_hash: str
+    etag: str | None
+    last_modified: str | None
+    # Whether it keeps the page's links: only then can a 304 be expanded, so only then are the
+    # validators sent.
+    has_links: bool
 
 
 @dataclass(frozen=True)
@@ -273,6 +334,9 @@ class JobContext:
     rate_limit_ms: int
     auth: Auth | None
     request_id: str
+    # The source had documents stored when the job was created: its pages are looked up before
+    # they are fetched (conditional requests; new, changed or unchanged).
+    recrawl: bool = False
 
 
 def job_context(row: Any) -> JobContext:
@@ -301,6 +365,7 @@ def job_context(row: Any) -> JobContext:
         rate_limit_ms=int(cfg.get("rate_limit", 0)),
         auth=auth,
         request_id=row.request_id or "",
+        recrawl=bool(row.recrawl),
     )
 
 
@@ -354,6 +419,10 @@ class _JobCounters(NamedTuple):
     concurrency: int
     request_id: str
     progress_event_at: datetime | None
+    changes_new: int
+    changes_changed: int
+    changes_unchanged: int
+    changes_removed: int
 
 
 @dataclass
@@ -364,9 +433,13 @@ class _Plan:
     stored: list[tuple[Outcome, Any]] = field(default_factory=list)
     candidates: dict[str, _Candidate] = field(default_factory=dict)
     deltas: dict[str, int] = field(
-        default_factory=lambda: {"total": 0, "completed": 0, "failed": 0, "pending": 0, "skipped": 0, "result": 0}
+        default_factory=lambda: dict.fromkeys(
+            ("total", "completed", "failed", "pending", "skipped", "result", *CHANGES), 0
+        )
     )
     logs: list[tuple[str, str]] = field(default_factory=list)
+    # Documents found gone (404/410, a redirect), to tombstone.
+    tombstones: list[str] = field(default_factory=list)
 
 
 class _BudgetOverflow(Exception):
@@ -396,8 +469,11 @@ class Settler:
         on_db_error: Callable[[BaseException], None] | None = None,
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
         fast: bool = True,
+        versions_kept: int = 5,
     ) -> None:
         self.db = db
+        # Versions a changed document keeps of its earlier content.
+        self.versions_kept = versions_kept
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.progress_interval = progress_interval
@@ -431,8 +507,9 @@ class Settler:
         def once(lock_job_first: bool) -> Any:
             return lambda: self._settle_once(ctx, outcomes, known, lock_job_first, fetched_waiting)
 
-        # A batch with more links than a statement takes goes the full way, in chunks.
-        fits = sum(len(o.links) for o in outcomes) <= FAST_SETTLE_LINKS
+        # A batch with more links than a statement takes goes the full way, in chunks; so does
+        # one that found a stored page gone (its document is tombstoned).
+        fits = sum(len(o.links) for o in outcomes) <= FAST_SETTLE_LINKS and not any(map(_found_gone, outcomes))
         if self.fast and self.db.is_postgres and self.before_counters is None and fits:
             fast = lambda: self._settle_fast(ctx, outcomes, known, fetched_waiting)  # noqa: E731
             try:
@@ -489,6 +566,8 @@ class Settler:
                 "c_hops": [r.redirect_hops for r in read_as],
                 "c_documents": [r.document_id for r in read_as],
                 "o_doc_keys": [u["b_doc_key"] for u in updates],
+                "o_documents": [u["b_document_id"] for u in updates],
+                "keep": self.versions_kept,
                 "guard": plan.deltas["result"] > 0,
                 "waiting": fetched_waiting(),
                 "l_levels": [LEVELS[level] for level, _ in plan.logs],
@@ -604,11 +683,16 @@ class Settler:
                     outlinks=bindparam("b_outlinks", type_=URLS.c.outlinks.type),
                     attempts=bindparam("b_attempts"),
                     next_attempt_at=bindparam("b_next_attempt_at", type_=URLS.c.next_attempt_at.type),
+                    change=bindparam("b_change"),
+                    content_hash=bindparam("b_content_hash"),
+                    previous_hash=bindparam("b_previous_hash"),
                     published_at=None,
                     updated_at=now,
                 ),
                 updates,
             )
+        if plan.tombstones:
+            await self._tombstone(session, plan.tombstones, now)
 
         # 4. Discovered URLs.
         if plan.candidates:
@@ -657,24 +741,35 @@ class Settler:
                     "b_detail": values.get("detail", "")[:2000],
                     "b_status": o.http_status,
                     "b_redirected_to": values.get("redirected_to"),
-                    "b_document_id": None,
+                    "b_document_id": values.get("document_id"),
                     "b_doc_key": values.get("doc_key"),
                     "b_outlinks": values.get("outlinks"),
                     "b_attempts": row.attempts + (1 if o.fetched else 0),
                     "b_next_attempt_at": values.get("next_attempt_at"),
+                    "b_change": values.get("change"),
+                    "b_content_hash": values.get("content_hash"),
+                    "b_previous_hash": o.stored.content_hash if o.stored else None,
                 }
             )
+
+        def gone(o: Outcome) -> dict[str, Any]:
+            """A stored page found gone: its document is tombstoned, and that is its change."""
+            if o.stored is None:
+                return {}
+            plan.tombstones.append(o.stored.id)
+            deltas[REMOVED] += 1
+            return {"change": REMOVED, "content_hash": o.stored.content_hash}
 
         for url_id in sorted(rows):
             o, row = by_id[url_id], rows[url_id]
             kind, detail = o.kind, o.detail
             if kind == RETRY and o.fetched and row.attempts + 1 >= self.max_attempts:
                 kind, detail = FAILED, f"gave up after {row.attempts + 1} attempts: {o.detail}"
-            if kind == PAGE:
+            if kind in (PAGE, UNCHANGED):
                 pages.append((o, row))
             elif kind == REDIRECT:
                 target = url_key(o.location) if o.location else None
-                record(o, row, DONE, redirected_to=o.location, outlinks=[target] if target else None)
+                record(o, row, DONE, redirected_to=o.location, outlinks=[target] if target else None, **gone(o))
                 deltas["completed"] += 1
                 deltas["pending"] -= 1
                 if o.location and target:
@@ -684,7 +779,8 @@ class Settler:
                         reason = REDIRECT_LIMIT
                     _add(candidates, target, _Candidate(o.location, row.depth, hops, row.url, reason))
             elif kind == FAILED:
-                record(o, row, FAILED, reason=o.reason, detail=detail)
+                removal = gone(o) if o.http_status in GONE else {}
+                record(o, row, FAILED, reason=o.reason, detail=detail, **removal)
                 deltas["completed"] += 1
                 deltas["failed"] += 1
                 deltas["pending"] -= 1
@@ -717,7 +813,7 @@ class Settler:
                     continue
                 budget_left -= 1
             stored.append((o, row))
-        plan.stored = stored
+        plan.stored = [(o, row) for o, row in stored if o.kind == PAGE]
         for o, row in stored:
             # Every link is recorded (beyond max_depth as skipped for its depth), and the page
             # keeps them as its outlinks: a shorter path found later is carried down them.
@@ -731,7 +827,16 @@ class Settler:
                     outlinks[key] = None
                     reason = self._reason(ctx, link, row.depth + 1)
                     _add(candidates, key, _Candidate(link, row.depth + 1, 0, row.url, reason))
-            record(o, row, DONE, doc_key=url_key(row.url), outlinks=None if outlinks is None else list(outlinks))
+            links = None if outlinks is None else list(outlinks)
+            if o.kind == UNCHANGED:
+                assert o.stored is not None
+                change, found = UNCHANGED, {"document_id": o.stored.id, "content_hash": o.stored.content_hash}
+            else:
+                assert o.page is not None
+                change = NEW if o.stored is None else CHANGED
+                found = {"doc_key": url_key(row.url), "content_hash": o.page.content_hash}
+            record(o, row, DONE, outlinks=links, change=change, **found)
+            deltas[change] += 1
             deltas["completed"] += 1
             deltas["pending"] -= 1
             if row.document_id is None:
@@ -749,37 +854,85 @@ class Settler:
     async def _upsert_documents(
         self, session: AsyncSession, ctx: JobContext, stored: list[tuple[Outcome, Any]], now: datetime
     ) -> dict[int, str]:
+        """Insert or update the pages' documents; returns each URL's document id. A document whose
+        content changes keeps the version it had (the newest `versions_kept` of them)."""
         if not stored:
             return {}
         values = _document_values(ctx, stored, now)
         if self.db.is_postgres:
             rows = await _PG_DOCUMENTS.fetch(
-                session, {"source_id": ctx.source_id, "job_id": ctx.id, "now": now, **_document_arrays(values)}
+                session,
+                {
+                    "source_id": ctx.source_id,
+                    "job_id": ctx.id,
+                    "now": now,
+                    "keep": self.versions_kept,
+                    **_document_arrays(values),
+                },
             )
             ids = {r["url_key"]: r["id"] for r in rows}
             return {row.id: ids[url_key(row.url)] for _, row in stored}
-        insert = dialect_insert(self.db, DOCUMENTS).values(values)
+        await self._keep_versions(session, ctx, values, now)
+        insert = dialect_insert(self.db, DOCUMENTS)
         excluded = insert.excluded
+        same = DOCUMENTS.c.content_hash == excluded.content_hash
         insert = insert.on_conflict_do_update(
             index_elements=["source_id", "url_key"],
             set_={
-                "url": excluded.url,
-                "host": excluded.host,
-                "title": excluded.title,
-                "markdown": excluded.markdown,
-                "metadata": excluded.metadata,
-                "word_count": excluded.word_count,
-                "job_id": excluded.job_id,
+                **{name: excluded[name] for name in _UPDATED_COLUMNS},
+                "removed_at": None,
+                "version": DOCUMENTS.c.version + case((same, 0), else_=1),
                 # A content hash tells a changed page from an unchanged one.
-                "updated_at": case(
-                    (DOCUMENTS.c.content_hash == excluded.content_hash, DOCUMENTS.c.updated_at),
-                    else_=excluded.updated_at,
-                ),
+                "updated_at": case((same, DOCUMENTS.c.updated_at), else_=excluded.updated_at),
                 "content_hash": excluded.content_hash,
             },
         ).returning(DOCUMENTS.c.id, DOCUMENTS.c.url_key)
-        ids = {r.url_key: r.id for r in await session.execute(insert)}
+        # Many parameter sets for one statement, compiled once.
+        ids = {r.url_key: r.id for r in await session.execute(insert, values)}
         return {row.id: ids[url_key(row.url)] for _, row in stored}
+
+    async def _keep_versions(
+        self, session: AsyncSession, ctx: JobContext, values: list[dict[str, Any]], now: datetime
+    ) -> None:
+        """SQLite: what _PG_DOCUMENTS's first statements do (the versions changed pages replace)."""
+        if self.versions_kept <= 0:
+            return
+        hashes = {v["url_key"]: v["content_hash"] for v in values}
+        was = [
+            r
+            for r in await session.execute(
+                select(
+                    DOCUMENTS.c.id, DOCUMENTS.c.url_key, DOCUMENTS.c.version, DOCUMENTS.c.content_hash,
+                    DOCUMENTS.c.title, DOCUMENTS.c.markdown, DOCUMENTS.c.updated_at,
+                ).where(DOCUMENTS.c.source_id == ctx.source_id, DOCUMENTS.c.url_key.in_(list(hashes)))
+            )
+            if r.content_hash != hashes[r.url_key]
+        ]  # fmt: skip
+        if not was:
+            return
+        await session.execute(
+            dialect_insert(self.db, VERSIONS).on_conflict_do_nothing(),
+            [
+                {"document_id": r.id, "version": r.version, "content_hash": r.content_hash, "title": r.title,
+                 "markdown": r.markdown, "fetched_at": r.updated_at, "created_at": now}
+                for r in was
+            ],
+        )  # fmt: skip
+        for r in was:
+            await session.execute(
+                delete(VERSIONS).where(
+                    VERSIONS.c.document_id == r.id, VERSIONS.c.version <= r.version - self.versions_kept
+                )
+            )
+
+    async def _tombstone(self, session: AsyncSession, ids: list[str], now: datetime) -> None:
+        """Documents found gone leave lists and search (until a crawl finds them again)."""
+        for chunk in _chunks(sorted(ids), CHUNK):
+            await session.execute(
+                update(DOCUMENTS)
+                .where(DOCUMENTS.c.id.in_(chunk), DOCUMENTS.c.removed_at.is_(None))
+                .values(removed_at=now)
+            )
 
     async def _discover(
         self,
@@ -1007,6 +1160,7 @@ class Settler:
                     pending_urls=JOBS.c.pending_urls + deltas["pending"],
                     skipped_urls=JOBS.c.skipped_urls + deltas["skipped"],
                     result_count=JOBS.c.result_count + deltas["result"],
+                    **{f"changes_{change}": JOBS.c[f"changes_{change}"] + deltas[change] for change in CHANGES},
                     updated_at=now,
                     progress_event_at=_changed_at_if_older(JOBS.c.progress_event_at, cutoff, now),
                 )
@@ -1060,6 +1214,11 @@ class Settler:
         ).one()
 
 
+# What a later crawl of a page rewrites of its document.
+_UPDATED_COLUMNS = ("url", "host", "title", "markdown", "metadata", "word_count", "job_id", "etag", "last_modified",
+                    "links")  # fmt: skip
+
+
 def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: datetime) -> list[dict[str, Any]]:
     """The documents rows of the pages to store (`stored`: each page's outcome and URL row)."""
     values = []
@@ -1090,6 +1249,9 @@ def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: da
                 "content_hash": page.content_hash,
                 "word_count": page.word_count,
                 "job_id": ctx.id,
+                "etag": o.etag,
+                "last_modified": o.last_modified,
+                "links": list(dict.fromkeys(o.links)),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -1107,6 +1269,8 @@ _DOCUMENT_COLUMNS = {
     "markdowns": "markdown",
     "hashes": "content_hash",
     "word_counts": "word_count",
+    "etags": "etag",
+    "last_modifieds": "last_modified",
 }
 _OUTCOME_COLUMNS = {  # outcomes as Settler._plan records them
     "ids": "b_id",
@@ -1118,6 +1282,9 @@ _OUTCOME_COLUMNS = {  # outcomes as Settler._plan records them
     "outlinks": "b_outlinks",
     "attempts": "b_attempts",
     "next": "b_next_attempt_at",
+    "changes": "b_change",
+    "content_hashes": "b_content_hash",
+    "previous_hashes": "b_previous_hash",
 }
 _FRONTIER_COLUMNS = {  # new frontier rows (Settler._frontier_row)
     "keys": "url_key",
@@ -1146,7 +1313,10 @@ def _outcome_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]
 
 def _document_arrays(values: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Documents rows as arrays; their metadata as JSON text (the statements cast it)."""
-    return _arrays(values, _DOCUMENT_COLUMNS) | {"metadata": [json.dumps(v["metadata"]) for v in values]}
+    return _arrays(values, _DOCUMENT_COLUMNS) | {
+        "metadata": [json.dumps(v["metadata"]) for v in values],
+        "links": ["\n".join(v["links"]) for v in values],
+    }
 
 
 def _delta_params(deltas: Mapping[str, int]) -> dict[str, int]:
@@ -1158,12 +1328,21 @@ def _delta_params(deltas: Mapping[str, int]) -> dict[str, int]:
         "dp": deltas["pending"],
         "ds": deltas["skipped"],
         "dr": deltas["result"],
+        "dn": deltas[NEW],
+        "dch": deltas[CHANGED],
+        "du": deltas[UNCHANGED],
+        "drm": deltas[REMOVED],
     }
 
 
 def _unknown(candidates: dict[str, _Candidate], known: Mapping[str, int]) -> dict[str, _Candidate]:
     """The candidates a worker does not know to be recorded at their depth or nearer."""
     return {k: c for k, c in candidates.items() if known.get(k, 1 << 30) > c.depth}
+
+
+def _found_gone(o: Outcome) -> bool:
+    """Whether the outcome removes the page's stored document (see Settler._plan)."""
+    return o.stored is not None and (o.kind == REDIRECT or (o.kind == FAILED and o.http_status in GONE))
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

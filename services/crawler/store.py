@@ -18,6 +18,7 @@ import asyncpg
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Integer,
     SmallInteger,
     String,
@@ -41,7 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, PgStatement, utcnow
 from libs.errors import Aborted, NotFound
-from services.crawler.frontier import host_of, url_key
+from services.crawler.frontier import BUDGET, host_of, url_key
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,18 @@ DONE = "done"
 SKIPPED = "skipped"
 # FAILED and CANCELLED are shared with job statuses.
 
+# What a crawl found of a document (crawl_urls.change).
+NEW = "new"
+CHANGED = "changed"
+UNCHANGED = "unchanged"
+REMOVED = "removed"
+CHANGES = (NEW, CHANGED, UNCHANGED, REMOVED)
+
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+
+
+# A list of strings: an array on PostgreSQL, JSON on SQLite.
+TEXTS = JSON().with_variant(ARRAY(Text), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -92,6 +104,12 @@ class CrawlJobRow(Base):
     pending_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     skipped_urls: Mapped[int] = mapped_column(BigInteger, default=0)
     result_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Its source had documents stored when the job was created.
+    recrawl: Mapped[bool] = mapped_column(Boolean, default=False)
+    changes_new: Mapped[int] = mapped_column(BigInteger, default=0)
+    changes_changed: Mapped[int] = mapped_column(BigInteger, default=0)
+    changes_unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    changes_removed: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     progress_event_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -117,7 +135,12 @@ class CrawlUrlRow(Base):
     document_id: Mapped[str | None] = mapped_column(String(36))
     # A fetched URL's outlinks: the URL keys its page links to (a redirect: its target's), so a
     # depth found shorter later is carried down to its descendants (settle.py, Settler._lower).
-    outlinks: Mapped[list[str] | None] = mapped_column(JSON().with_variant(ARRAY(Text), "postgresql"))
+    outlinks: Mapped[list[str] | None] = mapped_column(TEXTS)
+    # What the crawl found of a page's document: new, changed, unchanged or removed, with the
+    # content hash it found and the one stored before it.
+    change: Mapped[str | None] = mapped_column(String(16))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_hash: Mapped[str | None] = mapped_column(String(64))
     redirect_hops: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     publications: Mapped[int] = mapped_column(Integer, default=0)
@@ -143,8 +166,40 @@ class DocumentRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     word_count: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[str | None] = mapped_column(String(36))
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    # The canonical URLs the page links to: a 304 is expanded as if the page had been parsed.
+    links: Mapped[list[str] | None] = mapped_column(TEXTS)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    removed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class DocumentVersionRow(Base):
+    """A version of a document a change replaced."""
+
+    __tablename__ = "document_versions"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text, default="")
+    markdown: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class DocumentRemovalRow(Base):
+    """A document a completed crawl did not reach, tombstoned."""
+
+    __tablename__ = "document_removals"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    removed_at: Mapped[datetime]
 
 
 class JobLogRow(Base):
@@ -199,6 +254,8 @@ EVENTS = cast(Table, JobEventRow.__table__)
 HOST_SLOTS = cast(Table, HostSlotRow.__table__)
 ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
 CANCELLED_EXECUTIONS = cast(Table, CancelledExecutionRow.__table__)
+VERSIONS = cast(Table, DocumentVersionRow.__table__)
+REMOVALS = cast(Table, DocumentRemovalRow.__table__)
 # What a task carries of its URL's row (Task.leased).
 LEASED = (URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.attempts, URLS.c.redirect_hops, URLS.c.document_id)
 
@@ -231,7 +288,13 @@ def progress_of(job: Any) -> dict[str, Any]:
 
 
 def event_payload(job: Any, **extra: Any) -> dict[str, Any]:
-    return {"status": job.status, "progress": progress_of(job), "result_count": int(job.result_count), **extra}
+    return {
+        "status": job.status,
+        "progress": progress_of(job),
+        "result_count": int(job.result_count),
+        "changes": changes_of(job),
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
@@ -504,6 +567,12 @@ class CrawlStore:
                     "request_id": spec.request_id,
                     "total_urls": len(spec.seed_urls),
                     "pending_urls": len(spec.seed_urls),
+                    # A source with documents stored is recrawled: its pages are looked up before
+                    # they are fetched (conditional requests; new, changed or unchanged).
+                    "recrawl": DOCUMENTS.select()
+                    .with_only_columns(DOCUMENTS.c.pk)
+                    .where(DOCUMENTS.c.source_id == spec.source_id, DOCUMENTS.c.removed_at.is_(None))
+                    .exists(),
                     "created_at": now,
                     "updated_at": now,
                     "started_at": now,
@@ -785,7 +854,7 @@ class CrawlStore:
 
     # ---------------------------------------------------------------------------- documents
 
-    def _document_filters(self, source_id: str, job_id: str) -> list[Any]:
+    def _document_filters(self, source_id: str, job_id: str, include_removed: bool) -> list[Any]:
         conditions: list[Any] = []
         if source_id:
             conditions.append(DocumentRow.source_id == source_id)
@@ -795,12 +864,16 @@ class CrawlStore:
                     select(URLS.c.document_id).where(URLS.c.job_id == job_id, URLS.c.document_id.is_not(None))
                 )
             )
+        if not include_removed:
+            conditions.append(DocumentRow.removed_at.is_(None))
         return conditions
 
-    async def list_documents(self, source_id: str, job_id: str, pg: Page) -> tuple[list[DocumentRow], int]:
-        conditions = self._document_filters(source_id, job_id)
+    async def list_documents(
+        self, source_id: str, job_id: str, pg: Page, *, include_removed: bool = False
+    ) -> tuple[list[DocumentRow], int]:
+        conditions = self._document_filters(source_id, job_id, include_removed)
         column = getattr(DocumentRow, pg.order_by)
-        columns = [c for c in DocumentRow.__table__.c if c.name != "markdown"]
+        columns = _LISTED
         async with self.db.read() as session:
             total = (await session.execute(select(func.count()).select_from(DOCUMENTS).where(*conditions))).scalar_one()
             rows = await session.execute(
@@ -820,11 +893,11 @@ class CrawlStore:
         return row
 
     async def search_documents(
-        self, query: str, source_id: str, job_id: str, limit: int, offset: int
+        self, query: str, source_id: str, job_id: str, limit: int, offset: int, *, include_removed: bool = False
     ) -> tuple[list[tuple[DocumentRow, str]], int]:
         """Full-text search over title and content, best matches first, with a snippet."""
-        conditions = self._document_filters(source_id, job_id)
-        columns = [c for c in DocumentRow.__table__.c if c.name != "markdown"]
+        conditions = self._document_filters(source_id, job_id, include_removed)
+        columns = _LISTED
         async with self.db.read() as session:
             if self.db.is_postgres:
                 tsquery = func.websearch_to_tsquery(literal_column("'english'"), query)
@@ -877,6 +950,10 @@ def _fts5_query(query: str) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
 
 
+# The columns of a document in lists: without its Markdown and links (any size).
+_LISTED = [c for c in DOCUMENTS.c if c.name not in ("markdown", "links")]
+
+
 def _document(row: Any) -> DocumentRow:
     mapping = row._mapping
     doc = DocumentRow()
@@ -926,11 +1003,15 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
     ).one_or_none()
     if done is None:
         return None
+    if status == COMPLETED and await _removed_unreached(session, done, now):
+        done = (await session.execute(select(*JOBS.c).where(JOBS.c.id == job_id))).one()
     await append_event(session, job_id, status, event_payload(done, error=error) if error else event_payload(done), now)
     counts = progress_of(done)
+    changes = changes_of(done)
     message = (
-        f"Crawl {status}: {done.result_count} page(s) stored, {counts['completed_urls']}/{counts['total_urls']} "
-        f"URLs settled ({counts['failed_urls']} failed), {counts['skipped_urls']} skipped"
+        f"Crawl {status}: {done.result_count} page(s) stored ({changes[NEW]} new, {changes[CHANGED]} changed, "
+        f"{changes[UNCHANGED]} unchanged, {changes[REMOVED]} removed), {counts['completed_urls']}/"
+        f"{counts['total_urls']} URLs settled ({counts['failed_urls']} failed), {counts['skipped_urls']} skipped"
     )
     await append_logs(
         session, job_id, [("info" if status == COMPLETED else "error", message + (f"; {error}" if error else ""))], now
@@ -938,6 +1019,56 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
     await db.notify(session, job_channel(job_id))
     await db.notify(session, STATUS_CHANNEL)
     return status
+
+
+async def _removed_unreached(session: AsyncSession, job: Any, now: datetime) -> int:
+    """A crawl that completed without hitting its page budget saw the whole source: every earlier
+    document of it whose URL the crawl did not reach is removed (tombstoned, and recorded as this
+    job's removal). Returns how many."""
+    budget_hit = (
+        job.result_count >= job.max_pages
+        or (
+            await session.execute(
+                select(URLS.c.id)
+                .where(URLS.c.job_id == job.id, URLS.c.state == SKIPPED, URLS.c.reason == BUDGET)
+                .limit(1)
+            )
+        ).first()
+    )
+    if budget_hit:
+        return 0
+    reached = select(URLS.c.id).where(URLS.c.job_id == job.id, URLS.c.url_key == DOCUMENTS.c.url_key).exists()
+    gone = (
+        await session.execute(
+            select(DOCUMENTS.c.id, DOCUMENTS.c.url, DOCUMENTS.c.content_hash).where(
+                DOCUMENTS.c.source_id == job.source_id, DOCUMENTS.c.removed_at.is_(None), ~reached
+            )
+        )
+    ).all()
+    if not gone:
+        return 0
+    await session.execute(
+        REMOVALS.insert(),
+        [
+            {"job_id": job.id, "document_id": r.id, "url": r.url, "content_hash": r.content_hash, "removed_at": now}
+            for r in gone
+        ],
+    )
+    ids = [r.id for r in gone]
+    for start in range(0, len(ids), 1000):
+        await session.execute(
+            update(DOCUMENTS).where(DOCUMENTS.c.id.in_(ids[start : start + 1000])).values(removed_at=now)
+        )
+    await session.execute(
+        update(JOBS).where(JOBS.c.id == job.id).values(changes_removed=JOBS.c.changes_removed + len(gone))
+    )
+    await append_logs(session, job.id, [("info", f"{len(gone)} document(s) not found by this crawl removed")], now)
+    return len(gone)
+
+
+def changes_of(job: Any) -> dict[str, int]:
+    """A job's change counts, by change."""
+    return {change: int(getattr(job, f"changes_{change}") or 0) for change in CHANGES}
 
 
 def lease_cutoff(now: datetime, visibility_timeout: float) -> datetime:

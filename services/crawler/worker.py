@@ -37,8 +37,9 @@ from libs.grpc_server import run_process
 from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
 from quaero.v1 import url_task_pb2
 from services.crawler import queue as tasks_queue
-from services.crawler.fetch import Fetcher, FetchResult, Robots
+from services.crawler.fetch import Fetcher, FetchResult, Robots, Validators
 from services.crawler.frontier import ROBOTS, canonical_link, canonical_url, host_of
+from services.crawler.lookups import Lookups
 from services.crawler.parse import Parser
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import (
@@ -51,6 +52,7 @@ from services.crawler.settle import (
     JobContext,
     Outcome,
     Settler,
+    Stored,
     UrlRow,
     job_context,
     retrying,
@@ -63,6 +65,7 @@ from services.crawler.store import (
     ROBOTS_CACHE,
     RUNNING,
     STATUS_CHANNEL,
+    UNCHANGED,
     URLS,
     CrawlStore,
     RobotsRow,
@@ -143,7 +146,9 @@ class Worker:
             robots_lookup=self._robots_known,
             on_db_error=self._on_db_error,
             before_counters=before_counters,
+            versions_kept=settings.document_versions,
         )
+        self.lookups = Lookups(db)
         self._status: dict[str, tuple[str, float]] = {}
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
         self._loading: dict[str, asyncio.Future[JobContext]] = {}
@@ -411,13 +416,29 @@ class Worker:
                 state = (await self._retrying("checking a task", lambda: self._states([task.url_id]))).get(task.url_id)
                 if state is None or state[0] != QUEUED or state[1] != RUNNING:
                     return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
+        # A recrawl: the page's stored document (if it keeps the page's links, its validators
+        # make the request conditional) tells a new page from a changed or an unchanged one.
+        stored = await self.lookups.stored(ctx.source_id, url) if ctx.recrawl else None
+        validators = Validators(stored.etag, stored.last_modified) if stored and stored.has_links else None
         fetched_at = utcnow()
-        result = await self.fetcher.fetch(url, ctx.auth)
-        return await self._outcome(task, url, result, fetched_at)
+        result = await self.fetcher.fetch(url, ctx.auth, validators=validators)
+        if result.status == 304 and stored is not None:
+            links = await self.lookups.links(stored.id) if validators else None
+            if links is not None:
+                return Outcome(
+                    task.url_id, UNCHANGED, url=url, http_status=304, fetched_at=fetched_at, links=links, stored=stored
+                )
+            # The document went away meanwhile (or the answer came unasked): fetch the page whole.
+            result = await self.fetcher.fetch(url, ctx.auth)
+        return await self._outcome(task, url, result, fetched_at, stored)
 
-    async def _outcome(self, task: url_task_pb2.UrlTask, url: str, r: FetchResult, fetched_at: datetime) -> Outcome:
+    async def _outcome(
+        self, task: url_task_pb2.UrlTask, url: str, r: FetchResult, fetched_at: datetime, stored: Stored | None = None
+    ) -> Outcome:
         def make(kind: str, **values: Any) -> Outcome:
-            return Outcome(task.url_id, kind, url=url, http_status=r.status or None, fetched_at=fetched_at, **values)
+            return Outcome(
+                task.url_id, kind, url=url, http_status=r.status or None, fetched_at=fetched_at, stored=stored, **values
+            )
 
         if r.error is not None:
             return make(RETRY, reason="fetch_error", detail=r.error, retry_at=None)
@@ -441,7 +462,9 @@ class Worker:
             canonical = canonical_link(link)
             if canonical:
                 links.append(canonical)
-        return make(PAGE, page=page, links=links)
+        if stored is not None and page.content_hash == stored.content_hash:
+            return make(UNCHANGED, links=links)
+        return make(PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified)
 
     # ------------------------------------------------------------------------ job contexts
 
@@ -480,6 +503,7 @@ class Worker:
                         JOBS.c.seed_urls,
                         JOBS.c.auth,
                         JOBS.c.request_id,
+                        JOBS.c.recrawl,
                     ).where(JOBS.c.id == job_id)
                 )
             ).one()

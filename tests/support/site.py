@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -38,6 +38,23 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
     # Seconds the answer takes.
     delay: float = 0.0
+    # Validators it is served with; a conditional request that matches them gets a 304.
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def validators(self) -> dict[str, str]:
+        out = {"ETag": self.etag} if self.etag else {}
+        if self.last_modified:
+            out["Last-Modified"] = self.last_modified
+        return out
+
+    def not_modified(self, headers: Mapping[str, str]) -> bool:
+        """Whether a request with these headers gets a 304 (If-None-Match wins, as RFC 9110 says)."""
+        if self.status != 200:
+            return False
+        if "If-None-Match" in headers:
+            return self.etag is not None and headers["If-None-Match"] == self.etag
+        return self.last_modified is not None and headers.get("If-Modified-Since") == self.last_modified
 
 
 @dataclass
@@ -48,8 +65,9 @@ class LocalSite:
     Every request is recorded when it arrives: `requests` (time.time(), path), `seen` (host,
     path, headers), `hits` per path. Pages (not robots.txt) whose path `held` accepts wait while
     the gate is closed; `waiting` counts them. `active` counts pages being answered, `max_active`
-    the most there ever were at once, `answered` those answered. A page at "/robots.txt" is
-    served instead of `robots_txt`; `host` is the loopback address to listen on."""
+    the most there ever were at once, `answered` those answered, `not_modified` the 304s sent (per
+    path). A page at "/robots.txt" is served instead of `robots_txt`; `host` is the loopback address
+    to listen on."""
 
     pages: dict[str, Page] = field(default_factory=dict)
     base: str = ""
@@ -60,6 +78,7 @@ class LocalSite:
     requests: list[tuple[float, str]] = field(default_factory=list)
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
+    not_modified: Counter[str] = field(default_factory=Counter)
     waiting: int = 0
     active: int = 0
     max_active: int = 0
@@ -110,6 +129,10 @@ class LocalSite:
                     await self._gate.wait()
                 finally:
                     self.waiting -= 1
+            page = self.pages.get(path)
+            if page is not None and page.not_modified(request.headers):
+                self.not_modified[path] += 1
+                return web.Response(status=304, headers=page.validators())
             return await self._answer(path)
         finally:
             self.active -= 1
@@ -128,7 +151,9 @@ class LocalSite:
         if page.delay:
             await asyncio.sleep(page.delay)
         return web.Response(
-            status=page.status, body=page.body, headers={"Content-Type": page.content_type, **page.headers}
+            status=page.status,
+            body=page.body,
+            headers={"Content-Type": page.content_type, **page.validators(), **page.headers},
         )
 
     async def _start(self) -> web.AppRunner:

@@ -33,7 +33,7 @@ def _source_ids(config: dict[str, Any]) -> list[str]:
 async def corpus_summary(db: Database, config: dict[str, Any]) -> dict[str, Any]:
     """Write (or rewrite) a statistics document over some sources' documents or the whole corpus."""
     source_ids = _source_ids(config)
-    scope = [DOCUMENTS.c.source_id != SUMMARY_SOURCE]
+    scope = [DOCUMENTS.c.source_id != SUMMARY_SOURCE, DOCUMENTS.c.removed_at.is_(None)]
     if source_ids:
         scope.append(DOCUMENTS.c.source_id.in_(source_ids))
     async with db.read() as session:

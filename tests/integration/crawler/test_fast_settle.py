@@ -22,6 +22,7 @@ from libs.db import Database, PgStatement
 from services.crawler import queue
 from services.crawler import settle as settle_module
 from services.crawler.frontier import canonical_url
+from services.crawler.lookups import Lookups
 from services.crawler.parse import ParsedPage
 from services.crawler.settle import (
     FAILED,
@@ -29,6 +30,7 @@ from services.crawler.settle import (
     REDIRECT,
     RETRY,
     SKIPPED,
+    UNCHANGED,
     JobContext,
     Outcome,
     Settled,
@@ -44,9 +46,9 @@ SITE = "http://docs.test"
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*")
 
 
-def page_outcome(url_id: int, url: str, links: list[str]) -> Outcome:
+def page_outcome(url_id: int, url: str, links: list[str], words: str = "") -> Outcome:
     links = [canonical_url(SITE + link) or "" for link in links]
-    markdown = f"# {url}\n\nA page about {url}."
+    markdown = f"# {url}\n\nA page about {url}. {words}".rstrip()
     page = ParsedPage(
         title=f"Title of {url}",
         description="",
@@ -73,18 +75,34 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
             text(
                 "SELECT url, state, reason, detail, depth, http_status, redirected_to, document_id IS NOT NULL AS doc,"
                 " outlinks, attempts, redirect_hops, discovered_from, next_attempt_at IS NOT NULL AS due,"
-                " published_at IS NOT NULL AS leased FROM crawl_urls WHERE job_id = :j ORDER BY url"
+                " published_at IS NOT NULL AS leased, change, content_hash, previous_hash"
+                " FROM crawl_urls WHERE job_id = :j ORDER BY url"
             ),
             {"j": job_id},
         )
         documents = await session.execute(
-            text("SELECT url, title, word_count, content_hash, metadata->>'depth' FROM documents WHERE job_id = :j"),
+            text(
+                "SELECT url, title, word_count, content_hash, metadata->>'depth', version, removed_at IS NOT NULL,"
+                " etag, links, job_id = :j FROM documents"
+                " WHERE source_id = (SELECT source_id FROM crawl_jobs WHERE id = :j)"
+            ),
             {"j": job_id},
+        )
+        versions = await session.execute(
+            text(
+                "SELECT d.url, v.version, v.content_hash, v.title FROM document_versions v"
+                " JOIN documents d ON d.id = v.document_id"
+                " WHERE d.source_id = (SELECT source_id FROM crawl_jobs WHERE id = :j)"
+            ),
+            {"j": job_id},
+        )
+        removals = await session.execute(
+            text("SELECT url, content_hash FROM document_removals WHERE job_id = :j"), {"j": job_id}
         )
         job = await session.execute(
             text(
-                "SELECT status, total_urls, completed_urls, failed_urls, pending_urls, skipped_urls, result_count"
-                " FROM crawl_jobs WHERE id = :j"
+                "SELECT status, total_urls, completed_urls, failed_urls, pending_urls, skipped_urls, result_count,"
+                " changes_new, changes_changed, changes_unchanged, changes_removed FROM crawl_jobs WHERE id = :j"
             ),
             {"j": job_id},
         )
@@ -92,6 +110,8 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
         return {
             "urls": [tuple(r) for r in urls],
             "documents": sorted(tuple(r) for r in documents),
+            "versions": sorted(tuple(r) for r in versions),
+            "removals": sorted(tuple(r) for r in removals),
             "job": tuple(job.one()),
             # Without the times they name: two settles a moment apart may fall in different seconds.
             "logs": sorted((level, _TIME.sub("<time>", message)) for level, message in logs),
@@ -180,6 +200,61 @@ async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp
         "/private/x": ("skipped", "pattern"),
     }
     assert len(by_fast["documents"]) == 2
+
+
+async def recrawl_by_hand(db: Database, settler: Settler, source_id: str) -> tuple[dict[str, Any], int]:
+    """A source crawled, then recrawled the way workers would: the seed answers 304 (its links
+    come from its document), then /a is unchanged and /b changed while /c is still to come, then
+    /c is found gone. Returns the recrawl's rows and how many of its settles were fast."""
+    store = CrawlStore(db)
+    lookups = Lookups(db)
+    for recrawl in (False, True):
+        created = await store.create_jobs([job_spec([SITE + "/"], source_id=source_id, config={"max_depth": 1})])
+        ctx = job_context(await store.get_job(created.jobs[0].id))
+        assert ctx.recrawl == recrawl
+        fast_before = settler.fast_settles
+        (seed,) = created.tasks
+        if recrawl:
+            stored = await lookups.stored(source_id, seed.url)
+            assert stored is not None
+            links = await lookups.links(stored.id)
+            home = Outcome(seed.url_id, UNCHANGED, url=seed.url, http_status=304, links=links or [], stored=stored)
+        else:
+            home = page_outcome(seed.url_id, SITE + "/", ["/a", "/b", "/c"])
+        leased_now = {t.url: t for t in (await settler.settle(ctx, [home], known={})).tasks}
+        batch = []
+        for path, words in (("/a", "same"), ("/b", "first" if not recrawl else "second")):
+            task = leased_now[SITE + path]
+            outcome = page_outcome(task.url_id, task.url, [], words=words)
+            outcome.stored = await lookups.stored(source_id, task.url) if recrawl else None
+            assert outcome.page is not None
+            if outcome.stored is not None and outcome.stored.content_hash == outcome.page.content_hash:
+                outcome.kind = UNCHANGED
+            batch.append(carrying(outcome, task))
+        await settler.settle(ctx, batch, known={})
+        task = leased_now[SITE + "/c"]
+        if recrawl:
+            gone = Outcome(task.url_id, FAILED, url=task.url, http_status=404, reason="http_status", detail="HTTP 404")
+            gone.stored = await lookups.stored(source_id, task.url)
+        else:
+            gone = page_outcome(task.url_id, task.url, [])
+        await settler.settle(ctx, [carrying(gone, task)], known={})
+    return await snapshot(db, ctx.id), settler.fast_settles - fast_before
+
+
+async def test_a_recrawl_settles_the_same_rows_the_fast_way_as_the_full_way(pg_url: str, tmp_path: Path) -> None:
+    async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
+        by_fast, fast_settles = await recrawl_by_hand(db, Settler(db, progress_interval=3600), "fast")
+        by_full, _ = await recrawl_by_hand(db, Settler(db, progress_interval=3600, fast=False), "full")
+
+    # The seed's settle is a full one (the job's first progress event is due); the unchanged and
+    # the changed page go the fast way; the page found gone goes the full way (a tombstone).
+    assert fast_settles == 1
+    assert by_fast == by_full
+    urls = {row[0].removeprefix(SITE): row[14] for row in by_fast["urls"]}
+    assert urls == {"/": "unchanged", "/a": "unchanged", "/b": "changed", "/c": "removed"}
+    assert by_fast["job"][-4:] == (0, 1, 2, 1)  # new, changed, unchanged, removed
+    assert [v[:2] for v in by_fast["versions"]] == [(SITE + "/b", 1)]
 
 
 @pytest.mark.parametrize("carry", [False, True], ids=["rows read", "rows carried by the tasks"])
@@ -308,28 +383,43 @@ PATHS = [f"/p{i}" for i in range(12)]
 @dataclass(frozen=True)
 class Drawn:
     """A random outcome for whichever leased URL `pick` lands on (modulo the URLs leased so far):
-    a page linking to `links`, a redirect to `target`, a retry, a failure or a skip; `carry`:
-    whether its task carries the URL's row."""
+    a page (one of three contents, linking to `links`; on a recrawl, answered 304 when
+    `not_modified`), a redirect to `target`, a retry, a failure or a skip; `carry`: whether its
+    task carries the URL's row."""
 
     pick: int
+    # A URL settled already (a duplicate delivery), else one still leased.
+    again: bool
     kind: str
     links: tuple[str, ...]
     target: str
     carry: bool
+    content: int
+    not_modified: bool
 
-    def outcome(self, task: Task) -> Outcome:
+    async def outcome(self, task: Task, ctx: JobContext, lookups: Lookups) -> Outcome:
+        """The outcome as a worker makes it, the stored document looked up as a worker does."""
         url = task.url
+        stored = await lookups.stored(ctx.source_id, url) if ctx.recrawl else None
         if self.kind == PAGE:
-            outcome = page_outcome(task.url_id, url, [])
+            outcome = page_outcome(task.url_id, url, [], words=f"content {self.content}")
             outcome.links = [canonical_url(link if "://" in link else SITE + link) or "" for link in self.links]
+            outcome.stored, outcome.etag = stored, f'"{self.content}"'
+            assert outcome.page is not None
+            links = await lookups.links(stored.id) if stored is not None and self.not_modified else None
+            if stored is not None and links is not None:
+                outcome = Outcome(task.url_id, UNCHANGED, url=url, http_status=304, links=links, stored=stored)
+            elif stored is not None and outcome.page.content_hash == stored.content_hash:
+                outcome.kind = UNCHANGED
         elif self.kind == REDIRECT:
-            outcome = Outcome(
-                task.url_id, REDIRECT, url=url, http_status=301, location=canonical_url(SITE + self.target)
-            )
+            target = canonical_url(SITE + self.target)
+            outcome = Outcome(task.url_id, REDIRECT, url=url, http_status=301, location=target, stored=stored)
         elif self.kind == RETRY:
             outcome = Outcome(task.url_id, RETRY, url=url, http_status=503, reason="http_status", detail="HTTP 503")
         elif self.kind == FAILED:
-            outcome = Outcome(task.url_id, FAILED, url=url, http_status=404, reason="http_status", detail="HTTP 404")
+            outcome = Outcome(
+                task.url_id, FAILED, url=url, http_status=404, reason="http_status", detail="HTTP 404", stored=stored
+            )
         else:
             outcome = Outcome(task.url_id, SKIPPED, url=url, http_status=200, reason="content_type", detail="image/png")
         return carrying(outcome, task if self.carry else None)
@@ -338,15 +428,19 @@ class Drawn:
 DRAWN = st.builds(
     Drawn,
     pick=st.integers(0, 1000),
-    kind=st.sampled_from([PAGE, PAGE, PAGE, REDIRECT, RETRY, FAILED, SKIPPED]),
+    again=st.integers(0, 9).map(lambda n: n == 0),
+    kind=st.sampled_from([PAGE, PAGE, PAGE, PAGE, REDIRECT, RETRY, FAILED, SKIPPED]),
     links=st.lists(st.sampled_from([*PATHS, "/private/x", "http://elsewhere.test/"]), max_size=6).map(tuple),
     target=st.sampled_from(PATHS),
     carry=st.booleans(),
+    content=st.integers(0, 2),
+    not_modified=st.booleans(),
 )
+BATCHES = st.lists(st.lists(DRAWN, min_size=1, max_size=5), min_size=1, max_size=10)
 CONFIGS = st.fixed_dictionaries(
     {
         "max_depth": st.integers(1, 3),
-        "max_pages": st.integers(2, 12),
+        "max_pages": st.integers(2, 40),
         "concurrency": st.integers(1, 6),
         "exclude_patterns": st.just(["/private/"]),
     }
@@ -354,40 +448,57 @@ CONFIGS = st.fixed_dictionaries(
 
 
 async def test_the_fast_and_the_full_settle_write_the_same_rows_on_random_batches(pg_url: str, tmp_path: Path) -> None:
-    """Two jobs of the same random crawl, one settled by crawl_settle() where it can, the other
-    only by the full settle, in lockstep: the same batches of the same outcomes (pages, redirects,
-    retries, failures, skips, duplicate deliveries, URLs found nearer a seed, a page budget) lease
-    the same tasks and leave the same rows."""
+    """Two sources crawled twice the same random way, one settled by crawl_settle() where it can,
+    the other only by the full settle, in lockstep: the same batches of the same outcomes (pages,
+    redirects, retries, failures, skips, duplicate deliveries, URLs found nearer a seed, a page
+    budget; on the recrawl, new, changed and unchanged pages, 304s and pages found gone) lease the
+    same tasks and leave the same rows."""
     loop = asyncio.get_running_loop()
     numbers = itertools.count()
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
-        fast, full = Settler(db, progress_interval=3600), Settler(db, progress_interval=3600, fast=False)
+        fast = Settler(db, progress_interval=3600, versions_kept=2)
+        full = Settler(db, progress_interval=3600, versions_kept=2, fast=False)
+        lookups = Lookups(db)
 
         async def start(source_id: str, config: dict[str, Any]) -> tuple[JobContext, dict[str, Task]]:
             store = CrawlStore(db)
             created = await store.create_jobs([job_spec([SITE + "/"], source_id=source_id, config=config)])
-            return job_context(await store.get_job(created.jobs[0].id)), {t.url: t for t in created.tasks}
+            ctx = job_context(await store.get_job(created.jobs[0].id))
+            return ctx, {t.url: t for t in created.tasks}
 
-        async def settle(settler: Settler, ctx: JobContext, held: dict[str, Task], batch: list[Drawn]) -> list[Any]:
-            # Any URL leased so far may come back, a settled one too (a duplicate delivery).
-            urls = sorted(held)
-            chosen = {urls[d.pick % len(urls)]: d for d in batch}
-            settled = await settler.settle(ctx, [d.outcome(held[url]) for url, d in chosen.items()], known={})
+        async def settle(
+            settler: Settler, ctx: JobContext, held: dict[str, Task], done: set[str], batch: list[Drawn]
+        ) -> list[Any]:
+            chosen: dict[str, Drawn] = {}
+            for d in batch:
+                # A URL still leased, or now and then one settled already (a duplicate delivery).
+                urls = sorted(set(held) - done - set(chosen)) if not d.again else []
+                urls = urls or sorted(held)
+                chosen.setdefault(urls[d.pick % len(urls)], d)
+            outcomes = [await d.outcome(held[url], ctx, lookups) for url, d in chosen.items()]
+            settled = await settler.settle(ctx, outcomes, known={})
+            done.update(url for url, d in chosen.items() if d.kind != RETRY)
+            for url, d in chosen.items():
+                if d.kind == RETRY and len(held) > 1:
+                    del held[url]  # leased again once due: its new task carries the row as it is then
             held.update({t.url: t for t in settled.tasks})
             return leased(settled)
 
-        async def example(config: dict[str, Any], batches: list[list[Drawn]]) -> None:
+        async def example(config: dict[str, Any], crawls: list[list[list[Drawn]]]) -> None:
             n = next(numbers)
-            (a, a_held), (b, b_held) = await start(f"fast-{n}", config), await start(f"full-{n}", config)
-            for batch in batches:
-                assert await settle(fast, a, a_held, batch) == await settle(full, b, b_held, batch)
-                assert sorted(a_held) == sorted(b_held)
-            assert await snapshot(db, a.id) == await snapshot(db, b.id)
+            for batches in crawls:
+                (a, a_held), a_done = await start(f"fast-{n}", config), set[str]()
+                (b, b_held), b_done = await start(f"full-{n}", config), set[str]()
+                assert a.recrawl == b.recrawl
+                for batch in batches:
+                    assert await settle(fast, a, a_held, a_done, batch) == await settle(full, b, b_held, b_done, batch)
+                    assert sorted(a_held) == sorted(b_held)
+                assert await snapshot(db, a.id) == await snapshot(db, b.id)
 
         @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(CONFIGS, st.lists(st.lists(DRAWN, min_size=1, max_size=5), min_size=1, max_size=8))
-        def each(config: dict[str, Any], batches: list[list[Drawn]]) -> None:
-            asyncio.run_coroutine_threadsafe(example(config, batches), loop).result(timeout=60)
+        @given(CONFIGS, st.lists(BATCHES, min_size=2, max_size=3))
+        def each(config: dict[str, Any], crawls: list[list[list[Drawn]]]) -> None:
+            asyncio.run_coroutine_threadsafe(example(config, crawls), loop).result(timeout=60)
 
         await asyncio.to_thread(each)
 
