@@ -38,6 +38,11 @@ async def test_a_step_cancelled_while_its_jobs_are_created_still_creates_and_pub
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await step
+        # The creation goes on in the background (shielded): until its seed is published (a
+        # bound for hangs, not a speed check).
+        async with asyncio.timeout(30):
+            while not await queue.depth():  # noqa: ASYNC110 - the queue holds no waiter to await
+                await asyncio.sleep(0.01)
         jobs, total = await store.list_jobs(EVERY, page(0, 0, "", "", allowed=("created_at",)))
         published = await queue.depth()
 
