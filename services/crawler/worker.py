@@ -422,13 +422,13 @@ class Worker:
         validators = Validators(stored.etag, stored.last_modified) if stored and stored.has_links else None
         fetched_at = utcnow()
         result = await self.fetcher.fetch(url, ctx.auth, validators=validators)
-        if result.status == 304 and stored is not None:
-            links = await self.lookups.links(stored.id) if validators else None
+        if result.status == 304 and stored is not None and validators is not None:
+            links = await self.lookups.links(stored.id)
             if links is not None:
                 return Outcome(
                     task.url_id, UNCHANGED, url=url, http_status=304, fetched_at=fetched_at, links=links, stored=stored
                 )
-            # The document went away meanwhile (or the answer came unasked): fetch the page whole.
+            # The document went away since it was looked up: fetch the page whole.
             result = await self.fetcher.fetch(url, ctx.auth)
         return await self._outcome(task, url, result, fetched_at, stored)
 
@@ -447,6 +447,8 @@ class Worker:
         if r.status == 429 or r.status >= 500:
             retry_at = _at(time.time() + r.retry_after) if r.retry_after is not None else None
             return make(RETRY, reason="http_status", detail=f"HTTP {r.status}", retry_at=retry_at)
+        if r.status == 304:
+            return make(FAILED, reason="http_status", detail="HTTP 304 to a request that was not conditional")
         if 300 <= r.status < 400:
             target = canonical_url(r.location) if r.location else None
             if target is None:

@@ -20,6 +20,7 @@ from libs.db import Database
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
 from services.crawler.settings import CrawlerSettings
 from tests.support.crawl_workers import worker_processes
+from tests.support.crawler import accepted_ids, crawler_settings, run_step, running_crawler, source, step_call
 from tests.support.runs import define, execute, jobs, wait_for
 from tests.support.services import Stack, common_settings, running_stack
 from tests.support.site import LocalSite, Page, html_page
@@ -174,3 +175,22 @@ async def test_a_recrawl_labels_every_change_with_two_worker_processes(
             await queue.delete()
         finally:
             await queue.close()
+
+
+async def test_a_304_to_a_request_that_was_not_conditional_fails_the_url(backend: dict[str, Any]) -> None:
+    """A broken server answering 304 to a first crawl: the URL fails saying so (it is neither a
+    redirect nor a page)."""
+    site = LocalSite()
+    site.add("/", "Home", ["/broken"])
+    site.pages["/broken"] = Page(status=304, body=b"", content_type="text/html")
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c:
+        events = await run_step(c.stub, step_call({"max_depth": 1}, sources=[source("s", site.url("/"))]))
+        (job_id,) = accepted_ids(events)
+        urls = await c.stub.ListCrawlUrls(crawler_service_pb2.ListCrawlUrlsRequest(job_id=job_id))
+
+    (broken,) = [u for u in urls.urls if u.url == site.url("/broken")]
+    assert (broken.state, broken.reason, broken.http_status) == (
+        crawl_job_pb2.CRAWL_URL_STATE_FAILED,
+        "http_status",
+        304,
+    )
