@@ -136,6 +136,7 @@ CRAWL_JOB: dict[str, Any] = {
     "created_at": "2025-01-10T09:00:00.050Z",
     "started_at": "2025-01-10T09:00:00.050Z",
     "completed_at": None,
+    "changes": {"new": 2, "changed": 3, "unchanged": 24, "removed": 0},
 }
 
 JOB_STATS: dict[str, Any] = {"total": 12, "pending": 0, "running": 1, "completed": 9, "failed": 1, "cancelled": 1}
@@ -159,6 +160,7 @@ CRAWL_URL: dict[str, Any] = {
     "document_id": "",
     "attempts": 0,
     "discovered_from": "https://docs.python.org/3/tutorial/index.html",
+    "change": None,
 }
 
 _METADATA = {
@@ -180,6 +182,10 @@ DOCUMENT_SUMMARY: dict[str, Any] = {
     "snippet": "… Python's **lists** can be indexed and sliced …",
     "created_at": "2025-01-10T09:00:02.000Z",
     "updated_at": "2025-01-10T09:00:02.000Z",
+    "etag": '"5d41402a"',
+    "last_modified": "Fri, 10 Jan 2025 08:55:00 GMT",
+    "removed_at": None,
+    "version": 2,
 }
 
 DOCUMENT: dict[str, Any] = {

@@ -6,9 +6,11 @@ measured from outside it (a watcher in the same loop would only notice once the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -72,6 +74,26 @@ def health_stays_up(base_url: str, limit: float = HEALTH_LIMIT) -> Iterator[Heal
         watch.stop()
         thread.join(timeout=watch.timeout + 1)
     watch.check(limit)
+
+
+@contextlib.asynccontextmanager
+async def health_answers(base_url: str, limit: float = HEALTH_LIMIT) -> AsyncIterator[HealthWatch]:
+    """`health_stays_up` for a gateway serving from the test's own event loop: the watch ends from
+    a worker thread, so the loop stays free to answer its last request (joining the watching
+    thread from the loop would block it while that request waits), and only once it has had an
+    answer (a quick block would otherwise end before the first)."""
+    watching = health_stays_up(base_url, limit)
+    watch = watching.__enter__()
+    try:
+        yield watch
+        for _ in range(250):
+            if watch.answers:
+                break
+            await asyncio.sleep(0.02)
+    except BaseException as exc:
+        await asyncio.to_thread(watching.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await asyncio.to_thread(watching.__exit__, None, None, None)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from quaero.v1 import executor_service_pb2 as ex
 from services.crawler.store import CrawlJobRow
 from services.gateway.bodies import MAX_BODY
 from tests.integration.cli.conftest import invoke
-from tests.support.hostile import HealthWatch, health_stays_up, memory_stays_under
+from tests.support.hostile import HealthWatch, health_answers, memory_stays_under
 from tests.support.runs import define, execute, jobs, wait_for
 from tests.support.services import Stack, common_settings, running_stack
 from tests.support.site import small_site
@@ -64,23 +64,8 @@ async def embedded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[St
         yield s
 
 
-@contextlib.asynccontextmanager
-async def healthy(stack: Stack) -> AsyncIterator[HealthWatch]:
-    """`health_stays_up` for a gateway serving from this test's own event loop: the watch is
-    ended from a worker thread, so the loop stays free to answer its last request, and only once
-    it has had an answer (a quick block would otherwise end before the first)."""
-    watching = health_stays_up(stack.base_url)
-    watch = watching.__enter__()
-    try:
-        yield watch
-        for _ in range(250):
-            if watch.answers:
-                break
-            await asyncio.sleep(0.02)
-    except BaseException as exc:
-        await asyncio.to_thread(watching.__exit__, type(exc), exc, exc.__traceback__)
-        raise
-    await asyncio.to_thread(watching.__exit__, None, None, None)
+def healthy(stack: Stack) -> contextlib.AbstractAsyncContextManager[HealthWatch]:
+    return health_answers(stack.base_url)
 
 
 def fields(response: httpx.Response) -> list[str]:

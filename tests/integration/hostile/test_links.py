@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support.hostile import health_stays_up, memory_stays_under
+from tests.support.hostile import health_answers, memory_stays_under
 from tests.support.runs import define, execute, jobs, wait_for
 from tests.support.services import running_stack
 from tests.support.site import LocalSite, Page
@@ -73,9 +73,10 @@ async def test_a_page_with_any_number_of_links_settles_while_health_answers(
     async with site.serve(), running_stack(backend) as stack:
         step = {"name": "crawl", "action": "crawl", "config": {"start_urls": [site.url("/")], **config}}
         await define(stack, {"id": "farm", "steps": [step]})
-        with frozen_heap(), health_stays_up(stack.base_url), memory_stays_under(400 * MiB):
-            started = await execute(stack, "farm")
-            execution = await wait_for(stack, started["execution_id"], timeout=150)
+        with frozen_heap(), memory_stays_under(400 * MiB):
+            async with health_answers(stack.base_url):
+                started = await execute(stack, "farm")
+                execution = await wait_for(stack, started["execution_id"], timeout=150)
         (job,) = await jobs(stack, execution_id=started["execution_id"])
 
     assert execution["status"] == "completed", execution

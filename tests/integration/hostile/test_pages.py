@@ -14,7 +14,7 @@ from typing import Any
 import brotli
 
 from services.crawler.fetch import ROBOTS_MAX_BYTES
-from tests.support.hostile import health_stays_up, memory_stays_under
+from tests.support.hostile import health_answers, memory_stays_under
 from tests.support.runs import define, execute, wait_for
 from tests.support.services import Stack, running_stack
 from tests.support.site import LocalSite, Page
@@ -99,9 +99,10 @@ async def test_hostile_pages_and_robots_txt_end_as_they_should_with_bounded_memo
 
         async with running_stack({**backend, "fetch_deny": ["127.0.0.2/32"]}) as stack:
             await define(stack, {"id": "hostile", "steps": [{"name": "crawl", "action": "crawl", "config": config}]})
-            with memory_stays_under(MEMORY_LIMIT), health_stays_up(stack.base_url):
-                started = await execute(stack, "hostile")
-                execution = await wait_for(stack, started["execution_id"], timeout=120)
+            with memory_stays_under(MEMORY_LIMIT):
+                async with health_answers(stack.base_url):
+                    started = await execute(stack, "hostile")
+                    execution = await wait_for(stack, started["execution_id"], timeout=120)
             urls = await frontier(stack, started["execution_id"])
 
     assert execution["status"] == "completed", execution
