@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,31 @@ def create_app(
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def warm_routes(app: FastAPI) -> None:
+    """Have FastAPI build every route's validators now. It builds them, for all the routes at
+    once, on the first request that goes through the included routers: 0.4 s on an idle core
+    (over a second on a loaded machine) of the event loop, stalling every request under way,
+    /healthz included. One request for a path no route has, sent straight to the router (past
+    the token check), walks them all."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/quaero-warm-up",
+        "raw_path": b"/api/quaero-warm-up",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: MutableMapping[str, Any]) -> None:
+        return None
+
+    await app.router(scope, receive, send)  # a 404, sent nowhere

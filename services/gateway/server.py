@@ -14,7 +14,7 @@ import uvicorn
 from libs.grpc_server import GrpcAccess, open_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2_grpc
-from services.gateway.app import create_app
+from services.gateway.app import create_app, warm_routes
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ async def serve(
             crawler_service_pb2_grpc.CrawlerServiceStub(crawler_channel),
             api_token=settings.api_token,
         )
+        await warm_routes(app)
         # Like every service, the gateway answers gRPC health checks and reflection.
         health = await start_grpc_server(
             f"{settings.bind_host}:{settings.gateway_grpc_port}", [], service="gateway", access=access
