@@ -110,10 +110,12 @@ CRAWL_RANGES = {
     "rate_limit": (0, 3_600_000),
 }
 _HOST_LISTS = {"allowed_domains"}
+# The string options and the values each takes (the first is the default).
+CRAWL_CHOICES = {"sitemap": ("include", "skip", "only")}
 
 
 def _crawl_options() -> dict[str, str]:
-    """Crawl options, name -> kind ("int", "bool", "regexes", "hosts"): the fields of the
+    """Crawl options, name -> kind ("int", "bool", "choice", "regexes", "hosts"): the fields of the
     CrawlConfig message, so a field added there is accepted and checked in a step's config."""
     options: dict[str, str] = {}
     for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields:
@@ -121,6 +123,8 @@ def _crawl_options() -> dict[str, str]:
             options[f.name] = "hosts" if f.name in _HOST_LISTS else "regexes"
         elif f.type == f.TYPE_BOOL:
             options[f.name] = "bool"
+        elif f.type == f.TYPE_STRING and f.name in CRAWL_CHOICES:
+            options[f.name] = "choice"
         elif f.type in (f.TYPE_INT32, f.TYPE_INT64, f.TYPE_UINT32, f.TYPE_UINT64) and f.name in CRAWL_RANGES:
             options[f.name] = "int"
         else:
@@ -203,6 +207,9 @@ def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolatio
         elif kind == "bool":
             if not isinstance(value, bool):
                 violations.append(FieldViolation(fpath, "must be true or false"))
+        elif kind == "choice":
+            if value not in CRAWL_CHOICES[key]:
+                violations.append(FieldViolation(fpath, f"must be one of {', '.join(CRAWL_CHOICES[key])}"))
         else:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 violations.append(FieldViolation(fpath, "must be a list of strings"))

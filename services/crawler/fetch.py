@@ -138,6 +138,10 @@ class Fetcher:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
+    def client(self) -> aiohttp.ClientSession:
+        """The process's session: every connection it opens goes through the fetch guard."""
+        return self._client()
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(

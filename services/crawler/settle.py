@@ -309,6 +309,9 @@ class Outcome:
     # page: the validators it was served with.
     etag: str | None = None
     last_modified: str | None = None
+    # A seed: the URLs of its site's sitemaps, admitted at depth 1 as if the seed linked them
+    # (whatever follow_links says; they are not the page's outlinks).
+    sitemap_links: list[str] = field(default_factory=list)
 
 
 class Stored(NamedTuple):
@@ -337,6 +340,8 @@ class JobContext:
     # The source had documents stored when the job was created: its pages are looked up before
     # they are fetched (conditional requests; new, changed or unchanged).
     recrawl: bool = False
+    # include, skip or only (CrawlConfig.sitemap).
+    sitemap: str = "include"
 
 
 def job_context(row: Any) -> JobContext:
@@ -351,7 +356,7 @@ def job_context(row: Any) -> JobContext:
         include_sets=[cfg.get("include_patterns", []), filters.get("include_patterns", [])],
         excludes=[*cfg.get("exclude_patterns", []), *filters.get("exclude_patterns", [])],
         max_depth=int(cfg.get("max_depth", 2)),
-        follow_links=bool(cfg.get("follow_links", True)),
+        follow_links=bool(cfg.get("follow_links", True)) and cfg.get("sitemap") != "only",
     )
     auth = None
     if row.auth and (row.auth.get("headers") or row.auth.get("cookies")):
@@ -366,6 +371,7 @@ def job_context(row: Any) -> JobContext:
         auth=auth,
         request_id=row.request_id or "",
         recrawl=bool(row.recrawl),
+        sitemap=str(cfg.get("sitemap") or "include"),
     )
 
 
@@ -765,6 +771,12 @@ class Settler:
             kind, detail = o.kind, o.detail
             if kind == RETRY and o.fetched and row.attempts + 1 >= self.max_attempts:
                 kind, detail = FAILED, f"gave up after {row.attempts + 1} attempts: {o.detail}"
+            if kind != RETRY:
+                for n, link in enumerate(o.sitemap_links, 1):
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a sitemap lists up to 50,000 URLs
+                    depth = row.depth + 1
+                    _add(candidates, url_key(link), _Candidate(link, depth, 0, row.url, self._reason(ctx, link, depth)))
             if kind in (PAGE, UNCHANGED):
                 pages.append((o, row))
             elif kind == REDIRECT:

@@ -57,6 +57,7 @@ from services.crawler.settle import (
     job_context,
     retrying,
 )
+from services.crawler.sitemaps import SitemapLimits, sitemap_urls
 from services.crawler.store import (
     HOST_SLOTS,
     JOBS,
@@ -126,6 +127,7 @@ class Worker:
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
         parse: Callable[[str, bytes, str | None], Awaitable[Any]] | None = None,
         backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sitemap_limits: SitemapLimits | None = None,
     ) -> None:
         self.db = db
         self.store = CrawlStore(db)
@@ -135,6 +137,7 @@ class Worker:
         self.settings = settings
         self._parse = parse or parser.parse
         self._backoff_sleep = backoff_sleep
+        self.sitemap_limits = sitemap_limits or SitemapLimits(timeout=settings.fetch_timeout)
         # Database errors in a row (any stage); a settle that commits resets it.
         self._db_errors = 0
         self._robots: dict[str, tuple[Robots, float]] = {}
@@ -316,6 +319,11 @@ class Worker:
                     await self._fail_job(ctx, delivery)
                     return
                 outcome = await self._process(ctx, task)
+                if _is_seed(task) and ctx.sitemap != "skip" and outcome.kind != RETRY and outcome.reason != "cancelled":
+                    # Read here, in the seed's task, and admitted in the seed's settle: a worker
+                    # that dies before that settles nothing, and the seed's redelivery reads them
+                    # again (the frontier's unique keys make a second reading add nothing).
+                    outcome.sitemap_links = await self._sitemap_links(ctx, task.url)
                 outcome.row = leased_row(task)
             except asyncio.CancelledError:
                 raise
@@ -550,6 +558,48 @@ class Worker:
                 self._known.popitem(last=False)
         return known
 
+    # ---------------------------------------------------------------------------- sitemaps
+
+    async def _sitemap_links(self, ctx: JobContext, seed: str) -> list[str]:
+        """The canonical URLs the sitemaps of the seed's site list: those its robots.txt names
+        and /sitemap.xml, indexes followed, each sitemap fetched only if it is in scope and
+        robots.txt allows it, in its host's politeness slot."""
+        base = f"{seed.split('://', 1)[0]}://{host_of(seed)}"
+        robots = await self._robots_for(seed)
+        named = list(robots.parser.sitemaps) if robots.parser is not None else []
+
+        async def admit(url: str) -> bool:
+            canonical = canonical_url(url)
+            if canonical is None or ctx.scope.url_reason(canonical) is not None:
+                return False
+            if ctx.obey_robots:
+                site_robots = await self._robots_for(canonical)
+                if not site_robots.allowed(canonical):
+                    return False
+                delay = max(ctx.rate_limit_ms / 1000, site_robots.delay())
+            else:
+                delay = ctx.rate_limit_ms / 1000
+            if delay > 0:
+                # A seed's task waits its turn for its few sitemaps (at most max_sitemaps).
+                start = await self._claim_slot(host_of(canonical), delay)
+                while start > time.time() + MAX_SLOT_WAIT:
+                    await asyncio.sleep(min(start - time.time(), MAX_SLOT_WAIT))
+                    start = await self._claim_slot(host_of(canonical), delay)
+                if start > time.time():
+                    await asyncio.sleep(start - time.time())
+            return True
+
+        found = await sitemap_urls(self.fetcher.client(), [*named, f"{base}/sitemap.xml"], admit, self.sitemap_limits)
+        links = []
+        for n, url in enumerate(found, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            canonical = canonical_link(url)
+            if canonical:
+                links.append(canonical)
+        log.info("sitemaps of %s list %d URL(s)", base, len(links))
+        return links
+
     # ------------------------------------------------------------------------------ robots
 
     def _robots_known(self, host: str) -> Robots | None:
@@ -636,6 +686,11 @@ async def _all_done(tasks: set[asyncio.Task[Any]]) -> None:
 
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=utcnow().tzinfo)
+
+
+def _is_seed(task: url_task_pb2.UrlTask) -> bool:
+    """A seed URL's own task (not a redirect target, which keeps depth 0 too)."""
+    return task.depth == 0 and task.redirect_hops == 0
 
 
 def leased_row(task: url_task_pb2.UrlTask) -> UrlRow | None:

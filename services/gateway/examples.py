@@ -49,6 +49,7 @@ SOURCE: dict[str, Any] = {
         "concurrency": None,
         "rate_limit": 200,
         "obey_robots": None,
+        "sitemap": None,
     },
     "filters": {"include_patterns": ["/3/"], "exclude_patterns": ["/whatsnew/"]},
     "has_auth": True,
@@ -113,6 +114,7 @@ CRAWL_JOB: dict[str, Any] = {
         "concurrency": 16,
         "rate_limit": 0,
         "obey_robots": True,
+        "sitemap": "include",
     },
     "seed_urls": ["https://docs.python.org/3/tutorial/"],
     "progress": {

@@ -121,3 +121,15 @@ def test_the_refusal_of_python_only_syntax_says_what_re2_lacks() -> None:
     (violation,) = check_step_config("crawl", {"exclude_patterns": ["(?<=/)v2"]}, "config")
 
     assert "RE2 syntax: no lookaround, backreferences" in violation.description
+
+
+@pytest.mark.parametrize("value", ["include", "skip", "only"])
+def test_each_sitemap_mode_is_accepted(value: str) -> None:
+    assert check_step_config("crawl", {"sitemap": value}, "config") == []
+
+
+@pytest.mark.parametrize("value", ["all", "", "INCLUDE", True, 1, ["only"]], ids=repr)
+def test_any_other_sitemap_value_is_refused_naming_the_field_and_the_choices(value: object) -> None:
+    (violation,) = check_step_config("crawl", {"sitemap": value}, "config")
+    assert violation.field == "config.sitemap"
+    assert "include, skip, only" in violation.description
