@@ -114,8 +114,7 @@ async def read_sitemap(
                 async for chunk in _body(r, limits):
                     parser.feed(chunk)
                     for _, element in parser.read_events():
-                        name = _local(element.tag)
-                        if name == "loc":
+                        if _local(element.tag) == "loc":
                             parent = element.getparent()
                             text = (element.text or "").strip()
                             kind = _local(parent.tag) if parent is not None else ""
@@ -123,13 +122,13 @@ async def read_sitemap(
                                 pages.append(text)
                             elif text and kind == "sitemap" and len(children) < limits.max_sitemaps:
                                 children.append(text)
-                        elif name in ("url", "sitemap"):
-                            # Done with it: keep the tree (and memory) from growing.
-                            element.clear()
-                            parent = element.getparent()
-                            if parent is not None:
-                                while element.getprevious() is not None:
-                                    del parent[0]
+                        # Done with it (a loc is read above, before its parent ends): the tree
+                        # keeps only the open elements, however many a sitemap holds.
+                        element.clear(keep_tail=False)
+                        parent = element.getparent()
+                        if parent is not None:
+                            while element.getprevious() is not None:
+                                del parent[0]
                         if len(pages) >= cap:
                             raise _Cut(f"{cap} URLs read")
                     await asyncio.sleep(0)
