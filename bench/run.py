@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import executor as executor_bench
-from bench import quaero, wcxb
+from bench import quaero, recrawl, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,16 @@ def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url:
     )
 
 
+def run_recrawl(pages: int, database_url: str, amqp_url: str, workers: int) -> None:
+    crawls = asyncio.run(recrawl.run(pages, database_url=database_url, amqp_url=amqp_url, workers=workers))
+    load = os.getloadavg()[0]
+    print(f"\nrecrawl: {pages} pages, depth {recrawl.DEPTH}, {workers} workers; load average {load:.1f}\n")
+    print("\n".join(recrawl.report(crawls)))
+    wrong = [f"{c.name}: {w}" for c in crawls for w in c.wrong[:5]]
+    if wrong:
+        raise SystemExit("a recrawl's change labels were not exact:\n" + "\n".join(wrong))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=2000)
@@ -137,6 +147,8 @@ def main() -> None:
     parser.add_argument("--post-job-runs", type=int, default=30)
     parser.add_argument("--skip-executor", action="store_true")
     parser.add_argument("--wcxb-only", action="store_true", help="only score main-content extraction on WCXB")
+    parser.add_argument("--recrawl-only", action="store_true", help="only the recrawl scenario (bench/recrawl.py)")
+    parser.add_argument("--recrawl-pages", type=int, default=None, help="pages of the recrawl site (default --pages)")
     parser.add_argument(
         "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
     )
@@ -146,6 +158,9 @@ def main() -> None:
         return
     database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if args.recrawl_only:
+        run_recrawl(args.recrawl_pages or args.pages, database_url, amqp_url, args.workers)
+        return
 
     rows = [
         scenario("static", args.pages, 0.0, database_url, amqp_url, args.workers, args.rounds),
@@ -186,6 +201,8 @@ def main() -> None:
     mismatches = [m for r in rows for m in r.mismatches]
     if mismatches:
         raise SystemExit("a crawl did not store exactly the site's pages:\n" + "\n".join(mismatches))
+
+    run_recrawl(args.recrawl_pages or args.pages, database_url, amqp_url, args.workers)
 
     if not args.skip_executor:
         latency, delays = asyncio.run(

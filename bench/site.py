@@ -3,6 +3,10 @@
 Page i links to its ten children (10i+1 .. 10i+10), to the home page, to three "related"
 pages elsewhere in the site, to one page under /private/ (disallowed by robots.txt) and to an
 external site. Every page is reachable within depth 4 for N up to 11110.
+
+With `validators`, a third of the pages carry an ETag, a third only a Last-Modified date and a
+third neither, and a conditional request that matches gets a 304; `Served.change()` then edits
+2% of the pages (CHANGED), whose validators change with them (the recrawl bench).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 
@@ -67,22 +72,72 @@ def render(i: int, n: int) -> bytes:
     ).encode()
 
 
+def changed(i: int) -> bool:
+    """The pages `Served.change()` edits: one in fifty."""
+    return i % 50 == 1
+
+
+def _validators(i: int, generation: int) -> dict[bytes, bytes]:
+    if i % 3 == 0:
+        return {b"ETag": f'"p{i}-g{generation}"'.encode()}
+    if i % 3 == 1:
+        return {b"Last-Modified": f"Tue, 0{1 + generation} Dec 2026 10:00:00 GMT".encode()}
+    return {}
+
+
 def expected_urls(base: str, n: int) -> set[str]:
     return {base + page_path(i) for i in range(n)}
 
 
-def _response(body: bytes, content_type: bytes = b"text/html; charset=utf-8", status: bytes = b"200 OK") -> bytes:
+def _response(
+    body: bytes,
+    content_type: bytes = b"text/html; charset=utf-8",
+    status: bytes = b"200 OK",
+    headers: dict[bytes, bytes] | None = None,
+) -> bytes:
+    extra = b"".join(k + b": " + v + b"\r\n" for k, v in (headers or {}).items())
     return (
         b"HTTP/1.1 " + status + b"\r\nContent-Type: " + content_type + b"\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + body
+        + str(len(body)).encode() + b"\r\n" + extra + b"Connection: keep-alive\r\n\r\n" + body
     )  # fmt: skip
+
+
+@dataclass
+class _Version:
+    """One path's answers in one generation of the site."""
+
+    full: bytes
+    not_modified: bytes
+    etag: bytes | None
+    last_modified: bytes | None
+
+    def answer(self, head: bytes) -> bytes:
+        if self.etag is None and self.last_modified is None:
+            return self.full
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if b"if-none-match" in headers:
+            return self.not_modified if headers[b"if-none-match"] == self.etag else self.full
+        if self.last_modified is not None and headers.get(b"if-modified-since") == self.last_modified:
+            return self.not_modified
+        return self.full
 
 
 class _Http(asyncio.Protocol):
     """HTTP/1.1 with keep-alive: enough for GETs of pre-rendered responses."""
 
-    def __init__(self, responses: dict[bytes, bytes], not_found: bytes, latency: float) -> None:
+    def __init__(
+        self,
+        responses: dict[bytes, bytes],
+        not_found: bytes,
+        latency: float,
+        versions: list[dict[bytes, _Version]] | None = None,
+        generation: Any = None,
+    ) -> None:
         self.responses, self.not_found, self.latency = responses, not_found, latency
+        self.versions, self.generation = versions, generation
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
@@ -96,7 +151,10 @@ class _Http(asyncio.Protocol):
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             parts = head.split(b" ", 2)
             path = parts[1] if len(parts) > 1 else b"/"
-            response = self.responses.get(path, self.not_found)
+            if self.versions is not None and (version := self.versions[self.generation.value].get(path)):
+                response = version.answer(head)
+            else:
+                response = self.responses.get(path, self.not_found)
             if self.latency:
                 self.loop.call_later(self.latency, self._write, response)
             else:
@@ -107,13 +165,29 @@ class _Http(asyncio.Protocol):
             self.transport.write(response)
 
 
-def _serve(sock: socket.socket, n: int, latency: float) -> None:
+def _version(i: int, n: int, generation: int) -> _Version:
+    body = render(i, n)
+    if generation and changed(i):
+        body = body.replace(b"</main>", b"<p>Edited since the first crawl.</p></main>")
+    validators = _validators(i, generation if changed(i) else 0)
+    return _Version(
+        full=_response(body, headers=validators),
+        not_modified=_response(b"", status=b"304 Not Modified", headers=validators),
+        etag=validators.get(b"ETag"),
+        last_modified=validators.get(b"Last-Modified"),
+    )
+
+
+def _serve(sock: socket.socket, n: int, latency: float, validators: bool, generation: Any) -> None:
     responses = {page_path(i).encode(): _response(render(i, n)) for i in range(n)}
     responses[b"/robots.txt"] = _response(ROBOTS, b"text/plain")
     not_found = _response(b"not found", b"text/plain", b"404 Not Found")
+    versions = [{page_path(i).encode(): _version(i, n, g) for i in range(n)} for g in (0, 1)] if validators else None
 
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(lambda: _Http(responses, not_found, latency), sock=sock)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _Http(responses, not_found, latency, versions, generation), sock=sock
+        )
         await server.serve_forever()
 
     # uvloop: the server shares the machine with the crawler measured, so it should cost little.
@@ -125,20 +199,27 @@ def _serve(sock: socket.socket, n: int, latency: float) -> None:
 class Served:
     base: str
     n: int
+    generation: Any = None
+
+    def change(self) -> None:
+        """Edit the CHANGED pages (a site served with validators only)."""
+        self.generation.value = 1
 
 
 @contextmanager
-def serve(n: int, latency: float = 0.0) -> Iterator[Served]:
+def serve(n: int, latency: float = 0.0, *, validators: bool = False) -> Iterator[Served]:
     """Serve the site from its own process on 127.0.0.1 (a free port)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
-    process = multiprocessing.get_context("fork").Process(target=_serve, args=(sock, n, latency), daemon=True)
+    context = multiprocessing.get_context("fork")
+    generation = context.Value("i", 0, lock=False)
+    process = context.Process(target=_serve, args=(sock, n, latency, validators, generation), daemon=True)
     process.start()
     sock.close()
     try:
-        yield Served(f"http://127.0.0.1:{port}", n)
+        yield Served(f"http://127.0.0.1:{port}", n, generation)
     finally:
         process.terminate()
         process.join(5)
