@@ -3,11 +3,13 @@ as a real receiver would, and records what it got."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import secrets
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +75,25 @@ class Receiver:
             yield self
         finally:
             await runner.cleanup()
+
+    @contextlib.contextmanager
+    def serve_in_thread(self) -> Iterator[Receiver]:
+        """Serve from a thread of its own, for synchronous tests that block while processes work."""
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            async with self.serve():
+                started.set()
+                await stop.wait()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+        thread.start()
+        started.wait(10)
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(10)
+            loop.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.receiver import Receiver, new_secret
-from tests.support.runs import define, events, execute, get_execution, wait_for, wait_until
+from tests.support.runs import define, events, execute, wait_for, wait_until
 from tests.support.services import Stack, running_stack
 from tests.support.site import LocalSite, small_site
 
