@@ -153,9 +153,14 @@ CRAWL_STEP_KEYS = {
 }
 ACTION_KEYS: dict[str, set[str]] = {
     "crawl": CRAWL_STEP_KEYS,
-    "corpus_summary": {"source_id", "source_ids"},
-    "reindex": {"dry_run"},
+    "corpus_summary": {"source_id", "source_ids", "documents"},
+    "reindex": {"dry_run", "documents"},
 }
+# `documents` of corpus_summary and reindex: every document, or only the new and changed ones of
+# the parent execution's crawls (a post-job's; the executor adds PARENT_CRAWL_JOB_IDS to the
+# config it sends, a key no definition may set).
+DOCUMENTS_CHOICES = ("all", "parent_changes")
+PARENT_CRAWL_JOB_IDS = "parent_crawl_job_ids"
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -238,6 +243,8 @@ def check_step_config(action: str, config: dict[str, Any], path: str) -> list[Fi
             )
     _, retry_violations = parse_retry_policy(config, path)
     violations.extend(retry_violations)
+    if "documents" in config and action in ACTION_KEYS and config["documents"] not in DOCUMENTS_CHOICES:
+        violations.append(FieldViolation(f"{path}.documents", f"must be one of {', '.join(DOCUMENTS_CHOICES)}"))
     if action != "crawl":
         return violations
     violations.extend(check_crawl_options(config, path))

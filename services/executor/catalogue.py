@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 import grpc
 
 from libs.errors import FieldViolation, InvalidArgument
+from libs.fetch_guard import FetchGuard
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.executor.definitions import JobDefinition, Source, validate_definition, validate_source
 from services.executor.store import ExecutorStore, SaveMode
@@ -60,9 +61,11 @@ class ActionCatalog:
 class Catalogue:
     """Definitions and sources: validation against the stored catalogue, then storage."""
 
-    def __init__(self, store: ExecutorStore, actions: ActionCatalog) -> None:
+    def __init__(self, store: ExecutorStore, actions: ActionCatalog, guard: FetchGuard | None = None) -> None:
         self.store = store
         self.actions = actions
+        # Refuses webhook URLs that deliveries could never reach.
+        self.guard = guard
 
     async def save_definition(self, d: JobDefinition, mode: SaveMode) -> tuple[JobDefinition, bool]:
         actions = await self.actions.names([s.action for s in d.steps])
@@ -70,7 +73,7 @@ class Catalogue:
         def validate(
             candidate: JobDefinition, sources: Collection[str], graph: Mapping[str, Sequence[str]]
         ) -> list[FieldViolation]:
-            return validate_definition(candidate, actions=actions, known_sources=sources, graph=graph)
+            return validate_definition(candidate, actions=actions, known_sources=sources, graph=graph, guard=self.guard)
 
         return await self.store.save_definition(d, mode=mode, validate=validate)
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from libs.proto_json import dict_to_struct, enum_to_str, enum_value, set_timestamp, struct_to_dict
 from quaero.v1 import crawl_job_pb2, execution_pb2, job_definition_pb2, source_pb2
-from services.executor.definitions import JobDefinition, Source, Step
-from services.executor.model import Execution, ExecutionEvent
+from services.executor.definitions import JobDefinition, Source, Step, Webhook
+from services.executor.model import Execution, ExecutionEvent, WebhookDelivery
 
 DEF_TYPE = job_definition_pb2.JobDefinitionType.DESCRIPTOR
 ON_ERROR_ENUM = job_definition_pb2.OnError.DESCRIPTOR
+POST_JOBS_WHEN_ENUM = job_definition_pb2.PostJobsWhen.DESCRIPTOR
 SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
 # The fields of the CrawlConfig message, as libs/step_config checks them: one added there is
 # carried through sources too.
@@ -47,6 +48,10 @@ def definition_from_proto(msg: job_definition_pb2.JobDefinition) -> JobDefinitio
         auto_start=msg.auto_start,
         config=struct_to_dict(msg.config),
         post_jobs=[p.strip() for p in msg.post_jobs],
+        post_jobs_when=_enum_name(POST_JOBS_WHEN_ENUM, msg.post_jobs_when, "success"),
+        webhooks=[
+            Webhook(url=w.url.strip(), events=[e.strip() for e in w.events], secret=w.secret) for w in msg.webhooks
+        ],
     )
 
 
@@ -70,6 +75,11 @@ def definition_to_proto(d: JobDefinition) -> job_definition_pb2.JobDefinition:
         auto_start=d.auto_start,
         config=dict_to_struct(d.config),
         post_jobs=d.post_jobs,
+        post_jobs_when=enum_value(POST_JOBS_WHEN_ENUM, d.post_jobs_when),
+        # The secret is write-only: has_secret says one is stored.
+        webhooks=[
+            job_definition_pb2.Webhook(url=w.url, events=w.events, has_secret=bool(w.secret)) for w in d.webhooks
+        ],
     )
     set_timestamp(msg.created_at, d.created_at)
     set_timestamp(msg.updated_at, d.updated_at)
@@ -163,12 +173,36 @@ def execution_to_proto(e: Execution) -> execution_pb2.Execution:
             ],
         ),
         idempotency_key=e.idempotency_key or "",
+        changes=crawl_job_pb2.DocumentChanges(**e.changes),
     )
+    if e.parent_changes is not None:
+        msg.parent_changes.CopyFrom(crawl_job_pb2.DocumentChanges(**e.parent_changes))
     if e.error_code:
         msg.error.code, msg.error.message = e.error_code, e.error_message
     set_timestamp(msg.created_at, e.created_at)
     set_timestamp(msg.started_at, e.started_at)
     set_timestamp(msg.completed_at, e.completed_at)
+    return msg
+
+
+_DELIVERY_STATUS = execution_pb2.WebhookDeliveryStatus.DESCRIPTOR
+
+
+def delivery_to_proto(d: WebhookDelivery) -> execution_pb2.WebhookDelivery:
+    msg = execution_pb2.WebhookDelivery(
+        id=d.id,
+        execution_id=d.execution_id,
+        url=d.url,
+        event=d.event,
+        status=enum_value(_DELIVERY_STATUS, d.status),
+        attempts=d.attempts,
+        last_status_code=d.last_status_code or 0,
+        last_error=d.last_error,
+    )
+    if d.status == "pending":
+        set_timestamp(msg.next_attempt_at, d.next_attempt_at)
+    set_timestamp(msg.created_at, d.created_at)
+    set_timestamp(msg.delivered_at, d.delivered_at)
     return msg
 
 

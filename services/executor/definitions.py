@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from croniter import croniter
 
 from libs.bounds import json_problems
 from libs.errors import FieldViolation
+from libs.fetch_guard import FetchGuard
 from libs.step_config import check_crawl_options, check_http_url, check_step_config, parse_duration
 
 DEFINITION_TYPES = ("crawler", "summarizer", "custom")
@@ -27,6 +32,22 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE_BAD = re.compile(r"[\r\n\x00]")
 _COOKIE_VALUE_BAD = re.compile(r"[\r\n\x00;]")
 _NOUN = {"headers": "HTTP header", "cookies": "cookie"}
+POST_JOBS_WHEN = ("success", "changed")
+WEBHOOK_EVENTS = ("execution.completed", "execution.failed", "documents.changed")
+MAX_WEBHOOKS = 10
+_SECRET_PREFIX = "whsec_"
+
+
+@dataclass
+class Webhook:
+    url: str
+    # Empty: every event.
+    events: list[str] = field(default_factory=list)
+    # Write-only: sent nowhere but into signatures.
+    secret: str = ""
+
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
 
 
 @dataclass
@@ -51,6 +72,10 @@ class JobDefinition:
     auto_start: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     post_jobs: list[str] = field(default_factory=list)
+    # success: post-jobs run whenever every step succeeded; changed: only when its crawls found a
+    # new, changed or removed document too.
+    post_jobs_when: str = "success"
+    webhooks: list[Webhook] = field(default_factory=list)
     # Bumped by every change that is stored; auto_start runs once per version.
     version: int = 1
     created_at: datetime | None = None
@@ -62,6 +87,7 @@ class JobDefinition:
             "name": self.name, "type": self.type, "description": self.description, "sources": self.sources,
             "steps": [vars(s) for s in self.steps], "schedule": self.schedule, "timeout": self.timeout,
             "enabled": self.enabled, "auto_start": self.auto_start, "config": self.config, "post_jobs": self.post_jobs,
+            "post_jobs_when": self.post_jobs_when, "webhooks": [vars(w) for w in self.webhooks],
         }  # fmt: skip
 
     @property
@@ -137,11 +163,16 @@ def validate_definition(
     actions: Collection[str],
     known_sources: Collection[str],
     graph: Mapping[str, Sequence[str]] | None,
+    guard: FetchGuard | None = None,
 ) -> list[FieldViolation]:
     """Every problem with `d`, each naming its field. `graph` maps the other stored definitions'
     ids to their post-jobs (None: no cycle check, as when executing: run time skips a post-job
-    already in the lineage); `known_sources` are the stored source ids."""
-    v: list[FieldViolation] = json_problems({"id": d.id, **d.content()})
+    already in the lineage); `known_sources` are the stored source ids; `guard` refuses webhook
+    URLs whose host is an address fetches may not reach (a host name is checked when sending)."""
+    content = d.content()
+    # A secret is never described: its size is checked below.
+    content["webhooks"] = [{"url": w.url, "events": w.events} for w in d.webhooks]
+    v: list[FieldViolation] = json_problems({"id": d.id, **content})
     if not d.id:
         v.append(FieldViolation("id", "is required"))
     elif not ID_PATTERN.fullmatch(d.id):
@@ -194,7 +225,61 @@ def validate_definition(
         cycle = find_cycle(d.id, {**graph, d.id: d.post_jobs})
         if cycle:
             v.append(FieldViolation("post_jobs", "cycle " + " -> ".join(cycle)))
+    if d.post_jobs_when not in POST_JOBS_WHEN:
+        v.append(FieldViolation("post_jobs_when", f"must be one of {', '.join(POST_JOBS_WHEN)}"))
+    v.extend(check_webhooks(d.webhooks, guard))
     return v
+
+
+def check_webhook_secret(secret: str) -> str | None:
+    """None if `secret` is a Standard Webhooks secret (whsec_ + base64 of 24-64 bytes), else why
+    not. The secret itself is never part of the answer."""
+    if not secret:
+        return "is required (whsec_ followed by base64 of 24 to 64 random bytes)"
+    try:
+        key = base64.b64decode(secret.removeprefix(_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        return "must be whsec_ followed by base64"
+    if not 24 <= len(key) <= 64:
+        return f"must hold 24 to 64 bytes once base64-decoded, not {len(key)}"
+    return None
+
+
+def check_webhooks(webhooks: Sequence[Webhook], guard: FetchGuard | None) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    if len(webhooks) > MAX_WEBHOOKS:
+        v.append(FieldViolation("webhooks", f"must have at most {MAX_WEBHOOKS} entries, not {len(webhooks)}"))
+    for i, hook in enumerate(webhooks):
+        path = f"webhooks[{i}]"
+        problem = check_http_url(hook.url)
+        if problem is None and guard is not None:
+            problem = _guard_refusal(hook.url, guard)
+        if problem:
+            v.append(FieldViolation(f"{path}.url", problem))
+        for j, event in enumerate(hook.events):
+            if event not in WEBHOOK_EVENTS:
+                v.append(FieldViolation(f"{path}.events[{j}]", f"must be one of {', '.join(WEBHOOK_EVENTS)}"))
+        if len(set(hook.events)) != len(hook.events):
+            v.append(FieldViolation(f"{path}.events", "must not repeat an event"))
+        problem = check_webhook_secret(hook.secret)
+        if problem:
+            v.append(FieldViolation(f"{path}.secret", problem))
+    return v
+
+
+def _guard_refusal(url: str, guard: FetchGuard) -> str | None:
+    host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A name: the guard checks the address it resolves to on every delivery (no lookup here,
+        # where its answer could change before the first delivery anyway).
+        return None if host != "localhost" else _why(guard.refusal("127.0.0.1"))
+    return _why(guard.refusal(host))
+
+
+def _why(refusal: str | None) -> str | None:
+    return f"is not reachable: its address {refusal}" if refusal else None
 
 
 def _check_auth(kind: str, values: Mapping[str, str], bad_value: re.Pattern[str]) -> list[FieldViolation]:

@@ -102,6 +102,8 @@ class Executions:
             idempotency_key=idempotency_key or None,
             owner=self.owner,
             deadline=now + timedelta(seconds=timeout) if timeout else None,
+            parent_changes=parent.changes if parent else None,
+            parent_crawl_job_ids=parent.crawl_job_ids if parent else [],
         )
         created_event = {
             "trigger": trigger,

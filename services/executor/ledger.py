@@ -29,6 +29,7 @@ from services.executor.model import (
     StepState,
     outcomes_json,
 )
+from services.executor.outbox import enqueue as enqueue_webhooks
 from services.executor.store import Base
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -58,6 +59,7 @@ class ExecutionRow(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    parent_changes: Mapped[dict[str, Any] | None]
 
 
 class ExecutionEventRow(Base):
@@ -135,6 +137,8 @@ def _execution(row: Any) -> Execution:
         updated_at=r["updated_at"],
         started_at=r["started_at"],
         completed_at=r["completed_at"],
+        parent_changes=(r["parent_changes"] or {}).get("changes"),
+        parent_crawl_job_ids=list((r["parent_changes"] or {}).get("crawl_job_ids", [])),
     )
 
 
@@ -184,6 +188,8 @@ class Ledger:
         now = utcnow()
         rows = [{"execution_id": execution_id, "type": t, "payload": p or {}, "created_at": now} for t, p in events]
         await conn.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        # The webhook deliveries announcing these events commit with them, or not at all.
+        await enqueue_webhooks(self.db, conn, execution_id, [t for t, _ in events])
         if not self.db.is_postgres:
             # On PostgreSQL a trigger on execution_events notifies (migration 0003).
             await self.db.notify(conn, channel(execution_id))
@@ -222,6 +228,7 @@ class Ledger:
             "updated_at": now,
             "started_at": now if execution.status == RUNNING else None,
             "completed_at": None,
+            "parent_changes": execution.parent_changes_json(),
         }
         async with self.db.connection() as conn:
             if execution.idempotency_key:
@@ -512,11 +519,14 @@ class Ledger:
             )
         raise Aborted(f"execution {execution_id!r} could not be cancelled (status {current.status})")
 
-    async def record_progress(self, execution_id: str, owner: str, payload: dict[str, Any]) -> bool:
-        """Append a step_progress event while the execution is running and `owner` drives it.
-        False, and nothing written, once it is cancelled, finished or driven by another owner: a
-        late progress report never follows the terminal event."""
-        return await self._cas(execution_id, owner, (RUNNING,), {}, [("step_progress", payload)])
+    async def record_progress(
+        self, execution_id: str, owner: str, payload: dict[str, Any], *, steps: list[dict[str, Any]] | None = None
+    ) -> bool:
+        """Append a step_progress event (with `steps`, record them too) while the execution is
+        running and `owner` drives it. False, and nothing written, once it is cancelled, finished
+        or driven by another owner: a late progress report never follows the terminal event."""
+        values = {"steps": steps} if steps is not None else {}
+        return await self._cas(execution_id, owner, (RUNNING,), values, [("step_progress", payload)])
 
     # ------------------------------------------------------------------------ schedules
 

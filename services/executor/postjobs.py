@@ -10,7 +10,7 @@ from libs.errors import FailedPrecondition, InvalidArgument, NotFound, QuaeroErr
 from libs.logs import log_context
 from services.executor.executions import Executions
 from services.executor.ledger import Ledger
-from services.executor.model import POST_DONE, POST_PENDING, RUNNING, Execution, PostJobOutcome
+from services.executor.model import POST_DONE, POST_PENDING, RUNNING, Execution, PostJobOutcome, changed_anything
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class PostJobs:
         skipped: list[PostJobOutcome] = []
         with log_context(execution_id=parent.id, job_definition_id=parent.job_definition_id):
             for post_job in dict.fromkeys(parent.post_jobs):  # each id once, in order
-                outcome = await self._start(parent, post_job, lineage)
+                outcome = _unchanged(parent, post_job) or await self._start(parent, post_job, lineage)
                 if outcome.reason:
                     skipped.append(outcome)
                     log.warning(
@@ -81,3 +81,11 @@ class PostJobs:
         if replayed:
             log.info("post-job already started by an earlier trigger", extra={"post_job": post_job, "child": child.id})
         return PostJobOutcome(post_job, execution_id=child.id)
+
+
+def _unchanged(parent: Execution, post_job: str) -> PostJobOutcome | None:
+    """With post_jobs_when "changed", a parent whose crawls changed nothing starts no post-job."""
+    if parent.definition.get("post_jobs_when", "success") != "changed" or changed_anything(parent.changes):
+        return None
+    detail = "post_jobs_when is changed and the crawls found no new, changed or removed document"
+    return PostJobOutcome(post_job, reason="no_changes", detail=detail)

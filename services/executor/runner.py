@@ -21,7 +21,7 @@ import grpc
 from libs.db import utcnow
 from libs.logs import log_context
 from libs.proto_json import enum_to_str, struct_to_dict
-from libs.step_config import RetryPolicy, parse_retry_policy
+from libs.step_config import PARENT_CRAWL_JOB_IDS, RetryPolicy, parse_retry_policy
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
 from services.executor.convert import source_to_proto, step_to_proto
 from services.executor.definitions import Source, Step
@@ -82,6 +82,20 @@ def job_summary(job: crawler_service_pb2.StepCrawlJob, source_types: dict[str, s
         "percentage": round(p.percentage, 2),
         "error": job.error,
     }
+
+
+def note_changes(step: StepState, jobs: Any) -> bool:
+    """Keep what each crawl job reports it found; True when that changed anything stored."""
+    noted = False
+    for job in jobs:
+        if not job.HasField("changes"):
+            continue
+        c = job.changes
+        counts = {"new": c.new, "changed": c.changed, "unchanged": c.unchanged, "removed": c.removed}
+        if step.changes.get(job.crawl_job_id) != counts:
+            step.changes[job.crawl_job_id] = counts
+            noted = True
+    return noted
 
 
 class StepStream:
@@ -433,6 +447,8 @@ class Runner:
             except StepFailed as exc:
                 finished, ok, error = None, False, str(exc)
             jobs = [job_summary(j, source_types) for j in (finished.jobs if finished else [])]
+            if finished is not None:
+                note_changes(step, finished.jobs)
             if ok:
                 step.status, step.failed_sources = COMPLETED, []
                 payload = {"step_index": step.index, "attempt": attempt, "jobs": jobs}
@@ -477,14 +493,16 @@ class Runner:
         source_types: dict[str, str],
     ) -> crawler_service_pb2.StepFinished:
         sources = await self._sources_for(execution, step, spec, attempt)
+        config = dict(spec.get("config") or {})
+        if spec["action"] != "crawl" and config.get("documents") == "parent_changes":
+            # What the crawler needs to find the parent's new and changed documents.
+            config[PARENT_CRAWL_JOB_IDS] = list(execution.parent_crawl_job_ids)
         call = crawler_service_pb2.StepCall(
             execution_id=execution.id,
             job_definition_id=execution.job_definition_id,
             step_index=step.index,
             attempt=attempt,
-            step=step_to_proto(
-                Step(spec["name"], spec["action"], dict(spec.get("config") or {}), spec.get("on_error", "fail"))
-            ),
+            step=step_to_proto(Step(spec["name"], spec["action"], config, spec.get("on_error", "fail"))),
             sources=[source_to_proto(s, with_auth=True) for s in sources],
         )
         source_types.update({s.id: s.type for s in sources})

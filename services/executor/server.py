@@ -15,6 +15,7 @@ from pathlib import Path
 
 from libs import metrics
 from libs.db import Database
+from libs.fetch_guard import FetchGuard
 from libs.grpc_server import GrpcAccess, open_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2, executor_service_pb2_grpc
@@ -22,12 +23,14 @@ from services.executor.catalogue import ActionCatalog, Catalogue
 from services.executor.executions import Executions
 from services.executor.ledger import Ledger
 from services.executor.loader import load_directory
+from services.executor.outbox import Outbox
 from services.executor.postjobs import PostJobs
 from services.executor.runner import Runner
 from services.executor.scheduler import Clock, Scheduler
 from services.executor.service import ExecutorServicer
 from services.executor.settings import ExecutorSettings
 from services.executor.store import ExecutorStore
+from services.executor.webhooks import DeliveryPolicy, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,8 @@ async def serve(
         await actions.wait_ready()
 
         store = ExecutorStore(db)
-        catalogue = Catalogue(store, actions)
+        guard = FetchGuard.from_settings(settings)
+        catalogue = Catalogue(store, actions, guard)
         if settings.definitions_dir:
             loaded, rejected = await load_directory(catalogue, settings.definitions_dir)
             log.info(
@@ -118,7 +122,8 @@ async def serve(
             trigger_post_jobs=trigger_post_jobs,
         )
         executions = Executions(ledger, catalogue, runner, owner=owner, lease_seconds=settings.execution_lease_seconds)
-        servicer = ExecutorServicer(catalogue, executions, PostJobs(ledger, executions))
+        outbox = Outbox(db)
+        servicer = ExecutorServicer(catalogue, executions, PostJobs(ledger, executions), outbox)
         server = await start_grpc_server(
             f"{settings.bind_host}:{settings.executor_port}",
             [(servicer, executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server, SERVICE_NAME)],
@@ -138,6 +143,7 @@ async def serve(
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             "leases": lambda: executions.maintain(stop),
             "catalogue-changes": lambda: store.watch_changes(stop),
+            "webhooks": lambda: WebhookSender(outbox, guard, _delivery_policy(settings)).run(stop),
         }
         if settings.scheduler_enabled:
             scheduler = Scheduler(store, ledger, executions, clock)
@@ -153,6 +159,16 @@ async def serve(
         # the channels, the database.
         await server.health.enter_graceful_shutdown()
         await asyncio.gather(*background, return_exceptions=True)
+
+
+def _delivery_policy(settings: ExecutorSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        timeout=settings.webhook_timeout_seconds,
+        initial_backoff=settings.webhook_retry_initial_seconds,
+        max_backoff=settings.webhook_retry_max_seconds,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        concurrency=settings.webhook_concurrency,
+    )
 
 
 def main() -> None:

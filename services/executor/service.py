@@ -17,6 +17,7 @@ from services.executor.convert import (
     SOURCE_TYPE,
     definition_from_proto,
     definition_to_proto,
+    delivery_to_proto,
     event_to_proto,
     execution_to_proto,
     source_from_proto,
@@ -25,6 +26,7 @@ from services.executor.convert import (
     trigger_from_proto,
 )
 from services.executor.executions import Executions
+from services.executor.outbox import Outbox
 from services.executor.postjobs import PostJobs
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,14 @@ def _type_filter(number: int, enum: Any) -> str | None:
 
 
 class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
-    def __init__(self, catalogue: Catalogue, executions: Executions, post_jobs: PostJobs) -> None:
+    def __init__(
+        self, catalogue: Catalogue, executions: Executions, post_jobs: PostJobs, outbox: Outbox | None = None
+    ) -> None:
         self.catalogue = catalogue
         self.store = catalogue.store
         self.executions = executions
         self.post_jobs = post_jobs
+        self.outbox = outbox or Outbox(executions.ledger.db)
 
     # job definitions
 
@@ -184,3 +189,14 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         check_ids(request, "parent_execution_id")
         parent = await self.post_jobs.trigger(request.parent_execution_id)
         return executor_service_pb2.TriggerPostJobsResponse(post_jobs=execution_to_proto(parent).post_jobs)
+
+    async def ListWebhookDeliveries(self, request, context):  # type: ignore[no-untyped-def]
+        if not request.execution_id:
+            raise InvalidArgument.field("execution_id", "is required")
+        check_ids(request, "execution_id")
+        p = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        await self.executions.ledger.get(request.execution_id)  # NotFound for an unknown execution
+        items, total = await self.outbox.list(request.execution_id, p.limit, p.offset)
+        return executor_service_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[delivery_to_proto(d) for d in items], total_count=total, limit=p.limit, offset=p.offset
+        )

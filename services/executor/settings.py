@@ -28,6 +28,24 @@ class ExecutorSettings(CommonSettings):
         default=None, description="Definition and source files (TOML or JSON) upserted at start-up."
     )
 
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How long one webhook delivery attempt may take, answer included."
+    )
+    webhook_retry_initial_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Pause after a webhook delivery's first failed attempt; it doubles after each (for up to 24 h).",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest pause between two attempts of a webhook delivery."
+    )
+    webhook_max_response_bytes: int = Field(
+        default=65536, ge=0, description="Most of a webhook receiver's answer read (the rest is dropped)."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Webhook deliveries this executor attempts at once."
+    )
+
     @field_validator("executor_self_addr", "executor_addr", "crawler_addr")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from libs.db import TYPE_ANNOTATIONS, Database, Page, utcnow
 from libs.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from libs.step_config import origin
-from services.executor.definitions import JobDefinition, Source, Step
+from services.executor.definitions import JobDefinition, Source, Step, Webhook
 
 
 class Base(DeclarativeBase):
@@ -39,6 +39,8 @@ class JobDefinitionRow(Base):
     auto_start: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any]]
     post_jobs: Mapped[list[Any]]
+    post_jobs_when: Mapped[str] = mapped_column(String(16), default="success")
+    webhooks: Mapped[list[Any]]
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -64,6 +66,7 @@ def _definition(row: JobDefinitionRow) -> JobDefinition:
         id=row.id, name=row.name, type=row.type, description=row.description, sources=list(row.sources),
         steps=[Step(**s) for s in row.steps], schedule=row.schedule, timeout=row.timeout, enabled=row.enabled,
         auto_start=row.auto_start, config=dict(row.config), post_jobs=list(row.post_jobs), version=row.version,
+        post_jobs_when=row.post_jobs_when or "success", webhooks=[Webhook(**w) for w in row.webhooks or []],
         created_at=row.created_at, updated_at=row.updated_at,
     )  # fmt: skip
 
@@ -73,6 +76,16 @@ def _fill_definition(row: JobDefinitionRow, d: JobDefinition) -> None:
     row.sources, row.steps = list(d.sources), [vars(s) for s in d.steps]
     row.schedule, row.timeout, row.enabled, row.auto_start = d.schedule, d.timeout, d.enabled, d.auto_start
     row.config, row.post_jobs = dict(d.config), list(d.post_jobs)
+    row.post_jobs_when, row.webhooks = d.post_jobs_when, [vars(w) for w in d.webhooks]
+
+
+def _keep_secrets(d: JobDefinition, stored: JobDefinition) -> None:
+    """Secrets are write-only, so a definition read back and saved again has none: a webhook
+    saved without one keeps the secret stored for the same URL."""
+    secrets = {w.url: w.secret for w in stored.webhooks if w.secret}
+    for hook in d.webhooks:
+        if not hook.secret and hook.url in secrets:
+            hook.secret = secrets[hook.url]
 
 
 def _source(row: SourceRow) -> Source:
@@ -168,10 +181,12 @@ class ExecutorStore:
                 if row_id != d.id
             }
             source_ids = set((await session.scalars(select(SourceRow.id))).all())
+            row = await session.get(JobDefinitionRow, d.id)
+            if row is not None and mode != "create":
+                _keep_secrets(d, _definition(row))
             violations = validate(d, source_ids, graph)
             if violations:
                 raise InvalidArgument(violations=violations)
-            row = await session.get(JobDefinitionRow, d.id)
             now = utcnow()
             if row is None:
                 if mode == "update":

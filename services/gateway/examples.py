@@ -28,6 +28,15 @@ JOB_DEFINITION: dict[str, Any] = {
     "auto_start": False,
     "config": {},
     "post_jobs": ["maintenance-reindex"],
+    "post_jobs_when": "changed",
+    "webhooks": [
+        {
+            "url": "https://hooks.example.com/quaero",
+            "events": ["execution.completed", "documents.changed"],
+            "secret": "",
+            "has_secret": True,
+        }
+    ],
     "created_at": "2025-01-10T09:00:00.000Z",
     "updated_at": "2025-01-10T09:00:00.000Z",
 }
@@ -95,6 +104,22 @@ EXECUTION: dict[str, Any] = {
     "created_at": "2025-01-10T09:00:00.000Z",
     "started_at": "2025-01-10T09:00:00.020Z",
     "completed_at": "2025-01-10T09:01:12.400Z",
+    "changes": {"new": 3, "changed": 2, "unchanged": 35, "removed": 1},
+    "parent_changes": None,
+}
+
+WEBHOOK_DELIVERY: dict[str, Any] = {
+    "id": "msg_4c1f9a3e1f2d3c4b5a690b8f2c645d0e",
+    "execution_id": EXECUTION_ID,
+    "url": "https://hooks.example.com/quaero",
+    "event": "execution.completed",
+    "status": "pending",
+    "attempts": 2,
+    "last_status_code": 500,
+    "last_error": "HTTP 500: Internal Server Error",
+    "next_attempt_at": "2025-01-10T09:01:32.400Z",
+    "created_at": "2025-01-10T09:01:12.400Z",
+    "delivered_at": None,
 }
 
 CRAWL_JOB: dict[str, Any] = {

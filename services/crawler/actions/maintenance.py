@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text, update
 
 from libs.db import Database, utcnow
 from libs.errors import InvalidArgument
+from libs.step_config import DOCUMENTS_CHOICES, PARENT_CRAWL_JOB_IDS
 from services.crawler.frontier import url_key
-from services.crawler.store import DOCUMENTS, dialect_insert
+from services.crawler.store import CHANGED, DOCUMENTS, NEW, URLS, dialect_insert
 
 # Summary documents live under their own source key, outside the corpus they describe.
 SUMMARY_SOURCE = "quaero:corpus-summary"
@@ -30,12 +31,33 @@ def _source_ids(config: dict[str, Any]) -> list[str]:
     return sorted(set(ids))
 
 
+def _parent_changes(config: dict[str, Any]) -> ColumnElement[bool] | None:
+    """With `documents: parent_changes`, the condition that keeps only the documents the parent
+    execution's crawl jobs (sent by the executor) labelled new or changed; None for every document."""
+    documents = config.get("documents", "all")
+    if documents not in DOCUMENTS_CHOICES:
+        raise InvalidArgument.field("config.documents", f"must be one of {', '.join(DOCUMENTS_CHOICES)}")
+    if documents != "parent_changes":
+        return None
+    job_ids = config.get(PARENT_CRAWL_JOB_IDS) or []
+    if not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids):
+        raise InvalidArgument.field(f"config.{PARENT_CRAWL_JOB_IDS}", "must be a list of crawl job ids")
+    changed = select(URLS.c.document_id).where(
+        URLS.c.job_id.in_(job_ids), URLS.c.change.in_((NEW, CHANGED)), URLS.c.document_id.is_not(None)
+    )
+    return DOCUMENTS.c.id.in_(changed)
+
+
 async def corpus_summary(db: Database, config: dict[str, Any]) -> dict[str, Any]:
-    """Write (or rewrite) a statistics document over some sources' documents or the whole corpus."""
+    """Write (or rewrite) a statistics document over some sources' documents or the whole corpus
+    (with `documents: parent_changes`, over the parent execution's new and changed ones)."""
     source_ids = _source_ids(config)
     scope = [DOCUMENTS.c.source_id != SUMMARY_SOURCE, DOCUMENTS.c.removed_at.is_(None)]
     if source_ids:
         scope.append(DOCUMENTS.c.source_id.in_(source_ids))
+    only_changed = _parent_changes(config)
+    if only_changed is not None:
+        scope.append(only_changed)
     async with db.read() as session:
         totals = (
             await session.execute(
@@ -74,6 +96,8 @@ async def corpus_summary(db: Database, config: dict[str, Any]) -> dict[str, Any]
         ).all()
     count, words, first, last = int(totals[0]), int(totals[1]), totals[2], totals[3]
     label = ", ".join(source_ids) if source_ids else "all sources"
+    if only_changed is not None:
+        label += " (new and changed in the parent execution)"
     lines = [
         f"# Corpus summary: {label}",
         "",
@@ -102,10 +126,13 @@ async def corpus_summary(db: Database, config: dict[str, Any]) -> dict[str, Any]
     ]
     markdown = "\n".join(lines)
     url = f"quaero://corpus-summary/{'+'.join(source_ids) or 'all'}"
+    if only_changed is not None:
+        url += "/parent-changes"
     now = utcnow()
     metadata = {
         "kind": "corpus_summary",
         "source_ids": source_ids,
+        "scope": "parent_changes" if only_changed is not None else "all",
         "documents": count,
         "words": words,
         "top_hosts": [{"host": h, "documents": int(n)} for h, n in hosts],
@@ -155,6 +182,9 @@ async def reindex(db: Database, config: dict[str, Any]) -> dict[str, Any]:
     dry_run = config.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidArgument.field("config.dry_run", "must be true or false")
+    only_changed = _parent_changes(config)
+    if only_changed is not None:
+        return await _reindex_some(db, only_changed, dry_run)
     if dry_run or db.is_postgres:
         async with db.read() as session:
             count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
@@ -169,6 +199,20 @@ async def reindex(db: Database, config: dict[str, Any]) -> dict[str, Any]:
         count = int((await session.execute(select(func.count()).select_from(DOCUMENTS))).scalar_one())
         await session.execute(text("INSERT INTO documents_fts(documents_fts) VALUES ('rebuild')"))
     return {"documents": count, "dry_run": False}
+
+
+async def _reindex_some(db: Database, which: ColumnElement[bool], dry_run: bool) -> dict[str, Any]:
+    """Re-index only some documents: rewriting their title and Markdown as they are recomputes
+    PostgreSQL's generated search vector and fires SQLite's FTS5 update trigger."""
+    if dry_run:
+        async with db.read() as session:
+            count = int((await session.execute(select(func.count()).select_from(DOCUMENTS).where(which))).scalar_one())
+        return {"documents": count, "dry_run": True, "scope": "parent_changes"}
+    async with db.session() as session:
+        result = await session.execute(
+            update(DOCUMENTS).where(which).values(title=DOCUMENTS.c.title, markdown=DOCUMENTS.c.markdown)
+        )
+    return {"documents": int(result.rowcount or 0), "dry_run": False, "scope": "parent_changes"}  # type: ignore[attr-defined]
 
 
 def _when(value: datetime | None) -> str:

@@ -42,6 +42,14 @@ EXAMPLE = {
         {"name": "summary", "action": "corpus_summary", "on_error": "continue"},
     ],
     "post_jobs": ["reindex-weekly"],
+    "post_jobs_when": "changed",
+    "webhooks": [
+        {
+            "url": "https://hooks.example.com/quaero",
+            "events": ["execution.completed", "execution.failed", "documents.changed"],
+            "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        }
+    ],
 }
 TOML_EXAMPLE = """id = "python-docs"
 name = "Python documentation"

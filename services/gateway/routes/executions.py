@@ -22,9 +22,13 @@ router = APIRouter(tags=["executions"])
 Execution = model_for(
     execution_pb2.Execution.DESCRIPTOR,
     omit=frozenset({"idempotency_key"}),
-    nullable=frozenset({"parent_execution_id", "error"}),
+    nullable=frozenset({"parent_execution_id", "error", "parent_changes"}),
 )
 ExecutionList = list_model("ExecutionList", "executions", Execution)
+WebhookDelivery = model_for(
+    execution_pb2.WebhookDelivery.DESCRIPTOR, nullable=frozenset({"next_attempt_at", "delivered_at"})
+)
+WebhookDeliveryList = list_model("WebhookDeliveryList", "deliveries", WebhookDelivery)
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 _TERMINAL = {execution_pb2.EXECUTION_STATUS_COMPLETED, execution_pb2.EXECUTION_STATUS_FAILED,
              execution_pb2.EXECUTION_STATUS_CANCELLED}  # fmt: skip
@@ -45,6 +49,16 @@ def execution_json(msg: execution_pb2.Execution) -> dict[str, Any]:
     data["parent_execution_id"] = data["parent_execution_id"] or None
     if not msg.HasField("error") or not msg.error.code:
         data["error"] = None
+    if not msg.HasField("parent_changes"):
+        data["parent_changes"] = None
+    return data
+
+
+def delivery_json(msg: execution_pb2.WebhookDelivery) -> dict[str, Any]:
+    data = to_dict(msg)
+    for name in ("next_attempt_at", "delivered_at"):
+        if not msg.HasField(name):
+            data[name] = None
     return data
 
 
@@ -137,6 +151,19 @@ async def list_executions(
 async def get_execution(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetExecution(ex.GetExecutionRequest(id=id))
     return JSONResponse(execution_json(resp.execution))
+
+
+@router.get(
+    "/api/executions/{id}/webhooks",
+    response_model=WebhookDeliveryList,
+    responses={200: examples.ok(examples.page("deliveries", examples.WEBHOOK_DELIVERY)), **ERROR_RESPONSES},
+    summary="The webhook deliveries of an execution's events: status, attempts, last answer, next attempt",
+)
+async def list_webhook_deliveries(request: Request, id: PathId, limit: Limit = 50, offset: Offset = 0) -> JSONResponse:
+    resp = await _stub(request).ListWebhookDeliveries(
+        ex.ListWebhookDeliveriesRequest(execution_id=id, limit=limit, offset=offset)
+    )
+    return JSONResponse(page_body("deliveries", (delivery_json(d) for d in resp.deliveries), resp))
 
 
 @router.post(
