@@ -337,6 +337,9 @@ class JobContext:
     # The source had documents stored when the job was created: its pages are looked up before
     # they are fetched (conditional requests; new, changed or unchanged).
     recrawl: bool = False
+    # When pages are rendered in Chromium (never, auto, always), and what a rendered page waits for.
+    render: str = "auto"
+    wait_for: str = ""
 
 
 def job_context(row: Any) -> JobContext:
@@ -366,6 +369,8 @@ def job_context(row: Any) -> JobContext:
         auth=auth,
         request_id=row.request_id or "",
         recrawl=bool(row.recrawl),
+        render=str(cfg.get("render") or "auto"),
+        wait_for=str(cfg.get("wait_for") or ""),
     )
 
 

@@ -49,6 +49,8 @@ SOURCE: dict[str, Any] = {
         "concurrency": None,
         "rate_limit": 200,
         "obey_robots": None,
+        "render": "auto",
+        "wait_for": None,
     },
     "filters": {"include_patterns": ["/3/"], "exclude_patterns": ["/whatsnew/"]},
     "has_auth": True,
@@ -113,6 +115,8 @@ CRAWL_JOB: dict[str, Any] = {
         "concurrency": 16,
         "rate_limit": 0,
         "obey_robots": True,
+        "render": "auto",
+        "wait_for": "",
     },
     "seed_urls": ["https://docs.python.org/3/tutorial/"],
     "progress": {

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 16,
     "rate_limit": 0,
     "obey_robots": True,
+    "render": "auto",
+    "wait_for": "",
 }
 _SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
 _CONFIG_FIELDS = crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields
