@@ -242,9 +242,7 @@ class Fetcher:
         if auth is not None:
             sent.update(auth.for_url(url))
         try:
-            async with self._client().request(
-                method, url, headers=sent, data=data, allow_redirects=False
-            ) as response:
+            async with self._client().request(method, url, headers=sent, data=data, allow_redirects=False) as response:
                 if response.content_length is not None and response.content_length > self.max_body:
                     return None
                 body, cut = await _read_capped(response, self.max_body)

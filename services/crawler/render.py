@@ -73,6 +73,8 @@ class Rendered:
     # The wait_for selector did not appear (the DOM as it was is used).
     waited: str = ""
     subrequests: int = 0
+    # Where the page was when its DOM was read (history.pushState moves it): links resolve there.
+    location: str = ""
 
 
 class _Instance:
@@ -156,7 +158,9 @@ class BrowserFetcher:
                     executable_path=self.path, args=list(CHROMIUM_ARGS), timeout=self.timeout * 1000
                 )
             except Error as exc:
-                self._unavailable = f"Chromium at QUAERO_BROWSER_PATH={self.path} does not start ({exc}): {INSTALL_HINT}"
+                self._unavailable = (
+                    f"Chromium at QUAERO_BROWSER_PATH={self.path} does not start ({exc}): {INSTALL_HINT}"
+                )
                 raise BrowserUnavailable(self._unavailable) from exc
             self.launches += 1
             self._current = _Instance(browser)
@@ -243,6 +247,7 @@ class BrowserFetcher:
                     f"{wait_for!r} did not appear" if wait_for else "the network was not idle"
                 ) + f" within {self.timeout:g} s; the page as it was is used"
             html = (await page.content()).encode("utf-8")
+            result.location = page.url
             if len(html) > self.fetcher.max_body:
                 result.too_large = True
             else:

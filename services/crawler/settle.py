@@ -309,6 +309,10 @@ class Outcome:
     # page: the validators it was served with.
     etag: str | None = None
     last_modified: str | None = None
+    # page: whether its DOM is the one Chromium rendered.
+    rendered: bool = False
+    # Lines for the job log, (level, message).
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Stored(NamedTuple):
@@ -768,6 +772,7 @@ class Settler:
         for url_id in sorted(rows):
             o, row = by_id[url_id], rows[url_id]
             kind, detail = o.kind, o.detail
+            logs.extend(o.notes)
             if kind == RETRY and o.fetched and row.attempts + 1 >= self.max_attempts:
                 kind, detail = FAILED, f"gave up after {row.attempts + 1} attempts: {o.detail}"
             if kind in (PAGE, UNCHANGED):
@@ -1240,6 +1245,7 @@ def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: da
             "content_hash": page.content_hash,
             "word_count": page.word_count,
             "links": len(o.links),
+            "rendered": o.rendered,
         }
         values.append(
             {
