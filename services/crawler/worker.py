@@ -34,8 +34,8 @@ from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
 from libs.fetch_guard import FetchGuard
 from libs.grpc_server import run_process
-from libs.step_config import origin
 from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
+from libs.step_config import origin
 from quaero.v1 import url_task_pb2
 from services.crawler import queue as tasks_queue
 from services.crawler.fetch import Fetcher, FetchResult, Robots, Validators

@@ -137,10 +137,10 @@ def static_site() -> AppSite:
     # Server-rendered into the app's root: content and links are there without scripts.
     site.pages["/ssr"] = Page(
         body=(
-            '<!doctype html><html lang="en"><head><title>Server rendered</title></head><body>'
-            '<div id="app"><main><h1>Server rendered</h1><p>Rendered on the server already.</p>'
-            '<a href="/a">A</a></main></div><script src="/hydrate.js"></script></body></html>'
-        ).encode()
+            b'<!doctype html><html lang="en"><head><title>Server rendered</title></head><body>'
+            b'<div id="app"><main><h1>Server rendered</h1><p>Rendered on the server already.</p>'
+            b'<a href="/a">A</a></main></div><script src="/hydrate.js"></script></body></html>'
+        )
     )
     site.pages["/analytics.js"] = Page(body=b"window.tracked = true;", content_type=JS)
     site.pages["/hydrate.js"] = Page(body=b"window.hydrated = true;", content_type=JS)
