@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from libs import metrics
 from services.crawler.fetch import Auth, Fetcher
 
@@ -78,16 +80,29 @@ class Rendered:
 
 
 class _Instance:
-    def __init__(self, browser: Any) -> None:
+    def __init__(self, browser: Any, pid: int | None) -> None:
         self.browser = browser
+        self.pid = pid
         self.pages = 0
         self.open = 0
         self.retired = False
 
-    @property
-    def pid(self) -> int | None:
-        process = getattr(getattr(self.browser, "_impl_obj", None), "_process", None)
-        return getattr(process, "pid", None)
+
+def browser_pids(parent: int | None = None) -> set[int]:
+    """The Chromium browser processes (not their renderers and helpers) under process `parent`
+    (this one by default)."""
+    found = set()
+    try:
+        children = psutil.Process(parent or os.getpid()).children(recursive=True)
+    except psutil.Error:
+        return found
+    for child in children:
+        try:
+            if "chrom" in child.name() and not any(a.startswith("--type=") for a in child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 class BrowserFetcher:
@@ -154,6 +169,7 @@ class BrowserFetcher:
             try:
                 if self._playwright is None:
                     self._playwright = await async_playwright().start()
+                before = browser_pids()
                 browser = await self._playwright.chromium.launch(
                     executable_path=self.path, args=list(CHROMIUM_ARGS), timeout=self.timeout * 1000
                 )
@@ -163,7 +179,8 @@ class BrowserFetcher:
                 )
                 raise BrowserUnavailable(self._unavailable) from exc
             self.launches += 1
-            self._current = _Instance(browser)
+            started = browser_pids() - before
+            self._current = _Instance(browser, min(started) if len(started) == 1 else None)
             log.info("browser started (pid %s)", self._current.pid)
             return self._current
 
