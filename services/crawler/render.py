@@ -38,6 +38,8 @@ MAX_SUBREQUESTS = 500
 # Beyond the fetch timeout, how long Playwright may take to answer before the browser counts as
 # hung (and is killed).
 HANG_MARGIN = 15.0
+# How long closing a page's context or a browser may take before it is given up (or killed).
+CLOSE_TIMEOUT = 5.0
 INSTALL_HINT = (
     "install Chromium (Debian/Ubuntu: apt-get install chromium; the Docker image has it) and point "
     "QUAERO_BROWSER_PATH at its executable, or set render: auto or never"
@@ -98,7 +100,10 @@ def browser_pids(parent: int | None = None) -> set[int]:
         return found
     for child in children:
         try:
-            if "chrom" in child.name() and not any(a.startswith("--type=") for a in child.cmdline()):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = child.cmdline()
+            if command and "chrom" in command[0] and not any(a.startswith("--type=") for a in command):
                 found.add(child.pid)
         except psutil.Error:
             continue
@@ -116,8 +121,10 @@ class BrowserFetcher:
         pages: int = 4,
         recycle_pages: int = 200,
         timeout: float = 30.0,
+        hang_margin: float = HANG_MARGIN,
     ) -> None:
         self.fetcher = fetcher
+        self.hang_margin = hang_margin
         self.path = path
         self.timeout = timeout
         self.recycle_pages = recycle_pages
@@ -187,8 +194,11 @@ class BrowserFetcher:
     async def _close_instance(self, instance: _Instance) -> None:
         instance.retired = True
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await instance.browser.close()
+                # Closed is not gone: its memory is back only once the process has exited.
+                while instance.pid is not None and _alive(instance.pid):  # noqa: ASYNC110 - a process, no event
+                    await asyncio.sleep(0.05)
         except Exception:
             _kill(instance.pid)
 
@@ -212,12 +222,12 @@ class BrowserFetcher:
             started = time.perf_counter()
             broken = False
             try:
-                async with asyncio.timeout(self.timeout + HANG_MARGIN):
+                async with asyncio.timeout(self.timeout + self.hang_margin):
                     result = await self._render(instance, url, body, content_type, auth, wait_for)
             except TimeoutError:
                 broken = True
                 _kill(instance.pid)
-                result = Rendered(error=f"the browser did not answer within {self.timeout + HANG_MARGIN:g} s")
+                result = Rendered(error=f"the browser did not answer within {self.timeout + self.hang_margin:g} s")
             except Exception as exc:
                 from playwright.async_api import Error
 
@@ -272,7 +282,7 @@ class BrowserFetcher:
             return result
         finally:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
                     await context.close()
 
     async def _route(
@@ -307,6 +317,13 @@ class BrowserFetcher:
 
 def _without_fragment(url: str) -> str:
     return url.split("#", 1)[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _kill(pid: int | None) -> None:
