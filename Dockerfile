@@ -15,6 +15,10 @@ COPY examples ./examples
 RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim
+# Chromium renders pages that need JavaScript (QUAERO_BROWSER_PATH; README "Pages that need JavaScript").
+RUN apt-get update -q \
+    && apt-get install -y -q --no-install-recommends chromium fonts-liberation \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app /app
 ENV PATH=/app/.venv/bin:$PATH \

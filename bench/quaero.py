@@ -39,6 +39,8 @@ class Result:
     urls: set[str]
     peak_worker_rss_mb: float
     worker_cpu_seconds: float
+    # With tree_rss: the peak PSS of a worker with its descendants.
+    peak_worker_pss_mb: float = 0.0
     # Pages stored per quarter second from the job's start: stalls and the ramp at a glance.
     timeline: list[int] = field(default_factory=list)
     # When the pages stored are not the ones expected: what the frontier says of the difference.
@@ -59,6 +61,39 @@ def _proc_status(pid: int, field: str) -> float:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class TreeRss:
+    """The peak RSS of one process with all its descendants (a worker and its browser's
+    processes), the largest tree of those given, sampled every `interval` seconds."""
+
+    def __init__(self, pids: list[int], interval: float = 0.2) -> None:
+        self.pids, self.interval = pids, interval
+        # RSS summed counts the pages Chromium's processes share once per process; PSS shares
+        # them out, so its sum is what the tree really holds.
+        self.peak_mb = self.peak_pss_mb = 0.0
+
+    def sample(self) -> None:
+        import psutil
+
+        for pid in self.pids:
+            rss = pss = 0
+            try:
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        info = proc.memory_full_info()
+                        rss += info.rss
+                        pss += getattr(info, "pss", info.rss)
+            except psutil.Error:
+                continue
+            self.peak_mb = max(self.peak_mb, rss / 2**20)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss / 2**20)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(self.interval)
 
 
 async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
@@ -131,6 +166,9 @@ async def crawl(
     workers: int = 2,
     concurrency: int = 16,
     expected: set[str] | None = None,
+    config: dict[str, object] | None = None,
+    env_extra: dict[str, str] | None = None,
+    tree_rss: bool = False,
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
     async with scratch_database(database_url, "crawler") as db_url:
@@ -146,6 +184,7 @@ async def crawl(
             "QUAERO_DATABASE_URL": db_url,
             "QUAERO_AMQP_URL": amqp_url,
             "QUAERO_QUEUE_NAME": settings.queue_name,
+            **(env_extra or {}),
         }
         stop = asyncio.Event()
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -159,7 +198,13 @@ async def crawl(
             channel = open_channel(f"127.0.0.1:{port}")
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
             call = step_call(
-                {"start_urls": [base + "/"], "max_depth": depth, "max_pages": 1_000_000, "concurrency": concurrency},
+                {
+                    "start_urls": [base + "/"],
+                    "max_depth": depth,
+                    "max_pages": 1_000_000,
+                    "concurrency": concurrency,
+                    **(config or {}),
+                },
                 job_definition_id="bench",
             )
             done = asyncio.Event()
@@ -169,6 +214,8 @@ async def crawl(
                 await done.wait()
 
             cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+            sampler = TreeRss([p.pid for p in procs]) if tree_rss else None
+            sampling = asyncio.create_task(sampler.run()) if sampler else None
             started = time.perf_counter()
             finished = None
             async for response in stub.RunSteps(requests()):
@@ -176,11 +223,13 @@ async def crawl(
                     finished = response.event.finished
                     break
             seconds = time.perf_counter() - started
+            if sampling is not None:
+                sampling.cancel()
             done.set()
             if finished is None or not finished.ok:
                 raise RuntimeError(f"the crawl did not succeed: {finished}")
             cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
-            peak = max(_proc_status(p.pid, "VmHWM") for p in procs)
+            peak = sampler.peak_mb if sampler else max(_proc_status(p.pid, "VmHWM") for p in procs)
             job = finished.jobs[0]
             urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()
@@ -190,6 +239,7 @@ async def crawl(
                 urls=urls,
                 peak_worker_rss_mb=peak,
                 worker_cpu_seconds=cpu,
+                peak_worker_pss_mb=sampler.peak_pss_mb if sampler else 0.0,
                 timeline=await _timeline(db_url, job.crawl_job_id),
             )
             if expected is not None and urls != expected:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import executor as executor_bench
-from bench import quaero, recrawl, wcxb
+from bench import quaero, recrawl, rendered, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,24 @@ def main() -> None:
     parser.add_argument(
         "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
     )
+    parser.add_argument(
+        "--rendered-pages", type=int, default=300, help="pages of the app-shell site (bench/rendered.py)"
+    )
+    parser.add_argument(
+        "--rendered-big", type=int, default=1000, help="pages of the memory-bound rendered crawl (0: none)"
+    )
+    parser.add_argument("--rendered-only", action="store_true", help="only the rendered scenario")
+    parser.add_argument("--skip-rendered", action="store_true")
     args = parser.parse_args()
+    if args.rendered_only or not args.skip_rendered:
+        database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+        amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+        lines = rendered.run(
+            database_url, amqp_url, pages=args.rendered_pages, big=args.rendered_big, workers=args.workers
+        )
+        print("\n".join(lines))
+        if args.rendered_only:
+            return
     if args.wcxb_only:
         print("\n".join(wcxb.run(wcxb.wcxb_dir())))
         return

@@ -96,6 +96,16 @@ FETCH_LATENCY = Histogram(
     "Time to fetch one page: request sent to body read, redirects included.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+PAGES_RENDERED = Counter(
+    "quaero_pages_rendered_total",
+    "Pages rendered in headless Chromium, by outcome: `ok`, or `error` (a crash, a hang, a page that did not load).",
+    ["outcome"],
+)
+RENDER_LATENCY = Histogram(
+    "quaero_render_duration_seconds",
+    "Time to render one page in Chromium: a page slot taken to its DOM read.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 SETTLES = Counter(
     "quaero_settles_total",
     "Settle transactions of crawl workers: `fast` (one call of crawl_settle) or `full` (the whole transaction, "
@@ -116,6 +126,12 @@ def observe_fetch(status: int | None, seconds: float) -> None:
     """Count one fetch: its HTTP status (None when the request failed) and how long it took."""
     PAGES_FETCHED.labels(status_class(status)).inc()
     FETCH_LATENCY.observe(seconds)
+
+
+def observe_render(ok: bool, seconds: float) -> None:
+    """Count one page rendered in the browser, and how long it took."""
+    PAGES_RENDERED.labels("ok" if ok else "error").inc()
+    RENDER_LATENCY.observe(seconds)
 
 
 def set_queue_depth(queue: str, depth: int) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
 from libs.errors import FieldViolation
 from libs.patterns import PatternError, compile_pattern
 from quaero.v1 import crawl_job_pb2
@@ -110,8 +112,11 @@ CRAWL_RANGES = {
     "rate_limit": (0, 3_600_000),
 }
 _HOST_LISTS = {"allowed_domains"}
-# The string options and the values each takes (the first is the default).
-CRAWL_CHOICES = {"sitemap": ("include", "skip", "only")}
+# The string options: a choice among words (the first is the default), or a CSS selector.
+RENDER_MODES = ("never", "auto", "always")
+CRAWL_CHOICES = {"sitemap": ("include", "skip", "only"), "render": RENDER_MODES}
+_SELECTORS = {"wait_for"}
+MAX_SELECTOR = 1000
 
 
 def _crawl_options() -> dict[str, str]:
@@ -127,6 +132,8 @@ def _crawl_options() -> dict[str, str]:
             options[f.name] = "choice"
         elif f.type in (f.TYPE_INT32, f.TYPE_INT64, f.TYPE_UINT32, f.TYPE_UINT64) and f.name in CRAWL_RANGES:
             options[f.name] = "int"
+        elif f.type == f.TYPE_STRING and f.name in _SELECTORS:
+            options[f.name] = "selector"
         else:
             raise TypeError(f"CrawlConfig.{f.name}: no check (or no range) for this field in libs/step_config.py")
     return options
@@ -198,6 +205,24 @@ def check_http_url(value: Any) -> str | None:
     return None
 
 
+def check_selector(value: Any) -> str | None:
+    """None if `value` is a CSS selector (as lexbor, the parser of every page, reads one), else why
+    not. The empty string means none."""
+    if not isinstance(value, str):
+        return "must be a CSS selector string"
+    if value == "":
+        return None
+    if len(value) > MAX_SELECTOR:
+        return f"must be at most {MAX_SELECTOR} characters"
+    if not value.strip() or any(ord(c) < 32 for c in value):
+        return "must be a CSS selector such as #content or main article"
+    try:
+        LexborHTMLParser("").css(value)
+    except (SelectolaxError, ValueError) as exc:
+        return f"is not a CSS selector: {exc}"
+    return None
+
+
 def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolation]:
     """Type and range checks for the crawl options present in `config`."""
     violations: list[FieldViolation] = []
@@ -213,8 +238,13 @@ def check_crawl_options(config: dict[str, Any], path: str) -> list[FieldViolatio
             if not isinstance(value, bool):
                 violations.append(FieldViolation(fpath, "must be true or false"))
         elif kind == "choice":
-            if value not in CRAWL_CHOICES[key]:
-                violations.append(FieldViolation(fpath, f"must be one of {', '.join(CRAWL_CHOICES[key])}"))
+            choices = CRAWL_CHOICES[key]
+            if value not in choices:
+                violations.append(FieldViolation(fpath, f"must be one of {', '.join(choices)}"))
+        elif kind == "selector":
+            problem = check_selector(value)
+            if problem:
+                violations.append(FieldViolation(fpath, problem))
         else:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 violations.append(FieldViolation(fpath, "must be a list of strings"))

@@ -34,6 +34,13 @@ from services.crawler.frontier import (
 )
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Headers of a browser's request not passed on (the session's own, and credentials the browser
+# holds: only a source's auth is ever sent), and of an answer not handed back (the body is
+# decompressed already; cookies are not kept).
+_NOT_RELAYED = frozenset(
+    {"host", "cookie", "authorization", "proxy-authorization", "connection", "content-length", "accept-encoding"}
+)
+_NOT_RETURNED = frozenset({"content-encoding", "content-length", "transfer-encoding", "set-cookie", "connection"})
 REDIRECTS = (301, 302, 303, 307, 308)
 # robots.txt as Google reads it (and RFC 9309 allows): the first 500 KiB, the rest ignored;
 # up to 5 redirects, here only within the same host.
@@ -224,6 +231,31 @@ class Fetcher:
             if refused is not None:
                 return FetchResult(skip_reason=BLOCKED_ADDRESS, detail=str(refused.strerror))
             return FetchResult(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    async def relay(
+        self, method: str, url: str, headers: Mapping[str, str], data: bytes | None, auth: Auth | None
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """A request a page makes in the browser, made here instead: through the guard, the
+        source's credentials only to its origin (the browser's own cookies and credentials never
+        go out), redirects handed back to the browser (each target is a request of its own), the
+        body capped like a page's. None when it cannot be answered (a refused address, a network
+        failure, a body over the cap)."""
+        if origin(url) is None:
+            return None
+        sent = {k: v for k, v in headers.items() if k.lower() not in _NOT_RELAYED and not k.startswith(":")}
+        if auth is not None:
+            sent.update(auth.for_url(url))
+        try:
+            async with self._client().request(method, url, headers=sent, data=data, allow_redirects=False) as response:
+                if response.content_length is not None and response.content_length > self.max_body:
+                    return None
+                body, cut = await _read_capped(response, self.max_body)
+                if cut:
+                    return None
+                answer = {k: v for k, v in response.headers.items() if k.lower() not in _NOT_RETURNED}
+                return response.status, answer, body
+        except (aiohttp.ClientError, TimeoutError, UnicodeError, ValueError):
+            return None
 
     async def robots(self, base: str) -> tuple[int, str]:
         """(status, body) of base/robots.txt (`base` is scheme://host[:port]); status 0 when it

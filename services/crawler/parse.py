@@ -38,6 +38,44 @@ class ParsedPage:
     # A fingerprint per block of `markdown`, in order (services/crawler/template.py): what the
     # worker counts across a host's pages to recognise the site's template.
     block_fingerprints: list[str] = field(default_factory=list)
+    # Why the page looks like an application shell that scripts fill in (render: auto renders
+    # it in Chromium); empty when it does not.
+    app_shell: str = ""
+
+
+# An application shell (DESIGN 14): little text, scripts, and a root element they mount into
+# or a <noscript> asking for JavaScript. A short static page has little text too, but neither.
+SHELL_MAX_WORDS = 50
+SHELL_ROOTS = "#root, #app, #__next, #__nuxt, #___gatsby, #svelte, #application, app-root, [data-reactroot]"
+SHELL_ROOT_MAX_TEXT = 200
+_ASKS_FOR_JS = re.compile(r"javascript|\bjs\b", re.IGNORECASE)
+
+
+def shell_signs(tree: LexborHTMLParser) -> list[str]:
+    """What in the page (before extraction edits its tree) says scripts build it."""
+    if tree.css_first("script") is None:
+        return []
+    body_words = len(tree.body.text(separator=" ").split()) if tree.body is not None else 0
+    if body_words >= SHELL_MAX_WORDS * 2:
+        return []
+    signs = []
+    for root in tree.css(SHELL_ROOTS):
+        if len(root.text(strip=True)) <= SHELL_ROOT_MAX_TEXT and not root.css_first("a[href]"):
+            name = root.attributes.get("id")
+            signs.append(f"a script-mounted root ({'#' + name if name else root.tag}) with no content")
+            break
+    for noscript in tree.css("noscript"):
+        if _ASKS_FOR_JS.search(noscript.text()[:2000]):
+            signs.append("a <noscript> asking for JavaScript")
+            break
+    return signs
+
+
+def app_shell(signs: list[str], word_count: int) -> str:
+    """Why the page is an application shell, or "" (see SHELL_MAX_WORDS)."""
+    if not signs or word_count >= SHELL_MAX_WORDS:
+        return ""
+    return f"application shell: {word_count} word(s) of content, " + " and ".join(signs)
 
 
 def decode(body: bytes, charset: str | None) -> str:
@@ -134,9 +172,11 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
             seen.add(link)
             links.append(link)
 
+    signs = shell_signs(tree)
     content = main_content(tree)
     markdown = to_markdown(content, base) if content is not None else ""
 
+    word_count = len(markdown.split())
     digest = hashlib.sha256()
     digest.update(title.encode())
     digest.update(b"\0")
@@ -149,8 +189,9 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
         links=links,
         markdown=markdown,
         content_hash=digest.hexdigest(),
-        word_count=len(markdown.split()),
+        word_count=word_count,
         block_fingerprints=fingerprints(markdown),
+        app_shell=app_shell(signs, word_count),
     )
 
 

@@ -34,3 +34,10 @@ class CrawlerSettings(CommonSettings):
     document_versions: int = Field(
         default=5, ge=0, le=1000, description="Earlier versions a changed document keeps (0: none)."
     )
+    browser_path: str = Field(
+        default="/usr/bin/chromium", description="Chromium executable rendering pages that need JavaScript."
+    )
+    browser_pages: int = Field(default=4, ge=1, le=64, description="Pages a worker renders at once in its browser.")
+    browser_recycle_pages: int = Field(
+        default=200, ge=1, description="Pages a browser renders before it is restarted (keeps its memory bounded)."
+    )

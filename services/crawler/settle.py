@@ -312,6 +312,10 @@ class Outcome:
     # A seed: the URLs of its site's sitemaps, admitted at depth 1 as if the seed linked them
     # (whatever follow_links says; they are not the page's outlinks).
     sitemap_links: list[str] = field(default_factory=list)
+    # page: whether its DOM is the one Chromium rendered.
+    rendered: bool = False
+    # Lines for the job log, (level, message).
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Stored(NamedTuple):
@@ -342,6 +346,9 @@ class JobContext:
     recrawl: bool = False
     # include, skip or only (CrawlConfig.sitemap).
     sitemap: str = "include"
+    # When pages are rendered in Chromium (never, auto, always), and what a rendered page waits for.
+    render: str = "auto"
+    wait_for: str = ""
 
 
 def job_context(row: Any) -> JobContext:
@@ -372,6 +379,8 @@ def job_context(row: Any) -> JobContext:
         request_id=row.request_id or "",
         recrawl=bool(row.recrawl),
         sitemap=str(cfg.get("sitemap") or "include"),
+        render=str(cfg.get("render") or "auto"),
+        wait_for=str(cfg.get("wait_for") or ""),
     )
 
 
@@ -769,6 +778,7 @@ class Settler:
         for url_id in sorted(rows):
             o, row = by_id[url_id], rows[url_id]
             kind, detail = o.kind, o.detail
+            logs.extend(o.notes)
             if kind == RETRY and o.fetched and row.attempts + 1 >= self.max_attempts:
                 kind, detail = FAILED, f"gave up after {row.attempts + 1} attempts: {o.detail}"
             if kind != RETRY:
@@ -1247,6 +1257,7 @@ def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: da
             "content_hash": page.content_hash,
             "word_count": page.word_count,
             "links": len(o.links),
+            "rendered": o.rendered,
         }
         values.append(
             {

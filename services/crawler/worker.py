@@ -35,12 +35,14 @@ from libs.db import Database, utcnow
 from libs.fetch_guard import FetchGuard
 from libs.grpc_server import run_process
 from libs.logs import REQUEST_ID_HEADER, configure_logging, log_context, request_context, service_var
+from libs.step_config import origin
 from quaero.v1 import url_task_pb2
 from services.crawler import queue as tasks_queue
 from services.crawler.fetch import Fetcher, FetchResult, Robots, Validators
-from services.crawler.frontier import ROBOTS, canonical_link, canonical_url, host_of
+from services.crawler.frontier import ROBOTS, TOO_LARGE, canonical_link, canonical_url, host_of
 from services.crawler.lookups import Lookups
-from services.crawler.parse import Parser
+from services.crawler.parse import ParsedPage, Parser
+from services.crawler.render import BrowserFetcher, BrowserUnavailable
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import (
     FAILED,
@@ -76,6 +78,7 @@ from services.crawler.store import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+AUTO, ALWAYS = "auto", "always"
 
 # A politeness slot further away than this is not waited for: the URL goes back to the
 # frontier with a due time, and the pump publishes it then (no prefetch slot held asleep).
@@ -128,8 +131,13 @@ class Worker:
         parse: Callable[[str, bytes, str | None], Awaitable[Any]] | None = None,
         backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         sitemap_limits: SitemapLimits | None = None,
+        browser: BrowserFetcher | None = None,
     ) -> None:
         self.db = db
+        # Renders pages that need JavaScript (None: never rendered, as render: never).
+        self.browser = browser
+        # Jobs told already that their pages are fetched over HTTP only (no browser here).
+        self._warned_no_browser: OrderedDict[str, None] = OrderedDict()
         self.store = CrawlStore(db)
         self.queue = queue
         self.fetcher = fetcher
@@ -318,6 +326,9 @@ class Worker:
                 if ctx.scope.invalid:
                     await self._fail_job(ctx, delivery)
                     return
+                if ctx.render == ALWAYS and (why := self._no_browser()) is not None:
+                    await self._fail_job(ctx, delivery, f"render: always needs a browser, and {why}")
+                    return
                 outcome = await self._process(ctx, task)
                 if _is_seed(task) and ctx.sitemap != "skip" and outcome.kind != RETRY and outcome.reason != "cancelled":
                     # Read here, in the seed's task, and admitted in the seed's settle: a worker
@@ -335,10 +346,11 @@ class Worker:
                 self._pending[ctx.id].append(_Work(ctx, outcome, delivery))
                 self._pending_changed.notify()
 
-    async def _fail_job(self, ctx: JobContext, delivery: Delivery) -> None:
+    async def _fail_job(self, ctx: JobContext, delivery: Delivery, why: str = "") -> None:
         """A job this release cannot run (a pattern stored by an older one that RE2 cannot
-        run) fails, naming why, instead of its tasks going round the queue."""
-        error = f"{ctx.scope.invalid}; correct the definition or source, then run it again"
+        run, render: always without a browser) fails, naming why, instead of its tasks going
+        round the queue."""
+        error = f"{why or ctx.scope.invalid}; correct the definition or source, then run it again"
         if await self.store.fail_job(ctx.id, error):
             log.error("crawl job failed: %s", error)
         await _settle_delivery(delivery, requeue=False, ack=True)
@@ -438,10 +450,16 @@ class Worker:
                 )
             # The document went away since it was looked up: fetch the page whole.
             result = await self.fetcher.fetch(url, ctx.auth)
-        return await self._outcome(task, url, result, fetched_at, stored)
+        return await self._outcome(ctx, task, url, result, fetched_at, stored)
 
     async def _outcome(
-        self, task: url_task_pb2.UrlTask, url: str, r: FetchResult, fetched_at: datetime, stored: Stored | None = None
+        self,
+        ctx: JobContext,
+        task: url_task_pb2.UrlTask,
+        url: str,
+        r: FetchResult,
+        fetched_at: datetime,
+        stored: Stored | None = None,
     ) -> Outcome:
         def make(kind: str, **values: Any) -> Outcome:
             return Outcome(
@@ -465,6 +483,18 @@ class Worker:
         if not 200 <= r.status < 300 or r.body is None:
             return make(FAILED, reason="http_status", detail=f"HTTP {r.status}")
         page = await self._parse(url, r.body, r.charset)
+        rendered, notes = False, list[tuple[str, str]]()
+        why = "render: always" if ctx.render == ALWAYS else page.app_shell if ctx.render == AUTO else ""
+        if why:
+            try:
+                got = await self._render(ctx, url, r, why)
+            except _RenderFailed as failed:
+                return make(failed.kind, reason=failed.reason, detail=failed.detail)
+            if got is not None:
+                page, notes = got
+                rendered = True
+            elif self._first_warning(ctx.id):
+                notes = [("warn", f"Pages are fetched over HTTP only ({why}: {url}): {self._no_browser()}")]
         links = []
         for n, link in enumerate(page.links, 1):
             if n % YIELD_EVERY == 0:
@@ -473,8 +503,54 @@ class Worker:
             if canonical:
                 links.append(canonical)
         if stored is not None and page.content_hash == stored.content_hash:
-            return make(UNCHANGED, links=links)
-        return make(PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified)
+            return make(UNCHANGED, links=links, notes=notes, rendered=rendered)
+        return make(
+            PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified, notes=notes, rendered=rendered
+        )
+
+    def _no_browser(self) -> str | None:
+        """Why pages cannot be rendered here (None when they can)."""
+        if self.browser is None:
+            return "this worker has no browser"
+        return self.browser.unavailable()
+
+    def _first_warning(self, job_id: str) -> bool:
+        if job_id in self._warned_no_browser:
+            return False
+        self._warned_no_browser[job_id] = None
+        while len(self._warned_no_browser) > JOBS_REMEMBERED:
+            self._warned_no_browser.popitem(last=False)
+        return True
+
+    async def _render(
+        self, ctx: JobContext, url: str, r: FetchResult, why: str
+    ) -> tuple[ParsedPage, list[tuple[str, str]]] | None:
+        """The page rendered in the browser, and what the job log says about it; None when there
+        is no browser (render: auto then keeps the page as fetched). _RenderFailed when it
+        failed: a crash or hang is retried like a 5xx (then the URL fails with the reason)."""
+        assert r.body is not None
+        why_not = self._no_browser()
+        if why_not is not None or self.browser is None:
+            if ctx.render == ALWAYS:  # the next task of the job fails it, saying so
+                raise _RenderFailed(RETRY, "render_error", str(why_not))
+            return None
+        try:
+            done = await self.browser.render(url, r.body, r.content_type or "text/html", ctx.auth, ctx.wait_for)
+        except BrowserUnavailable as exc:
+            if ctx.render == ALWAYS:
+                raise _RenderFailed(RETRY, "render_error", str(exc)) from exc
+            return None
+        if done.error is not None:
+            raise _RenderFailed(RETRY, "render_error", done.error)
+        if done.too_large or done.html is None:
+            raise _RenderFailed(SKIPPED, TOO_LARGE, "the rendered page is over the body limit")
+        # Links resolve where the page's router moved it (history.pushState stays on the origin).
+        base = done.location if done.location and origin(done.location) == origin(url) else url
+        page = await self._parse(base, done.html, "utf-8")
+        notes = [("info", f"Rendered ({why}): {url}")]
+        if done.waited:
+            notes.append(("warn", f"Rendered {url}: {done.waited}"))
+        return page, notes
 
     # ------------------------------------------------------------------------ job contexts
 
@@ -670,6 +746,12 @@ class Worker:
         return await self._retrying("claiming a politeness slot", claim)  # type: ignore[no-any-return]
 
 
+class _RenderFailed(Exception):
+    def __init__(self, kind: str, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.reason, self.detail = kind, reason, detail
+
+
 def _track(tasks: set[asyncio.Task[T]], work: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
     """Run `work` as a task held in `tasks` until it ends."""
     task = asyncio.create_task(work, name=name)
@@ -726,7 +808,14 @@ def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **ho
         guard=FetchGuard.from_settings(settings),
     )
     parser = Parser(inline_limit=settings.parse_inline_limit, processes=settings.parse_processes)
-    return Worker(db, queue, fetcher, parser, settings, **hooks)
+    browser = BrowserFetcher(
+        fetcher,
+        path=settings.browser_path,
+        pages=settings.browser_pages,
+        recycle_pages=settings.browser_recycle_pages,
+        timeout=settings.fetch_timeout,
+    )
+    return Worker(db, queue, fetcher, parser, settings, browser=browser, **hooks)
 
 
 @contextlib.asynccontextmanager
@@ -742,6 +831,8 @@ async def running_worker(
         finally:
             await worker.stop()
     finally:
+        if worker.browser is not None:
+            await worker.browser.close()
         await worker.fetcher.close()
 
 

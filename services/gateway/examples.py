@@ -59,6 +59,8 @@ SOURCE: dict[str, Any] = {
         "rate_limit": 200,
         "obey_robots": None,
         "sitemap": None,
+        "render": "auto",
+        "wait_for": None,
     },
     "filters": {"include_patterns": ["/3/"], "exclude_patterns": ["/whatsnew/"]},
     "has_auth": True,
@@ -140,6 +142,8 @@ CRAWL_JOB: dict[str, Any] = {
         "rate_limit": 0,
         "obey_robots": True,
         "sitemap": "include",
+        "render": "auto",
+        "wait_for": "",
     },
     "seed_urls": ["https://docs.python.org/3/tutorial/"],
     "progress": {

@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "rate_limit": 0,
     "obey_robots": True,
     "sitemap": "include",
+    "render": "auto",
+    "wait_for": "",
 }
 _SOURCE_TYPE = source_pb2.SourceType.DESCRIPTOR
 _CONFIG_FIELDS = crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from libs.step_config import RetryPolicy, check_step_config, parse_duration, parse_retry_policy
@@ -47,7 +49,31 @@ def test_options_of_actions_this_release_does_not_know_are_accepted() -> None:
 
 @pytest.mark.parametrize("field", [f.name for f in crawl_job_pb2.CrawlConfig.DESCRIPTOR.fields])
 def test_every_crawl_config_field_is_a_checked_option_of_the_crawl_action(field: str) -> None:
-    assert check_step_config("crawl", {field: "not right"}, "config")[0].field == f"config.{field}"
+    bad = "div >" if field == "wait_for" else "not right"  # "not right" is a CSS selector
+    assert check_step_config("crawl", {field: bad}, "config")[0].field == f"config.{field}"
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"render": "sometimes"}, "must be one of never, auto, always"),
+        ({"render": True}, "must be one of never, auto, always"),
+        ({"wait_for": "div >"}, "is not a CSS selector"),
+        ({"wait_for": 7}, "must be a CSS selector string"),
+        ({"wait_for": "x" * 1001}, "at most 1000 characters"),
+        ({"wait_for": "#a\nb"}, "must be a CSS selector such as"),
+    ],
+)
+def test_render_options_are_checked_at_save(config: dict[str, Any], problem: str) -> None:
+    (violation,) = check_step_config("crawl", config, "config")
+    assert violation.field == f"config.{next(iter(config))}" and problem in violation.description
+
+
+@pytest.mark.parametrize(
+    "config", [{"render": m} for m in ("never", "auto", "always")] + [{"wait_for": "main article h1"}]
+)
+def test_good_render_options_pass(config: dict[str, Any]) -> None:
+    assert check_step_config("crawl", config, "config") == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,223 @@
+"""The rendered scenario of `make bench`: an application-shell site (every page an empty
+`#root` that /app.js fills with its text and links), crawled with `render: auto` by Quaero
+(PostgreSQL + RabbitMQ, 2 worker processes, each with its Chromium) and by Crawlee's
+PlaywrightCrawler on the same Debian Chromium, if Crawlee is installed (see CRAWLEE_DIR), in the
+same run. Pages/s, exact result, peak RSS of a worker with its browser's processes (Crawlee: node
+with its browser's processes). Then a larger crawl with Quaero alone, to show its memory stays
+bounded as pages go by (browsers are recycled).
+
+Crawlee: `npm install crawlee@3 playwright-core` in QUAERO_BENCH_CRAWLEE_DIR (default
+/tmp/render-crawlee); no browser is downloaded, it drives /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvloop
+
+from bench import quaero
+from bench.quaero import TreeRss
+from bench.site import _Http, _response
+
+DEPTH = 5
+CHROMIUM = "/usr/bin/chromium"
+CRAWLEE_DIR = Path(os.environ.get("QUAERO_BENCH_CRAWLEE_DIR", "/tmp/render-crawlee"))
+# Pages rendered at once: Quaero's 2 workers x QUAERO_BROWSER_PAGES 4; Crawlee the same.
+PAGES_AT_ONCE = 8
+
+SHELL = (
+    b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>App</title></head><body>'
+    b"<noscript>You need to enable JavaScript to run this app.</noscript>"
+    b'<div id="root"></div><script src="/app.js"></script></body></html>'
+)
+APP_JS = """
+const n = %d;
+const words = ["orchard", "apple", "pear", "branch", "root", "season", "harvest", "blossom", "graft", "soil"];
+const path = location.pathname;
+const i = path === "/" ? 0 : parseInt(path.split("/")[2], 10);
+const href = k => k === 0 ? "/" : `/page/${k}.html`;
+let seed = i + 1;
+const rand = () => { seed = (seed * 1103515245 + 12345) %% 2147483648; return seed / 2147483648; };
+const links = [];
+for (let c = 10 * i + 1; c <= 10 * i + 10 && c < n; c++) links.push(href(c));
+links.push(href(0), href(Math.floor(rand() * n)), href(Math.floor(rand() * n)));
+let text = "";
+for (let p = 0; p < 4; p++) {
+  const sentence = [];
+  for (let w = 0; w < 40; w++) sentence.push(words[Math.floor(rand() * words.length)]);
+  text += `<p>${sentence.join(" ")}.</p>`;
+}
+document.title = `Page ${i}`;
+document.getElementById("root").innerHTML =
+  `<main><h1>Page ${i}</h1>${text}<ul>${links.map(h => `<li><a href="${h}">${h}</a></li>`).join("")}</ul></main>`;
+"""
+
+CRAWLEE_SCRIPT = """
+const { PlaywrightCrawler, Configuration } = require('crawlee');
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const [base, out, concurrency] = process.argv.slice(2);
+const urls = [];
+const crawler = new PlaywrightCrawler({
+  launchContext: {
+    launcher: chromium,
+    launchOptions: { executablePath: '__CHROMIUM__', args: ['--no-sandbox', '--disable-gpu'] },
+  },
+  maxConcurrency: Number(concurrency), minConcurrency: Number(concurrency),
+  maxRequestRetries: 2,
+  preNavigationHooks: [async ({ page }) => {
+    const blocked = ['image', 'media', 'font'];
+    await page.route('**/*', r => blocked.includes(r.request().resourceType()) ? r.abort() : r.continue());
+  }],
+  async requestHandler({ page, request, enqueueLinks }) {
+    await page.waitForLoadState('networkidle');
+    const text = await page.evaluate(() => document.body.innerText);
+    urls.push({ url: request.loadedUrl || request.url, words: text.split(/\\s+/).length });
+    await enqueueLinks({ strategy: 'same-origin' });
+  },
+}, new Configuration({ persistStorage: false, purgeOnStart: true }));
+const started = Date.now();
+crawler.run([base + '/']).then(() => {
+  fs.writeFileSync(out, JSON.stringify({ seconds: (Date.now() - started) / 1000, urls }));
+  process.exit(0);
+});
+""".replace("__CHROMIUM__", CHROMIUM)
+
+
+def page_path(i: int) -> str:
+    return "/" if i == 0 else f"/page/{i}.html"
+
+
+def expected_urls(base: str, n: int) -> set[str]:
+    return {base + page_path(i) for i in range(n)}
+
+
+def _serve(sock: socket.socket, n: int) -> None:
+    responses = {page_path(i).encode(): _response(SHELL) for i in range(n)}
+    responses[b"/app.js"] = _response((APP_JS % n).encode(), b"application/javascript")
+    responses[b"/robots.txt"] = _response(b"User-agent: *\nAllow: /\n", b"text/plain")
+    not_found = _response(b"not found", b"text/plain", b"404 Not Found")
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(lambda: _Http(responses, not_found, 0.0), sock=sock)
+        await server.serve_forever()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@contextlib.contextmanager
+def serve(n: int) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(sock, n), daemon=True)
+    process.start()
+    sock.close()
+    try:
+        time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.join(5)
+
+
+@dataclass
+class Run:
+    tool: str
+    pages: int
+    seconds: float
+    exact: bool
+    peak_rss_mb: float
+    peak_pss_mb: float = 0.0
+    note: str = ""
+
+    @property
+    def pps(self) -> float:
+        return self.pages / self.seconds if self.seconds else 0.0
+
+
+def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int, recycle: int = 200) -> Run:
+    expected = expected_urls(base, n)
+    result = asyncio.run(
+        quaero.crawl(
+            base,
+            DEPTH,
+            database_url=database_url,
+            amqp_url=amqp_url,
+            workers=workers,
+            expected=expected,
+            config={"render": "auto"},
+            env_extra={"QUAERO_BROWSER_PATH": CHROMIUM, "QUAERO_BROWSER_RECYCLE_PAGES": str(recycle)},
+            tree_rss=True,
+        )
+    )
+    return Run(
+        "Quaero (render: auto)", result.pages, result.seconds, result.urls == expected, result.peak_worker_rss_mb
+    )
+
+
+def run_crawlee(base: str, n: int) -> Run:
+    if not (CRAWLEE_DIR / "node_modules" / "crawlee").is_dir():
+        return Run("Crawlee PlaywrightCrawler", 0, 0, False, 0, note=f"not installed in {CRAWLEE_DIR}")
+    script = CRAWLEE_DIR / "bench_crawl.js"
+    script.write_text(CRAWLEE_SCRIPT)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        env = {**os.environ, "CRAWLEE_STORAGE_DIR": str(Path(tmp) / "storage"), "CRAWLEE_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen(
+            ["node", str(script), base, str(out), str(PAGES_AT_ONCE)],
+            cwd=CRAWLEE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        sampler = TreeRss([proc.pid])
+        while proc.poll() is None:
+            sampler.sample()
+            time.sleep(0.2)
+        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        if proc.returncode != 0 or not out.exists():
+            return Run("Crawlee PlaywrightCrawler", 0, 0, False, sampler.peak_mb, note=output[-500:])
+        data = json.loads(out.read_text())
+    urls = {u["url"] for u in data["urls"]}
+    return Run("Crawlee PlaywrightCrawler", len(urls), data["seconds"], urls == expected_urls(base, n), sampler.peak_mb)
+
+
+def run(database_url: str, amqp_url: str, *, pages: int = 300, big: int = 1000, workers: int = 2) -> list[str]:
+    """The report's lines."""
+    runs: list[Run] = []
+    with serve(pages) as base:
+        runs.append(run_quaero(base, pages, database_url, amqp_url, workers))
+        runs.append(run_crawlee(base, pages))
+    if big:
+        with serve(big) as base:
+            bounded = run_quaero(base, big, database_url, amqp_url, workers)
+            bounded.tool = f"Quaero, {big} pages"
+            runs.append(bounded)
+    load = os.getloadavg()[0]
+    lines = [
+        f"\nrendered: an app-shell site ({pages} pages, each drawn by /app.js), depth {DEPTH}, Debian Chromium,"
+        f" {PAGES_AT_ONCE} pages rendered at once; load average {load:.1f}\n",
+        "| crawler | pages | pages/s | exact result | peak RSS, summed (with the browser's processes) | peak PSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        if r.note:
+            lines.append(f"| {r.tool} | - | - | - | {r.note.strip().splitlines()[-1] if r.note.strip() else ''} | - |")
+            continue
+        lines.append(f"| {r.tool} | {r.pages} | {r.pps:.1f} | {'yes' if r.exact else 'NO'} | {r.peak_rss_mb:.0f} MB |")
+    return lines

@@ -1,0 +1,131 @@
+"""The browser fetcher on its own, in Debian's Chromium: pages at once, blocked resources, the
+body limit, a hung browser killed, and browsers recycled so their memory stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import psutil
+import pytest
+
+from services.crawler.fetch import Fetcher
+from services.crawler.render import BrowserFetcher, BrowserUnavailable, browser_pids
+from tests.support.site import LocalSite, Page
+
+SHELL = (
+    b'<html><body><div id="root"></div><img src="/pic.png"><video src="/clip.mp4"></video>'
+    b'<script src="/app.js"></script></body></html>'
+)
+APP = b"document.getElementById('root').innerHTML = '<h1>Drawn</h1><a href=\"/next\">next</a>';"
+
+
+@pytest.fixture(autouse=True)
+async def no_browser_left() -> AsyncIterator[None]:
+    """Every browser a test started is gone when it ends: closed is exited."""
+    yield
+    assert browser_pids() == set()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[LocalSite]:
+    s = LocalSite()
+    s.pages["/app.js"] = Page(body=APP, content_type="application/javascript")
+    s.pages["/pic.png"] = Page(body=b"\x89PNG", content_type="image/png")
+    s.pages["/clip.mp4"] = Page(body=b"mp4", content_type="video/mp4")
+    async with s.serve():
+        yield s
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    f = Fetcher(user_agent="QuaeroTest", timeout=10, max_body=1 << 20)
+    yield f
+    await f.close()
+
+
+async def test_pages_render_with_images_and_media_blocked(site: LocalSite, fetcher: Fetcher) -> None:
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None
+    assert b"<h1>Drawn</h1>" in done.html
+    assert site.hits["/app.js"] == 1
+    assert site.hits["/pic.png"] == 0 and site.hits["/clip.mp4"] == 0
+    assert site.hits["/p"] == 0  # the document is the body the HTTP fetch read
+
+
+async def test_at_most_the_configured_pages_render_at_once(site: LocalSite, fetcher: Fetcher) -> None:
+    site.held = lambda path: path == "/app.js"
+    site.close()
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", pages=2, timeout=10)
+    try:
+        renders = [
+            asyncio.ensure_future(browser.render(site.url(f"/p{i}"), SHELL, "text/html", None)) for i in range(6)
+        ]
+        async with asyncio.timeout(30):
+            while site.waiting < 2:  # noqa: ASYNC110 - the site counts; there is nothing to wait on
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # room for a third page to start, if one could
+        assert site.waiting == 2
+        site.open()
+        results = await asyncio.gather(*renders)
+    finally:
+        await browser.close()
+    assert all(r.html and b"Drawn" in r.html for r in results)
+    assert site.max_active <= 2
+
+
+async def test_a_dom_over_the_body_limit_is_too_large(site: LocalSite) -> None:
+    small = Fetcher(user_agent="QuaeroTest", timeout=10, max_body=2048)
+    site.pages["/app.js"] = Page(
+        body=b"document.getElementById('root').textContent = 'x'.repeat(100000);", content_type="application/javascript"
+    )
+    browser = BrowserFetcher(small, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+        await small.close()
+    assert done.too_large and done.html is None
+
+
+async def test_a_hung_browser_is_killed_and_the_next_page_gets_a_new_one(site: LocalSite, fetcher: Fetcher) -> None:
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=2, hang_margin=1)
+    try:
+        assert (await browser.render(site.url("/a"), SHELL, "text/html", None)).error is None
+        hung = browser.browser_pid()
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        done = await browser.render(site.url("/b"), SHELL, "text/html", None)
+        assert done.error is not None and "did not answer" in done.error
+        assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+        again = await browser.render(site.url("/c"), SHELL, "text/html", None)
+        assert again.error is None and again.html and b"Drawn" in again.html
+        assert browser.launches == 2
+    finally:
+        await browser.close()
+
+
+async def test_browsers_are_recycled_every_n_pages(site: LocalSite, fetcher: Fetcher) -> None:
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", recycle_pages=2, timeout=10)
+    try:
+        for i in range(5):
+            done = await browser.render(site.url(f"/p{i}"), SHELL, "text/html", None)
+            assert done.error is None
+            assert len(browser_pids()) <= 1  # a retired browser is gone before the next starts
+    finally:
+        await browser.close()
+    assert browser.launches == 3
+    assert browser_pids() == set()
+
+
+async def test_no_chromium_is_unavailable_saying_how_to_install(fetcher: Fetcher, tmp_path: object) -> None:
+    browser = BrowserFetcher(fetcher, path="/nonexistent/chromium")
+    assert "apt-get install chromium" in (browser.unavailable() or "")
+    with pytest.raises(BrowserUnavailable, match="QUAERO_BROWSER_PATH=/nonexistent/chromium"):
+        await browser.render("http://127.0.0.1:9/", SHELL, "text/html", None)
