@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -65,6 +65,10 @@ CHANGED = "changed"
 UNCHANGED = "unchanged"
 REMOVED = "removed"
 CHANGES = (NEW, CHANGED, UNCHANGED, REMOVED)
+
+# PostgreSQL makes a search snippet from this much of a document's Markdown (ts_headline reads
+# all it is given); the best-matching chunk is looked for in it too.
+SNIPPET_SOURCE_CHARS = 20000
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -892,6 +896,67 @@ class CrawlStore:
             raise NotFound(f"document {document_id} not found")
         return row
 
+    async def document_heads(self, document_ids: Sequence[str], size: int) -> dict[str, tuple[str, str]]:
+        """Each document's URL and the first `size` characters of its Markdown (what a search
+        snippet is made from), by id."""
+        if not document_ids:
+            return {}
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(DOCUMENTS.c.id, DOCUMENTS.c.url, func.substr(DOCUMENTS.c.markdown, 1, size)).where(
+                    DOCUMENTS.c.id.in_(list(document_ids))
+                )
+            )
+            return {r[0]: (r[1], r[2] or "") for r in rows}
+
+    async def source_documents(
+        self, source_id: str, *, markdown: bool, batch: int = 100
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A source's current documents in URL order, `batch` at a time, each batch read on its own
+        (keyset paging: no transaction or cursor is held while the caller writes one out): id,
+        url, title, description and, with `markdown`, the Markdown."""
+        columns = [DOCUMENTS.c.pk, DOCUMENTS.c.id, DOCUMENTS.c.url, DOCUMENTS.c.title, DOCUMENTS.c.metadata]
+        if markdown:
+            columns.append(DOCUMENTS.c.markdown)
+        after: tuple[str, int] | None = None
+        while True:
+            query = select(*columns).where(DOCUMENTS.c.source_id == source_id, DOCUMENTS.c.removed_at.is_(None))
+            if after is not None:
+                query = query.where(
+                    or_(DOCUMENTS.c.url > after[0], (DOCUMENTS.c.url == after[0]) & (DOCUMENTS.c.pk > after[1]))
+                )
+            async with self.db.read() as session:
+                rows = (await session.execute(query.order_by(DOCUMENTS.c.url, DOCUMENTS.c.pk).limit(batch))).all()
+            if not rows:
+                return
+            yield [
+                {
+                    "id": r.id,
+                    "url": r.url,
+                    "title": r.title or "",
+                    "description": str((r.metadata or {}).get("description") or ""),
+                    "markdown": r.markdown if markdown else "",
+                }
+                for r in rows
+            ]
+            if len(rows) < batch:
+                return
+            after = (rows[-1].url, rows[-1].pk)
+
+    async def count_source_documents(self, source_id: str) -> tuple[int, list[str]]:
+        """How many current documents a source has, and its hosts (most documents first, at most 3)."""
+        scope = [DOCUMENTS.c.source_id == source_id, DOCUMENTS.c.removed_at.is_(None)]
+        async with self.db.read() as session:
+            count = (await session.execute(select(func.count()).select_from(DOCUMENTS).where(*scope))).scalar_one()
+            hosts = await session.execute(
+                select(DOCUMENTS.c.host)
+                .where(*scope)
+                .group_by(DOCUMENTS.c.host)
+                .order_by(func.count().desc(), DOCUMENTS.c.host)
+                .limit(3)
+            )
+            return int(count), [h for (h,) in hosts if h]
+
     async def search_documents(
         self, query: str, source_id: str, job_id: str, limit: int, offset: int, *, include_removed: bool = False
     ) -> tuple[list[tuple[DocumentRow, str]], int]:
@@ -916,7 +981,7 @@ class CrawlStore:
                 )
                 snippet = func.ts_headline(
                     literal_column("'english'"),
-                    func.left(DOCUMENTS.c.markdown, 20000),
+                    func.left(DOCUMENTS.c.markdown, SNIPPET_SOURCE_CHARS),
                     tsquery,
                     "MaxFragments=2, MinWords=5, MaxWords=25, StartSel=**, StopSel=**",
                 )
