@@ -151,6 +151,7 @@ ACTION_KEYS: dict[str, set[str]] = {
     "crawl": CRAWL_STEP_KEYS,
     "corpus_summary": {"source_id", "source_ids"},
     "reindex": {"dry_run"},
+    "reextract": {"source_id", "source_ids", "dry_run"},
 }
 
 

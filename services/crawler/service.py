@@ -63,11 +63,11 @@ def _enum_filter(number: int, name: str | None, field: str) -> str | None:
 
 
 class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
-    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue) -> None:
+    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue, *, versions_kept: int = 5) -> None:
         self.db = db
         self.store = store
         self.queue = queue
-        self.steps = StepRunner(db, store, queue)
+        self.steps = StepRunner(db, store, queue, versions_kept=versions_kept)
 
     async def ListActions(self, request, context):  # type: ignore[no-untyped-def]
         return crawler_service_pb2.ListActionsResponse(

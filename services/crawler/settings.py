@@ -34,3 +34,7 @@ class CrawlerSettings(CommonSettings):
     document_versions: int = Field(
         default=5, ge=0, le=1000, description="Earlier versions a changed document keeps (0: none)."
     )
+    keep_html: bool = Field(
+        default=True,
+        description="Keep each fetched page's HTML (lz4-compressed), so the reextract action needs no refetch.",
+    )

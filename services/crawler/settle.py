@@ -309,6 +309,10 @@ class Outcome:
     # page: the validators it was served with.
     etag: str | None = None
     last_modified: str | None = None
+    # page, unchanged (fetched whole): the body and its declared charset, kept for `reextract`
+    # after the settle (QUAERO_KEEP_HTML).
+    html: bytes | None = None
+    charset: str | None = None
 
 
 class Stored(NamedTuple):

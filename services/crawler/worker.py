@@ -68,9 +68,11 @@ from services.crawler.store import (
     UNCHANGED,
     URLS,
     CrawlStore,
+    Html,
     RobotsRow,
     dialect_insert,
     is_database_error,
+    keep_html,
 )
 
 log = logging.getLogger(__name__)
@@ -394,6 +396,24 @@ class Worker:
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
             if settled.tasks:
                 _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks))
+            await self._keep_html(ctx, [w.outcome for w in works])
+
+    async def _keep_html(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
+        """The settled pages' raw HTML, for `reextract`: after the settle, which it never holds
+        up or fails (a page whose HTML is lost is reextracted from a later fetch)."""
+        pages = [
+            Html(o.url, o.html, o.charset, o.fetched_at, replace=o.kind == PAGE)
+            for o in outcomes
+            if o.html is not None and o.kind in (PAGE, UNCHANGED)
+        ]
+        if not pages:
+            return
+        try:
+            await keep_html(self.db, ctx.source_id, pages)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            log.warning("keeping the HTML of %d page(s) failed: %s", len(pages), str(exc).splitlines()[0][:200])
 
     # ----------------------------------------------------------------------------- one task
 
@@ -464,9 +484,10 @@ class Worker:
             canonical = canonical_link(link)
             if canonical:
                 links.append(canonical)
+        kept = {"html": r.body, "charset": r.charset} if self.settings.keep_html else {}
         if stored is not None and page.content_hash == stored.content_hash:
-            return make(UNCHANGED, links=links)
-        return make(PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified)
+            return make(UNCHANGED, links=links, **kept)
+        return make(PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified, **kept)
 
     # ------------------------------------------------------------------------ job contexts
 
