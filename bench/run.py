@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import executor as executor_bench
-from bench import quaero, wcxb
+from bench import html_storage, quaero, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +196,7 @@ def main() -> None:
         print("\n".join(executor_bench.report(latency, delays)))
 
     print("\n" + "\n".join(wcxb.run(wcxb.wcxb_dir())))
+    print("\n" + "\n".join(html_storage.run(wcxb.wcxb_dir())))
 
 
 if __name__ == "__main__":
