@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -170,20 +171,29 @@ def words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
+# A query has at most 500 characters: up to 250 words. Those beyond this many are not looked for.
+MAX_TERMS = 64
+
+
 def best_chunk(doc_chunks: Iterable[Chunk], terms: Iterable[str]) -> Chunk | None:
     """The chunk where most of `terms` (lower-case words; a term also matches the words it
     begins, as stemmed search does) appear, most occurrences breaking ties, the first of equals;
-    None when no chunk has any."""
-    wanted = sorted({t.lower() for t in terms if t})
+    None when no chunk has any. Each term costs two binary searches per chunk."""
+    wanted = sorted({t.lower() for t in terms if t})[:MAX_TERMS]
     if not wanted:
         return None
     best: tuple[int, int] = (0, 0)
     found: Chunk | None = None
     for chunk in doc_chunks:
         counts = Counter(w.lower() for w in _WORD.findall(chunk.text))
+        ordered = sorted(counts)
+        running = [0]
+        for word in ordered:
+            running.append(running[-1] + counts[word])
         distinct = total = 0
         for term in wanted:
-            hits = sum(n for word, n in counts.items() if word.startswith(term))
+            # The words beginning with `term` are a run of the sorted words.
+            hits = running[bisect_left(ordered, term + "\U0010ffff")] - running[bisect_left(ordered, term)]
             distinct += bool(hits)
             total += hits
         if (distinct, total) > best:

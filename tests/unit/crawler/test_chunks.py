@@ -172,3 +172,23 @@ def test_a_repeated_heading_keeps_its_id_when_a_section_after_it_changes() -> No
     edited = first.replace("end", "the end, rewritten")
 
     assert [c.id for c in chunks(URL, first)][:3] == [c.id for c in chunks(URL, edited)][:3]
+
+
+@given(
+    st.lists(st.text(alphabet="abc", min_size=1, max_size=4), min_size=1, max_size=6),
+    st.lists(st.text(alphabet="abc ", max_size=40), min_size=1, max_size=5),
+)
+def test_the_best_chunk_counts_each_term_as_a_word_prefix(terms: list[str], texts: list[str]) -> None:
+    doc = [chunks(URL, f"# S{i}\n\n{t}")[0] for i, t in enumerate(texts)]
+
+    def score(text: str) -> tuple[int, int]:
+        found = [sum(w.startswith(t) for w in text.lower().split()) for t in sorted(set(terms))]
+        return sum(bool(n) for n in found), sum(found)
+
+    scores = [score(t) for t in texts]
+    best = best_chunk(doc, terms)
+
+    if max(scores) == (0, 0):
+        assert best is None
+    else:
+        assert best is not None and best.id == doc[scores.index(max(scores))].id
