@@ -1,7 +1,8 @@
 """`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then the
 executor's execute -> 202 latency under load and its post-job start delay, then the parse
 step's main-content extraction scored on WCXB beside trafilatura (bench/wcxb.py; `--wcxb-only`
-runs that alone).
+runs that alone), then what keeping raw HTML for `reextract` costs on a crawl of WCXB pages
+(bench/html_storage.py).
 
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
