@@ -68,6 +68,8 @@ def search(
     for d in page["documents"]:
         console.print(Text(d["title"] or d["url"], style="bold"))
         console.print(Text(f"{d['url']}  ·  {d['id']}", style="dim"))
+        if d.get("heading_path"):
+            console.print(Text(" › ".join(d["heading_path"]), style="cyan"))  # the best-matching section
         if d.get("snippet"):
             console.print(snippet(d["snippet"]))
         console.print()

@@ -103,3 +103,10 @@ async def test_docs_export_llms_errors_are_one_line(
 
     assert one_error_line(result, code).startswith(message)
     assert not (tmp_path / "out.txt").exists()
+
+
+async def test_docs_search_shows_the_heading_path_of_the_best_matching_section(crawled: Stack, quaero: Any) -> None:
+    found = await quaero("docs", "search", "pelicans dive")
+
+    assert found.code == 0, found.err
+    assert found.out.splitlines()[:3][2] == "Pelicans"
