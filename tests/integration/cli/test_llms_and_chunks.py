@@ -110,3 +110,29 @@ async def test_docs_search_shows_the_heading_path_of_the_best_matching_section(c
 
     assert found.code == 0, found.err
     assert found.out.splitlines()[:3][2] == "Pelicans"
+
+
+async def test_a_definition_runs_reextract_as_a_step(crawled: Stack) -> None:
+    await define(
+        crawled,
+        {
+            "id": "re",
+            "type": "custom",
+            "steps": [{"name": "r", "action": "reextract", "config": {"source_id": "birds"}}],
+        },
+    )
+    refused = await crawled.http.post(
+        "/api/job-definitions",
+        json={
+            "id": "bad",
+            "name": "Bad",
+            "type": "custom",
+            "steps": [{"name": "r", "action": "reextract", "config": {"refetch": True}}],
+        },
+    )
+
+    execution = await wait_for(crawled, (await execute(crawled, "re"))["execution_id"])
+
+    assert execution["status"] == "completed", execution
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"][0]["field"] == "steps[0].config.refetch"
