@@ -1173,24 +1173,58 @@ def decompress(body: bytes) -> bytes:
     return lz4.frame.decompress(body)
 
 
+# PostgreSQL: one statement a batch, on an autocommit connection (no begin and commit).
+_PG_KEEP_HTML = {
+    replace: PgStatement(
+        """
+        INSERT INTO document_html (source_id, url_key, body, charset, size, fetched_at)
+        SELECT :source_id, k, b, c, n, f
+        FROM unnest(CAST(:keys AS text[]), CAST(:bodies AS bytea[]), CAST(:charsets AS text[]),
+                    CAST(:sizes AS int[]), CAST(:fetched AS timestamptz[])) AS t(k, b, c, n, f)
+        ORDER BY k
+        ON CONFLICT (source_id, url_key) DO """
+        + (
+            "UPDATE SET body = EXCLUDED.body, charset = EXCLUDED.charset, size = EXCLUDED.size,"
+            " fetched_at = EXCLUDED.fetched_at"
+            if replace
+            else "NOTHING"
+        )
+    )
+    for replace in (True, False)
+}
+
+
 async def keep_html(db: Database, source_id: str, pages: Sequence[Html]) -> None:
     """Keep the pages' raw HTML, lz4-compressed, under their documents' keys (one statement for
     those replaced, one for those filled in)."""
     for replace in (True, False):
-        rows: list[dict[str, Any]] = []
+        # By key, the last of a key winning: one statement may not update a row twice.
+        rows: dict[str, dict[str, Any]] = {}
         for p in pages:
             if p.replace is replace:
-                rows.append(
-                    {
-                        "source_id": source_id,
-                        "url_key": url_key(p.url),
-                        "body": await compress(p.body),
-                        "charset": p.charset,
-                        "size": len(p.body),
-                        "fetched_at": p.fetched_at,
-                    }
-                )
+                key = url_key(p.url)
+                rows[key] = {
+                    "source_id": source_id,
+                    "url_key": key,
+                    "body": await compress(p.body),
+                    "charset": p.charset,
+                    "size": len(p.body),
+                    "fetched_at": p.fetched_at,
+                }
         if not rows:
+            continue
+        ordered = [rows[k] for k in sorted(rows)]  # the order rows are locked in: no deadlock
+        if db.is_postgres:
+            params = {
+                "source_id": source_id,
+                "keys": [r["url_key"] for r in ordered],
+                "bodies": [r["body"] for r in ordered],
+                "charsets": [r["charset"] for r in ordered],
+                "sizes": [r["size"] for r in ordered],
+                "fetched": [r["fetched_at"] for r in ordered],
+            }
+            async with db.autocommit() as connection:
+                await _PG_KEEP_HTML[replace].fetch_on(connection, params)
             continue
         insert = dialect_insert(db, HTML)
         if replace:
@@ -1202,7 +1236,7 @@ async def keep_html(db: Database, source_id: str, pages: Sequence[Html]) -> None
         else:
             insert = insert.on_conflict_do_nothing(index_elements=["source_id", "url_key"])
         async with db.session() as session:
-            await session.execute(insert, sorted(rows, key=lambda r: r["url_key"]))
+            await session.execute(insert, ordered)
 
 
 def changes_of(job: Any) -> dict[str, int]:

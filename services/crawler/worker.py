@@ -78,6 +78,13 @@ from services.crawler.store import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The raw HTML of settled pages is written in batches of this many pages or bytes, or of what
+# came within this many seconds; with more writes than this under way, a batch is dropped.
+HTML_BATCH_PAGES = 64
+HTML_BATCH_BYTES = 8 * 1024 * 1024
+HTML_FLUSH_AFTER = 0.25
+HTML_WRITES_IN_FLIGHT = 4
+
 # A politeness slot further away than this is not waited for: the URL goes back to the
 # frontier with a due time, and the pump publishes it then (no prefetch slot held asleep).
 MAX_SLOT_WAIT = 2.0
@@ -167,6 +174,11 @@ class Worker:
         self._settles: set[asyncio.Task[None]] = set()
         # Publishes of settled batches' new tasks, confirmed by the broker in the background.
         self._publishes: set[asyncio.Task[bool]] = set()
+        self._html_writes: set[asyncio.Task[None]] = set()
+        self._html: dict[str, list[Html]] = {}  # by source id, waiting for the next batch
+        self._html_pages = 0
+        self._html_bytes = 0
+        self._html_timer: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         # Set once the grace period is over: the settle loops end instead of taking more work.
@@ -211,7 +223,7 @@ class Worker:
             self._closing = True
             self._pending_changed.notify_all()
         # Bounded: a cancellation swallowed somewhere below must not hang the shutdown.
-        left = [*self._loops, *self._tasks, *self._settles, *self._publishes]
+        left = [*self._loops, *self._tasks, *self._settles, *self._publishes, *self._html_writes]
         if left:
             _, stuck = await asyncio.wait(left, timeout=max(grace, SETTLE_GRACE))
             if stuck:
@@ -231,6 +243,8 @@ class Worker:
         async with self._pending_changed:
             await self._pending_changed.wait_for(lambda: not self._pending and not self._settling)
         await _all_done(self._publishes)
+        self._flush_html()
+        await _all_done(self._html_writes)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         self._inbox.put_nowait(delivery)
@@ -396,24 +410,51 @@ class Worker:
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
             if settled.tasks:
                 _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks))
-            await self._keep_html(ctx, [w.outcome for w in works])
+            self._buffer_html(ctx, [w.outcome for w in works])
 
-    async def _keep_html(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
-        """The settled pages' raw HTML, for `reextract`: after the settle, which it never holds
-        up or fails (a page whose HTML is lost is reextracted from a later fetch)."""
-        pages = [
-            Html(o.url, o.html, o.charset, o.fetched_at, replace=o.kind == PAGE)
-            for o in outcomes
-            if o.html is not None and o.kind in (PAGE, UNCHANGED)
-        ]
-        if not pages:
+    # -------------------------------------------------------------------------- raw HTML
+
+    def _buffer_html(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
+        """Keep the settled pages' raw HTML, for `reextract`: written beside the settles, never
+        in their way, a batch at a time (HTML_BATCH_PAGES pages or HTML_BATCH_BYTES, or what
+        came within HTML_FLUSH_AFTER seconds). Best effort: a page whose HTML is lost is kept
+        from its next fetch."""
+        for o in outcomes:
+            if o.html is not None and o.kind in (PAGE, UNCHANGED):
+                self._html.setdefault(ctx.source_id, []).append(
+                    Html(o.url, o.html, o.charset, o.fetched_at, replace=o.kind == PAGE)
+                )
+                self._html_pages += 1
+                self._html_bytes += len(o.html)
+        if not self._html_pages:
             return
+        if self._html_pages >= HTML_BATCH_PAGES or self._html_bytes >= HTML_BATCH_BYTES:
+            self._flush_html()
+        elif self._html_timer is None:
+            self._html_timer = _track(self._html_writes, self._flush_html_later())
+
+    async def _flush_html_later(self) -> None:
+        await asyncio.sleep(HTML_FLUSH_AFTER)
+        self._html_timer = None
+        self._flush_html()
+
+    def _flush_html(self) -> None:
+        buffered, self._html, self._html_pages, self._html_bytes = self._html, {}, 0, 0
+        for source_id, pages in buffered.items():
+            if len(self._html_writes) > HTML_WRITES_IN_FLIGHT:
+                # The database is behind: memory stays bounded, these pages' HTML is not kept.
+                log.warning("the HTML of %d page(s) is not kept: earlier writes are still under way", len(pages))
+                continue
+            _track(self._html_writes, self._write_html(source_id, pages))
+
+    async def _write_html(self, source_id: str, pages: list[Html]) -> None:
         try:
-            await keep_html(self.db, ctx.source_id, pages)
+            await keep_html(self.db, source_id, pages)
         except Exception as exc:
-            if not is_database_error(exc):
-                raise
-            log.warning("keeping the HTML of %d page(s) failed: %s", len(pages), str(exc).splitlines()[0][:200])
+            if is_database_error(exc):
+                log.warning("keeping the HTML of %d page(s) failed: %s", len(pages), str(exc).splitlines()[0][:200])
+            else:
+                log.exception("keeping the HTML of %d page(s) failed", len(pages))
 
     # ----------------------------------------------------------------------------- one task
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
+from libs.db import Database
 from quaero.v1 import crawler_service_pb2 as cr
 from services.crawler.frontier import url_key
 from services.crawler.store import DOCUMENTS, HTML, VERSIONS, decompress
 from tests.integration.crawler.test_chunks_and_llms import bird_site, crawl, document
 from tests.support.crawler import crawler_database, crawler_settings, run_step, running_crawler, step_call
+from tests.support.runs import wait_until
 
 OLD_MARKDOWN = "# Herons\n\nAn older extraction kept the menu. Home | About | Contact\n"
+
+
+async def html_kept(db: Database, pages: int) -> None:
+    """Until the workers have kept `pages` pages' HTML (they write it beside the settles)."""
+
+    async def count() -> bool:
+        async with db.read() as session:
+            return (await session.execute(select(func.count()).select_from(HTML))).scalar_one() >= pages
+
+    await wait_until(count)
 
 
 async def reextract(c: Any, **config: Any) -> Any:
@@ -23,9 +35,10 @@ async def reextract(c: Any, **config: Any) -> Any:
 
 async def test_the_workers_keep_each_pages_html_compressed(backend: dict[str, Any]) -> None:
     site = bird_site()
-    async with site.serve(), running_crawler(crawler_settings(backend)) as c:
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c, crawler_database(backend) as db:
         await crawl(c, site.base)
-        async with crawler_database(backend) as db, db.read() as session:
+        await html_kept(db, 5)
+        async with db.read() as session:
             rows = {r.url_key: r for r in await session.execute(select(HTML).where(HTML.c.source_id == "birds"))}
 
         for path in ("/", "/about.html", "/guide/herons.html", "/guide/pelicans.html", "/gone.html"):
@@ -41,6 +54,7 @@ async def test_reextract_rewrites_a_document_an_older_extraction_stored_and_is_i
     site = bird_site()
     async with site.serve(), running_crawler(crawler_settings(backend)) as c, crawler_database(backend) as db:
         await crawl(c, site.base)
+        await html_kept(db, 5)
         herons = await document(c, site.url("/guide/herons.html"))
         current = (await c.stub.GetDocument(cr.GetDocumentRequest(id=herons.id))).document
         async with db.session() as session:  # as an older release's extraction stored it
@@ -74,6 +88,7 @@ async def test_reextract_counts_documents_without_html_and_a_dry_run_writes_noth
     site = bird_site()
     async with site.serve(), running_crawler(crawler_settings(backend)) as c, crawler_database(backend) as db:
         await crawl(c, site.base)
+        await html_kept(db, 5)
         herons = await document(c, site.url("/guide/herons.html"))
         async with db.session() as session:
             await session.execute(update(DOCUMENTS).where(DOCUMENTS.c.id == herons.id).values(content_hash="0" * 64))
