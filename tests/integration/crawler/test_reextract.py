@@ -99,3 +99,19 @@ async def test_reextract_counts_documents_without_html_and_a_dry_run_writes_noth
 
         assert dict(dry) == {"documents": 5, "changed": 1, "unchanged": 3, "without_html": 1, "dry_run": True}
         assert unchanged.version == 1 and unchanged.metadata["content_hash"] == herons.metadata["content_hash"]
+
+
+async def test_with_keep_html_off_no_html_is_kept_and_reextract_leaves_documents_alone(
+    backend: dict[str, Any],
+) -> None:
+    site = bird_site()
+    settings = crawler_settings(backend, keep_html=False)
+    async with site.serve(), running_crawler(settings) as c, crawler_database(backend) as db:
+        await crawl(c, site.base)
+
+        result = await reextract(c)
+        async with db.read() as session:
+            kept = (await session.execute(select(func.count()).select_from(HTML))).scalar_one()
+
+        assert kept == 0
+        assert dict(result) == {"documents": 5, "changed": 0, "unchanged": 0, "without_html": 5, "dry_run": False}
