@@ -1,7 +1,8 @@
 """`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then the
 executor's execute -> 202 latency under load and its post-job start delay, then the parse
 step's main-content extraction scored on WCXB beside trafilatura (bench/wcxb.py; `--wcxb-only`
-runs that alone).
+runs that alone), then what keeping raw HTML for `reextract` costs on a crawl of WCXB pages
+(bench/html_storage.py).
 
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import executor as executor_bench
-from bench import quaero, recrawl, rendered, wcxb
+from bench import html_storage, quaero, recrawl, rendered, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +231,7 @@ def main() -> None:
         print("\n".join(executor_bench.report(latency, delays)))
 
     print("\n" + "\n".join(wcxb.run(wcxb.wcxb_dir())))
+    print("\n" + "\n".join(html_storage.run(wcxb.wcxb_dir())))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,20 @@ class Api:
         await self.post(f"/api/{collection}", body)
         return "created"
 
+    async def text(self, path: str, write: Callable[[str], Any]) -> None:
+        """A text answer written out as it arrives (any size); an error answer raises CliError."""
+        try:
+            async with self._client.stream("GET", path, timeout=httpx.Timeout(30.0, read=300.0)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                async for piece in response.aiter_text():
+                    write(piece)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable() from exc
+        except httpx.TransportError as exc:
+            raise CliError(f"lost the connection to Quaero at {self.base_url}: {exc or type(exc).__name__}") from exc
+
     async def pages(self, path: str, plural: str, *, limit: int | None = None, **params: Any) -> list[Any]:
         """Every item of a list route (or the first `limit`), fetching 500 at a time."""
         items: list[Any] = []

@@ -68,6 +68,8 @@ def search(
     for d in page["documents"]:
         console.print(Text(d["title"] or d["url"], style="bold"))
         console.print(Text(f"{d['url']}  ·  {d['id']}", style="dim"))
+        if d.get("heading_path"):
+            console.print(Text(" › ".join(d["heading_path"]), style="cyan"))  # the best-matching section
         if d.get("snippet"):
             console.print(snippet(d["snippet"]))
         console.print()
@@ -100,6 +102,12 @@ def show(
 class ExportFormat(StrEnum):
     markdown = "md"
     jsonl = "jsonl"
+    llms_txt = "llms-txt"
+    llms_full = "llms-full"
+
+
+# The gateway route of each llms.txt format.
+_LLMS_ROUTES = {ExportFormat.llms_txt: "llms.txt", ExportFormat.llms_full: "llms-full.txt"}
 
 
 def _slug(doc: dict[str, Any]) -> str:
@@ -138,12 +146,22 @@ async def _export(api: Api, params: dict[str, Any], limit: int | None, write: An
 def export(
     ctx: typer.Context,
     format: Annotated[
-        ExportFormat, typer.Option("--format", "-f", help="md: one Markdown file per document; jsonl: JSON lines.")
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help=(
+                "md: one Markdown file per document; jsonl: JSON lines; llms-txt / llms-full: the "
+                "source's llms.txt / llms-full.txt (needs --source)."
+            ),
+        ),
     ] = ExportFormat.markdown,
     output_path: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="md: a directory (default ./quaero-export); jsonl: a file (default stdout)."
+            "--output",
+            "-o",
+            help="md: a directory (default ./quaero-export); jsonl, llms-txt, llms-full: a file (default stdout).",
         ),
     ] = None,
     job: JobOption = None,
@@ -152,6 +170,9 @@ def export(
     limit: Annotated[int | None, typer.Option("--limit", "-L", min=1, help="At most this many.")] = None,
 ) -> None:
     """Export documents with their Markdown."""
+    if format in _LLMS_ROUTES:
+        _export_llms(ctx, format, output_path, source, job=job, query=query, limit=limit)
+        return
     params = {"job_id": job, "source_id": source, "q": query}
     if format is ExportFormat.markdown:
         folder = output_path or Path("quaero-export")
@@ -169,14 +190,54 @@ def export(
         output.stderr().print(f"Exported {len(written)} documents to {folder}/")  # the files written
         return
 
-    stream: TextIO = sys.stdout
-    if output_path is not None and str(output_path) != "-":
-        if output_path.is_dir():
-            raise CliError(f"--output {output_path}: is a directory; give a file name for JSON lines", USAGE)
-        stream = output_path.open("w", encoding="utf-8")
+    stream = _output_file(output_path, "JSON lines")
     try:
         count = call(ctx.obj, lambda api: _export(api, params, limit, lambda d: stream.write(json.dumps(d) + "\n")))
     finally:
         if stream is not sys.stdout:
             stream.close()
     output.stderr().print(f"Exported {count} documents" + (f" to {output_path}" if stream is not sys.stdout else ""))
+
+
+def _output_file(output_path: Path | None, what: str) -> TextIO:
+    if output_path is None or str(output_path) == "-":
+        return sys.stdout
+    if output_path.is_dir():
+        raise CliError(f"--output {output_path}: is a directory; give a file name for {what}", USAGE)
+    return output_path.open("w", encoding="utf-8")
+
+
+def _export_llms(
+    ctx: typer.Context,
+    format: ExportFormat,
+    output_path: Path | None,
+    source: str | None,
+    *,
+    job: str | None,
+    query: str | None,
+    limit: int | None,
+) -> None:
+    """A source's llms.txt or llms-full.txt, written as the gateway streams it."""
+    if not source:
+        raise CliError(f"--format {format.value}: needs --source (llms.txt describes one source)", USAGE)
+    for name, value in (("--job", job), ("--query", query), ("--limit", limit)):
+        if value is not None:
+            raise CliError(f"{name}: not with --format {format.value} (it holds every current document)", USAGE)
+    if output_path is not None and output_path.is_dir():
+        raise CliError(f"--output {output_path}: is a directory; give a file name for {format.value}", USAGE)
+    # Opened with the first piece: an error answer (an unknown source) leaves no file behind.
+    opened: list[TextIO] = []
+
+    def write(piece: str) -> None:
+        if not opened:
+            opened.append(_output_file(output_path, format.value))
+        opened[0].write(piece)
+
+    path = f"/api/sources/{segment(source)}/{_LLMS_ROUTES[format]}"
+    try:
+        call(ctx.obj, lambda api: api.text(path, write))
+    finally:
+        if opened and opened[0] is not sys.stdout:
+            opened[0].close()
+    if opened and opened[0] is not sys.stdout:
+        output.stderr().print(f"Exported {_LLMS_ROUTES[format]} of source {source} to {output_path}")

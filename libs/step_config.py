@@ -162,6 +162,7 @@ ACTION_KEYS: dict[str, set[str]] = {
     "crawl": CRAWL_STEP_KEYS,
     "corpus_summary": {"source_id", "source_ids", "documents"},
     "reindex": {"dry_run", "documents"},
+    "reextract": {"source_id", "source_ids", "dry_run"},
 }
 # `documents` of corpus_summary and reindex: every document, or only the new and changed ones of
 # the parent execution's crawls (a post-job's; the executor adds PARENT_CRAWL_JOB_IDS to the

@@ -82,7 +82,7 @@ async def serve(
             f"{settings.bind_host}:{settings.crawler_port}",
             [
                 (
-                    CrawlerServicer(db, store, queue),
+                    CrawlerServicer(db, store, queue, versions_kept=settings.document_versions),
                     crawler_service_pb2_grpc.add_CrawlerServiceServicer_to_server,
                     SERVICE_NAME,
                 )

@@ -12,6 +12,7 @@ from libs.db import Database, page
 from libs.errors import InvalidArgument
 from libs.logs import current_request_id
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
+from services.crawler import chunks, llms
 from services.crawler import queue as tasks_queue
 from services.crawler.actions import ACTIONS, StepRunner
 from services.crawler.actions.crawl import RECHECK_INTERVAL
@@ -24,9 +25,12 @@ from services.crawler.messages import (
     url_message,
     url_state_name,
 )
-from services.crawler.store import TERMINAL, CrawlStore, ListFilter, job_channel
+from services.crawler.store import SNIPPET_SOURCE_CHARS, TERMINAL, CrawlStore, DocumentRow, ListFilter, job_channel
 
 log = logging.getLogger(__name__)
+
+# Documents of llms-full.txt read at a time (each with its Markdown).
+_FULL_BATCH = 20
 
 _LEVEL_MIN = {
     crawl_job_pb2.LOG_LEVEL_UNSPECIFIED: 0,
@@ -59,11 +63,11 @@ def _enum_filter(number: int, name: str | None, field: str) -> str | None:
 
 
 class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
-    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue) -> None:
+    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue, *, versions_kept: int = 5) -> None:
         self.db = db
         self.store = store
         self.queue = queue
-        self.steps = StepRunner(db, store, queue)
+        self.steps = StepRunner(db, store, queue, versions_kept=versions_kept)
 
     async def ListActions(self, request, context):  # type: ignore[no-untyped-def]
         return crawler_service_pb2.ListActionsResponse(
@@ -228,6 +232,59 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
         doc = await self.store.get_document(_required(request.id, "id"))
         return crawler_service_pb2.GetDocumentResponse(document=document_message(doc, markdown=True))
 
+    async def ListDocumentChunks(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "document_id")
+        document_id = _required(request.document_id, "document_id")
+        max_tokens = request.max_tokens or chunks.MAX_TOKENS
+        if not chunks.MIN_MAX_TOKENS <= max_tokens <= chunks.MAX_MAX_TOKENS:
+            raise InvalidArgument.field(
+                "max_tokens", f"must be between {chunks.MIN_MAX_TOKENS} and {chunks.MAX_MAX_TOKENS}"
+            )
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        doc = await self.store.get_document(document_id)
+        # Computed from the stored Markdown: off the event loop, as a document may be large.
+        found = await asyncio.to_thread(chunks.chunks, doc.url, doc.markdown, max_tokens)
+        return crawler_service_pb2.ListDocumentChunksResponse(
+            chunks=[
+                crawl_job_pb2.DocumentChunk(id=c.id, heading_path=c.heading_path, text=c.text, tokens=c.tokens)
+                for c in found[pg.offset : pg.offset + pg.limit]
+            ],
+            total_count=len(found),
+            limit=pg.limit,
+            offset=pg.offset,
+        )
+
+    async def GetSourceLlmsTxt(self, request, context):  # type: ignore[no-untyped-def]
+        """Streamed: the head, then a piece per batch of index lines (llms.txt) or per document
+        (llms-full.txt), the documents read a batch at a time; no message holds the whole file."""
+        check_ids(request, "source_id")
+        source_id = _required(request.source_id, "source_id")
+        for field in ("name", "summary"):
+            problem = text_problem(getattr(request, field))
+            if problem:
+                raise InvalidArgument.field(field, problem)
+        if request.format not in (
+            crawler_service_pb2.LLMS_TXT_FORMAT_UNSPECIFIED,
+            crawler_service_pb2.LLMS_TXT_FORMAT_INDEX,
+            crawler_service_pb2.LLMS_TXT_FORMAT_FULL,
+        ):
+            raise InvalidArgument.field("format", "is not a known value")
+        summary = request.summary.strip()
+        if not summary:
+            count, hosts = await self.store.count_source_documents(source_id)
+            summary = llms.default_summary(count, hosts)
+        piece = crawler_service_pb2.GetSourceLlmsTxtResponse
+        yield piece(text=llms.head(request.name.strip() or source_id, summary))
+        if request.format == crawler_service_pb2.LLMS_TXT_FORMAT_FULL:
+            async for batch in self.store.source_documents(source_id, markdown=True, batch=_FULL_BATCH):
+                for doc in batch:
+                    yield piece(text=llms.full_entry(doc))
+            return
+        root = self.store.source_documents(source_id, markdown=False)
+        every = self.store.source_documents(source_id, markdown=False)
+        async for text in llms.index_pieces(root, every):
+            yield piece(text=text)
+
     async def SearchDocuments(self, request, context):  # type: ignore[no-untyped-def]
         # Bounded before anything reads it: 50,000 terms once took 4.7 GB and a core past the deadline.
         problem = query_problem(request.query)
@@ -244,9 +301,31 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
             pg.offset,
             include_removed=request.include_removed,
         )
+        paths = await self._heading_paths(query, hits)
+        documents = []
+        for d, s in hits:
+            msg = document_message(d, snippet=s)
+            msg.heading_path.extend(paths.get(d.id, ()))
+            documents.append(msg)
         return crawler_service_pb2.SearchDocumentsResponse(
-            documents=[document_message(d, snippet=s) for d, s in hits],
+            documents=documents,
             total_count=total,
             limit=pg.limit,
             offset=pg.offset,
         )
+
+    async def _heading_paths(self, query: str, hits: list[tuple[DocumentRow, str]]) -> dict[str, tuple[str, ...]]:
+        """The heading path of each hit's best-matching chunk, from the part of its Markdown the
+        snippets are made from."""
+        heads = await self.store.document_heads([d.id for d, _ in hits], SNIPPET_SOURCE_CHARS)
+
+        def work() -> dict[str, tuple[str, ...]]:
+            out: dict[str, tuple[str, ...]] = {}
+            for d, snippet in hits:
+                url, markdown = heads.get(d.id, (d.url, ""))
+                best = chunks.best_chunk(chunks.chunks(url, markdown), chunks.search_terms(query, snippet))
+                if best is not None:
+                    out[d.id] = best.heading_path
+            return out
+
+        return await asyncio.to_thread(work)

@@ -41,3 +41,7 @@ class CrawlerSettings(CommonSettings):
     browser_recycle_pages: int = Field(
         default=200, ge=1, description="Pages a browser renders before it is restarted (keeps its memory bounded)."
     )
+    keep_html: bool = Field(
+        default=True,
+        description="Keep each fetched page's HTML (lz4-compressed), so the reextract action needs no refetch.",
+    )

@@ -316,6 +316,10 @@ class Outcome:
     rendered: bool = False
     # Lines for the job log, (level, message).
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # page, unchanged (fetched whole): the body and its declared charset, kept for `reextract`
+    # after the settle (QUAERO_KEEP_HTML).
+    html: bytes | None = None
+    charset: str | None = None
 
 
 class Stored(NamedTuple):

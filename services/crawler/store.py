@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
 import asyncpg
+import lz4.frame
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -65,6 +67,10 @@ CHANGED = "changed"
 UNCHANGED = "unchanged"
 REMOVED = "removed"
 CHANGES = (NEW, CHANGED, UNCHANGED, REMOVED)
+
+# PostgreSQL makes a search snippet from this much of a document's Markdown (ts_headline reads
+# all it is given); the best-matching chunk is looked for in it too.
+SNIPPET_SOURCE_CHARS = 20000
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -202,6 +208,19 @@ class DocumentRemovalRow(Base):
     removed_at: Mapped[datetime]
 
 
+class DocumentHtmlRow(Base):
+    """The raw HTML a document was extracted from (an lz4 frame), for `reextract`."""
+
+    __tablename__ = "document_html"
+
+    source_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    url_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    charset: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    fetched_at: Mapped[datetime]
+
+
 class JobLogRow(Base):
     __tablename__ = "job_logs"
 
@@ -256,6 +275,7 @@ ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
 CANCELLED_EXECUTIONS = cast(Table, CancelledExecutionRow.__table__)
 VERSIONS = cast(Table, DocumentVersionRow.__table__)
 REMOVALS = cast(Table, DocumentRemovalRow.__table__)
+HTML = cast(Table, DocumentHtmlRow.__table__)
 # What a task carries of its URL's row (Task.leased).
 LEASED = (URLS.c.id, URLS.c.url, URLS.c.depth, URLS.c.attempts, URLS.c.redirect_hops, URLS.c.document_id)
 
@@ -892,6 +912,67 @@ class CrawlStore:
             raise NotFound(f"document {document_id} not found")
         return row
 
+    async def document_heads(self, document_ids: Sequence[str], size: int) -> dict[str, tuple[str, str]]:
+        """Each document's URL and the first `size` characters of its Markdown (what a search
+        snippet is made from), by id."""
+        if not document_ids:
+            return {}
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(DOCUMENTS.c.id, DOCUMENTS.c.url, func.substr(DOCUMENTS.c.markdown, 1, size)).where(
+                    DOCUMENTS.c.id.in_(list(document_ids))
+                )
+            )
+            return {r[0]: (r[1], r[2] or "") for r in rows}
+
+    async def source_documents(
+        self, source_id: str, *, markdown: bool, batch: int = 100
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A source's current documents in URL order, `batch` at a time, each batch read on its own
+        (keyset paging: no transaction or cursor is held while the caller writes one out): id,
+        url, title, description and, with `markdown`, the Markdown."""
+        columns = [DOCUMENTS.c.pk, DOCUMENTS.c.id, DOCUMENTS.c.url, DOCUMENTS.c.title, DOCUMENTS.c.metadata]
+        if markdown:
+            columns.append(DOCUMENTS.c.markdown)
+        after: tuple[str, int] | None = None
+        while True:
+            query = select(*columns).where(DOCUMENTS.c.source_id == source_id, DOCUMENTS.c.removed_at.is_(None))
+            if after is not None:
+                query = query.where(
+                    or_(DOCUMENTS.c.url > after[0], (DOCUMENTS.c.url == after[0]) & (DOCUMENTS.c.pk > after[1]))
+                )
+            async with self.db.read() as session:
+                rows = (await session.execute(query.order_by(DOCUMENTS.c.url, DOCUMENTS.c.pk).limit(batch))).all()
+            if not rows:
+                return
+            yield [
+                {
+                    "id": r.id,
+                    "url": r.url,
+                    "title": r.title or "",
+                    "description": str((r.metadata or {}).get("description") or ""),
+                    "markdown": r.markdown if markdown else "",
+                }
+                for r in rows
+            ]
+            if len(rows) < batch:
+                return
+            after = (rows[-1].url, rows[-1].pk)
+
+    async def count_source_documents(self, source_id: str) -> tuple[int, list[str]]:
+        """How many current documents a source has, and its hosts (most documents first, at most 3)."""
+        scope = [DOCUMENTS.c.source_id == source_id, DOCUMENTS.c.removed_at.is_(None)]
+        async with self.db.read() as session:
+            count = (await session.execute(select(func.count()).select_from(DOCUMENTS).where(*scope))).scalar_one()
+            hosts = await session.execute(
+                select(DOCUMENTS.c.host)
+                .where(*scope)
+                .group_by(DOCUMENTS.c.host)
+                .order_by(func.count().desc(), DOCUMENTS.c.host)
+                .limit(3)
+            )
+            return int(count), [h for (h,) in hosts if h]
+
     async def search_documents(
         self, query: str, source_id: str, job_id: str, limit: int, offset: int, *, include_removed: bool = False
     ) -> tuple[list[tuple[DocumentRow, str]], int]:
@@ -916,7 +997,7 @@ class CrawlStore:
                 )
                 snippet = func.ts_headline(
                     literal_column("'english'"),
-                    func.left(DOCUMENTS.c.markdown, 20000),
+                    func.left(DOCUMENTS.c.markdown, SNIPPET_SOURCE_CHARS),
                     tsquery,
                     "MaxFragments=2, MinWords=5, MaxWords=25, StartSel=**, StopSel=**",
                 )
@@ -1064,6 +1145,98 @@ async def _removed_unreached(session: AsyncSession, job: Any, now: datetime) -> 
     )
     await append_logs(session, job.id, [("info", f"{len(gone)} document(s) not found by this crawl removed")], now)
     return len(gone)
+
+
+@dataclass(frozen=True)
+class Html:
+    """A fetched page's HTML to keep: `replace` it when the page's document was (re)written, else
+    only fill a gap (an unchanged page whose document was stored before HTML was kept)."""
+
+    url: str
+    body: bytes
+    charset: str | None
+    fetched_at: datetime
+    replace: bool
+
+
+# Pages whose HTML is compressed off the event loop (lz4 does some 500 MB/s: 1 MB is 2 ms).
+_COMPRESS_INLINE = 256 * 1024
+
+
+async def compress(body: bytes) -> bytes:
+    if len(body) <= _COMPRESS_INLINE:
+        return lz4.frame.compress(body)
+    return await asyncio.to_thread(lz4.frame.compress, body)
+
+
+def decompress(body: bytes) -> bytes:
+    return lz4.frame.decompress(body)
+
+
+# PostgreSQL: one statement a batch, on an autocommit connection (no begin and commit).
+_PG_KEEP_HTML = {
+    replace: PgStatement(
+        """
+        INSERT INTO document_html (source_id, url_key, body, charset, size, fetched_at)
+        SELECT :source_id, k, b, c, n, f
+        FROM unnest(CAST(:keys AS text[]), CAST(:bodies AS bytea[]), CAST(:charsets AS text[]),
+                    CAST(:sizes AS int[]), CAST(:fetched AS timestamptz[])) AS t(k, b, c, n, f)
+        ORDER BY k
+        ON CONFLICT (source_id, url_key) DO """
+        + (
+            "UPDATE SET body = EXCLUDED.body, charset = EXCLUDED.charset, size = EXCLUDED.size,"
+            " fetched_at = EXCLUDED.fetched_at"
+            if replace
+            else "NOTHING"
+        )
+    )
+    for replace in (True, False)
+}
+
+
+async def keep_html(db: Database, source_id: str, pages: Sequence[Html]) -> None:
+    """Keep the pages' raw HTML, lz4-compressed, under their documents' keys (one statement for
+    those replaced, one for those filled in)."""
+    for replace in (True, False):
+        # By key, the last of a key winning: one statement may not update a row twice.
+        rows: dict[str, dict[str, Any]] = {}
+        for p in pages:
+            if p.replace is replace:
+                key = url_key(p.url)
+                rows[key] = {
+                    "source_id": source_id,
+                    "url_key": key,
+                    "body": await compress(p.body),
+                    "charset": p.charset,
+                    "size": len(p.body),
+                    "fetched_at": p.fetched_at,
+                }
+        if not rows:
+            continue
+        ordered = [rows[k] for k in sorted(rows)]  # the order rows are locked in: no deadlock
+        if db.is_postgres:
+            params = {
+                "source_id": source_id,
+                "keys": [r["url_key"] for r in ordered],
+                "bodies": [r["body"] for r in ordered],
+                "charsets": [r["charset"] for r in ordered],
+                "sizes": [r["size"] for r in ordered],
+                "fetched": [r["fetched_at"] for r in ordered],
+            }
+            async with db.autocommit() as connection:
+                await _PG_KEEP_HTML[replace].fetch_on(connection, params)
+            continue
+        insert = dialect_insert(db, HTML)
+        if replace:
+            excluded = insert.excluded
+            insert = insert.on_conflict_do_update(
+                index_elements=["source_id", "url_key"],
+                set_={name: excluded[name] for name in ("body", "charset", "size", "fetched_at")},
+            )
+        else:
+            insert = insert.on_conflict_do_nothing(index_elements=["source_id", "url_key"])
+        async with db.session() as session:
+            await session.execute(insert, ordered)
 
 
 def changes_of(job: Any) -> dict[str, int]:

@@ -71,14 +71,23 @@ from services.crawler.store import (
     UNCHANGED,
     URLS,
     CrawlStore,
+    Html,
     RobotsRow,
     dialect_insert,
     is_database_error,
+    keep_html,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 AUTO, ALWAYS = "auto", "always"
+
+# The raw HTML of settled pages is written in batches of this many pages or bytes, or of what
+# came within this many seconds; with more writes than this under way, a batch is dropped.
+HTML_BATCH_PAGES = 64
+HTML_BATCH_BYTES = 8 * 1024 * 1024
+HTML_FLUSH_AFTER = 0.25
+HTML_WRITES_IN_FLIGHT = 4
 
 # A politeness slot further away than this is not waited for: the URL goes back to the
 # frontier with a due time, and the pump publishes it then (no prefetch slot held asleep).
@@ -176,6 +185,11 @@ class Worker:
         self._settles: set[asyncio.Task[None]] = set()
         # Publishes of settled batches' new tasks, confirmed by the broker in the background.
         self._publishes: set[asyncio.Task[bool]] = set()
+        self._html_writes: set[asyncio.Task[None]] = set()
+        self._html: dict[str, list[Html]] = {}  # by source id, waiting for the next batch
+        self._html_pages = 0
+        self._html_bytes = 0
+        self._html_timer: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         # Set once the grace period is over: the settle loops end instead of taking more work.
@@ -220,7 +234,7 @@ class Worker:
             self._closing = True
             self._pending_changed.notify_all()
         # Bounded: a cancellation swallowed somewhere below must not hang the shutdown.
-        left = [*self._loops, *self._tasks, *self._settles, *self._publishes]
+        left = [*self._loops, *self._tasks, *self._settles, *self._publishes, *self._html_writes]
         if left:
             _, stuck = await asyncio.wait(left, timeout=max(grace, SETTLE_GRACE))
             if stuck:
@@ -240,6 +254,8 @@ class Worker:
         async with self._pending_changed:
             await self._pending_changed.wait_for(lambda: not self._pending and not self._settling)
         await _all_done(self._publishes)
+        self._flush_html()
+        await _all_done(self._html_writes)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         self._inbox.put_nowait(delivery)
@@ -414,6 +430,51 @@ class Worker:
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
             if settled.tasks:
                 _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks))
+            self._buffer_html(ctx, [w.outcome for w in works])
+
+    # -------------------------------------------------------------------------- raw HTML
+
+    def _buffer_html(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
+        """Keep the settled pages' raw HTML, for `reextract`: written beside the settles, never
+        in their way, a batch at a time (HTML_BATCH_PAGES pages or HTML_BATCH_BYTES, or what
+        came within HTML_FLUSH_AFTER seconds). Best effort: a page whose HTML is lost is kept
+        from its next fetch."""
+        for o in outcomes:
+            if o.html is not None and o.kind in (PAGE, UNCHANGED):
+                self._html.setdefault(ctx.source_id, []).append(
+                    Html(o.url, o.html, o.charset, o.fetched_at, replace=o.kind == PAGE)
+                )
+                self._html_pages += 1
+                self._html_bytes += len(o.html)
+        if not self._html_pages:
+            return
+        if self._html_pages >= HTML_BATCH_PAGES or self._html_bytes >= HTML_BATCH_BYTES:
+            self._flush_html()
+        elif self._html_timer is None:
+            self._html_timer = _track(self._html_writes, self._flush_html_later())
+
+    async def _flush_html_later(self) -> None:
+        await asyncio.sleep(HTML_FLUSH_AFTER)
+        self._html_timer = None
+        self._flush_html()
+
+    def _flush_html(self) -> None:
+        buffered, self._html, self._html_pages, self._html_bytes = self._html, {}, 0, 0
+        for source_id, pages in buffered.items():
+            if len(self._html_writes) > HTML_WRITES_IN_FLIGHT:
+                # The database is behind: memory stays bounded, these pages' HTML is not kept.
+                log.warning("the HTML of %d page(s) is not kept: earlier writes are still under way", len(pages))
+                continue
+            _track(self._html_writes, self._write_html(source_id, pages))
+
+    async def _write_html(self, source_id: str, pages: list[Html]) -> None:
+        try:
+            await keep_html(self.db, source_id, pages)
+        except Exception as exc:
+            if is_database_error(exc):
+                log.warning("keeping the HTML of %d page(s) failed: %s", len(pages), str(exc).splitlines()[0][:200])
+            else:
+                log.exception("keeping the HTML of %d page(s) failed", len(pages))
 
     # ----------------------------------------------------------------------------- one task
 
@@ -483,7 +544,7 @@ class Worker:
         if not 200 <= r.status < 300 or r.body is None:
             return make(FAILED, reason="http_status", detail=f"HTTP {r.status}")
         page = await self._parse(url, r.body, r.charset)
-        rendered, notes = False, list[tuple[str, str]]()
+        rendered, notes, body = False, list[tuple[str, str]](), r.body
         why = "render: always" if ctx.render == ALWAYS else page.app_shell if ctx.render == AUTO else ""
         if why:
             try:
@@ -491,7 +552,7 @@ class Worker:
             except _RenderFailed as failed:
                 return make(failed.kind, reason=failed.reason, detail=failed.detail)
             if got is not None:
-                page, notes = got
+                page, notes, body = got
                 rendered = True
             elif self._first_warning(ctx.id):
                 notes = [("warn", f"Pages are fetched over HTTP only ({why}: {url}): {self._no_browser()}")]
@@ -502,10 +563,19 @@ class Worker:
             canonical = canonical_link(link)
             if canonical:
                 links.append(canonical)
+        # Kept for reextract: the DOM the page was parsed from (the rendered one when rendered).
+        kept = {"html": body, "charset": "utf-8" if rendered else r.charset} if self.settings.keep_html else {}
         if stored is not None and page.content_hash == stored.content_hash:
-            return make(UNCHANGED, links=links, notes=notes, rendered=rendered)
+            return make(UNCHANGED, links=links, notes=notes, rendered=rendered, **kept)
         return make(
-            PAGE, page=page, links=links, etag=r.etag, last_modified=r.last_modified, notes=notes, rendered=rendered
+            PAGE,
+            page=page,
+            links=links,
+            etag=r.etag,
+            last_modified=r.last_modified,
+            notes=notes,
+            rendered=rendered,
+            **kept,
         )
 
     def _no_browser(self) -> str | None:
@@ -524,8 +594,8 @@ class Worker:
 
     async def _render(
         self, ctx: JobContext, url: str, r: FetchResult, why: str
-    ) -> tuple[ParsedPage, list[tuple[str, str]]] | None:
-        """The page rendered in the browser, and what the job log says about it; None when there
+    ) -> tuple[ParsedPage, list[tuple[str, str]], bytes] | None:
+        """The page rendered in the browser, what the job log says about it, and its DOM; None when there
         is no browser (render: auto then keeps the page as fetched). _RenderFailed when it
         failed: a crash or hang is retried like a 5xx (then the URL fails with the reason)."""
         assert r.body is not None
@@ -550,7 +620,7 @@ class Worker:
         notes = [("info", f"Rendered ({why}): {url}")]
         if done.waited:
             notes.append(("warn", f"Rendered {url}: {done.waited}"))
-        return page, notes
+        return page, notes, done.html
 
     # ------------------------------------------------------------------------ job contexts
 

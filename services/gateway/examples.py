@@ -217,12 +217,46 @@ DOCUMENT_SUMMARY: dict[str, Any] = {
     "last_modified": "Fri, 10 Jan 2025 08:55:00 GMT",
     "removed_at": None,
     "version": 2,
+    "heading_path": ["An Informal Introduction to Python", "Lists"],
 }
 
 DOCUMENT: dict[str, Any] = {
-    **{k: v for k, v in DOCUMENT_SUMMARY.items() if k != "snippet"},
+    **{k: v for k, v in DOCUMENT_SUMMARY.items() if k not in ("snippet", "heading_path")},
     "markdown": "# An Informal Introduction to Python\n\nIn the following examples, input and output …",
 }
+
+
+DOCUMENT_CHUNK: dict[str, Any] = {
+    "id": "9b1f0c2d4e6a8b0c1d2e3f40",
+    "heading_path": ["An Informal Introduction to Python", "Using Python as a Calculator", "Lists"],
+    "text": "### Lists\n\nPython knows a number of compound data types, used to group together other values. …",
+    "tokens": 24,
+}
+
+LLMS_TXT = """# Python docs
+
+> 3 documents crawled from docs.python.org.
+
+## Pages
+
+- [Python 3 documentation](https://docs.python.org/3/): The official Python documentation.
+
+## Tutorial
+
+- [The Python Tutorial](https://docs.python.org/3/tutorial/index.html)
+- [An Informal Introduction to Python](https://docs.python.org/3/tutorial/introduction.html)
+"""
+
+LLMS_FULL_TXT = """# Python docs
+
+> 3 documents crawled from docs.python.org.
+
+# Python 3 documentation
+
+Source: https://docs.python.org/3/
+
+Welcome! This is the official documentation for Python 3. …
+"""
 
 
 def page(plural: str, item: dict[str, Any]) -> dict[str, Any]:

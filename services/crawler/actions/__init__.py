@@ -27,7 +27,12 @@ ACTIONS: tuple[ActionInfo, ...] = (
     ActionInfo("crawl", "Crawl the definition's sources (or start_urls) into documents."),
     ActionInfo("corpus_summary", "Write a statistics document over a source's or the whole corpus's documents."),
     ActionInfo("reindex", "Rebuild the full-text search index."),
+    ActionInfo(
+        "reextract",
+        "Run the current extraction again on the kept HTML of a source's (or every) document, without refetching.",
+    ),
 )
+_MAINTENANCE = ("corpus_summary", "reindex", "reextract")
 
 Emit = Callable[[crawler_service_pb2.StepEvent], None]
 
@@ -35,14 +40,15 @@ Emit = Callable[[crawler_service_pb2.StepEvent], None]
 class StepRunner:
     """Runs one StepCall and emits its events: accepted, progress..., exactly one finished."""
 
-    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue) -> None:
+    def __init__(self, db: Database, store: CrawlStore, queue: TaskQueue, *, versions_kept: int = 5) -> None:
         from services.crawler.actions.crawl import CrawlAction
 
         self.db = db
+        self.versions_kept = versions_kept
         self.crawl = CrawlAction(db, store, queue)
 
     async def run(self, call: crawler_service_pb2.StepCall, emit: Emit) -> None:
-        from services.crawler.actions.maintenance import corpus_summary, reindex
+        from services.crawler.actions.maintenance import corpus_summary, reextract, reindex
 
         def finished(ok: bool, error: str = "", result: dict[str, object] | None = None) -> None:
             emit(
@@ -62,7 +68,7 @@ class StepRunner:
                 if action == "crawl":
                     await self.crawl.run(call, emit)
                     return
-                if action not in ("corpus_summary", "reindex"):
+                if action not in _MAINTENANCE:
                     finished(False, f"unknown action {action!r} (known: {', '.join(a.name for a in ACTIONS)})")
                     return
                 emit(
@@ -73,8 +79,14 @@ class StepRunner:
                         accepted=crawler_service_pb2.StepAccepted(),
                     )
                 )
-                run = corpus_summary if action == "corpus_summary" else reindex
-                finished(True, result=await run(self.db, struct_to_dict(call.step.config)))
+                config = struct_to_dict(call.step.config)
+                if action == "corpus_summary":
+                    result = await corpus_summary(self.db, config)
+                elif action == "reindex":
+                    result = await reindex(self.db, config)
+                else:
+                    result = await reextract(self.db, config, versions_kept=self.versions_kept)
+                finished(True, result=result)
             except QuaeroError as exc:
                 finished(False, exc.message)
             except Exception as exc:

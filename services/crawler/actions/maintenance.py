@@ -1,17 +1,22 @@
-"""The `corpus_summary` and `reindex` actions: idempotent, and they create no crawl jobs."""
+"""The `corpus_summary`, `reindex` and `reextract` actions: idempotent, and they create no crawl jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, text, update
 
 from libs.db import Database, utcnow
 from libs.errors import InvalidArgument
 from libs.step_config import DOCUMENTS_CHOICES, PARENT_CRAWL_JOB_IDS
 from services.crawler.frontier import url_key
-from services.crawler.store import CHANGED, DOCUMENTS, NEW, URLS, dialect_insert
+from services.crawler.parse import ParsedPage, parse_page
+from services.crawler.store import CHANGED, DOCUMENTS, HTML, NEW, URLS, VERSIONS, decompress, dialect_insert
+
+log = logging.getLogger(__name__)
 
 # Summary documents live under their own source key, outside the corpus they describe.
 SUMMARY_SOURCE = "quaero:corpus-summary"
@@ -213,6 +218,115 @@ async def _reindex_some(db: Database, which: ColumnElement[bool], dry_run: bool)
             update(DOCUMENTS).where(which).values(title=DOCUMENTS.c.title, markdown=DOCUMENTS.c.markdown)
         )
     return {"documents": int(result.rowcount or 0), "dry_run": False, "scope": "parent_changes"}  # type: ignore[attr-defined]
+
+
+# Documents reextracted per transaction.
+_REEXTRACT_BATCH = 50
+
+
+async def reextract(db: Database, config: dict[str, Any], *, versions_kept: int) -> dict[str, Any]:
+    """Run the current extraction again on the HTML each current document was stored from (kept
+    by the workers, QUAERO_KEEP_HTML), without fetching anything. A document whose content
+    comes out different is rewritten as a recrawl would: its previous content becomes a version,
+    its `version` goes up. Documents without kept HTML (stored before it was kept) are counted as
+    `without_html` and left as they are. Rerunning changes nothing more."""
+    source_ids = _source_ids(config)
+    dry_run = config.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidArgument.field("config.dry_run", "must be true or false")
+    scope = [DOCUMENTS.c.source_id != SUMMARY_SOURCE, DOCUMENTS.c.removed_at.is_(None)]
+    if source_ids:
+        scope.append(DOCUMENTS.c.source_id.in_(source_ids))
+    joined = DOCUMENTS.outerjoin(
+        HTML, and_(HTML.c.source_id == DOCUMENTS.c.source_id, HTML.c.url_key == DOCUMENTS.c.url_key)
+    )
+    counts = {"documents": 0, "changed": 0, "unchanged": 0, "without_html": 0}
+    after = 0
+    while True:
+        async with db.read() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        DOCUMENTS.c.pk, DOCUMENTS.c.id, DOCUMENTS.c.url, DOCUMENTS.c.title, DOCUMENTS.c.markdown,
+                        DOCUMENTS.c.metadata, DOCUMENTS.c.content_hash, DOCUMENTS.c.version, DOCUMENTS.c.updated_at,
+                        HTML.c.body, HTML.c.charset,
+                    )
+                    .select_from(joined)
+                    .where(*scope, DOCUMENTS.c.pk > after)
+                    .order_by(DOCUMENTS.c.pk)
+                    .limit(_REEXTRACT_BATCH)
+                )
+            ).all()  # fmt: skip
+        if not rows:
+            break
+        after = rows[-1].pk
+        counts["documents"] += len(rows)
+        with_html = [r for r in rows if r.body is not None]
+        counts["without_html"] += len(rows) - len(with_html)
+        # Parsing is CPU work (a few ms a page): off the event loop the gRPC server shares.
+        pages = await asyncio.to_thread(_extract_all, with_html)
+        changed = [(r, p) for r, p in zip(with_html, pages, strict=True) if p.content_hash != r.content_hash]
+        counts["unchanged"] += len(with_html) - len(changed)
+        if changed and not dry_run:
+            counts["changed"] += await _rewrite(db, changed, versions_kept)
+        elif changed:
+            counts["changed"] += len(changed)
+    return {**counts, "dry_run": dry_run}
+
+
+def _extract_all(rows: list[Any]) -> list[ParsedPage]:
+    return [parse_page(r.url, decompress(r.body), r.charset) for r in rows]
+
+
+async def _rewrite(db: Database, changed: list[tuple[Any, ParsedPage]], versions_kept: int) -> int:
+    """Write the new extractions, each document's previous content kept as a version; a document
+    a crawl rewrote since it was read is left to that crawl (compare-and-set on its hash)."""
+    now = utcnow()
+    rewritten = 0
+    async with db.session() as session:
+        for row, page in changed:
+            done = (
+                await session.execute(
+                    update(DOCUMENTS)
+                    .where(DOCUMENTS.c.id == row.id, DOCUMENTS.c.content_hash == row.content_hash)
+                    .values(
+                        title=page.title,
+                        markdown=page.markdown,
+                        content_hash=page.content_hash,
+                        word_count=page.word_count,
+                        metadata={
+                            **(row.metadata or {}),
+                            "description": page.description,
+                            "language": page.language,
+                            "canonical": page.canonical,
+                            "content_hash": page.content_hash,
+                            "word_count": page.word_count,
+                            "reextracted_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                        },
+                        version=DOCUMENTS.c.version + 1,
+                        updated_at=now,
+                    )
+                    .returning(DOCUMENTS.c.id)
+                )
+            ).first()
+            if done is None:
+                continue
+            rewritten += 1
+            if versions_kept <= 0:
+                continue
+            await session.execute(
+                dialect_insert(db, VERSIONS).on_conflict_do_nothing(),
+                {
+                    "document_id": row.id, "version": row.version, "content_hash": row.content_hash,
+                    "title": row.title, "markdown": row.markdown, "fetched_at": row.updated_at, "created_at": now,
+                },
+            )  # fmt: skip
+            await session.execute(
+                delete(VERSIONS).where(
+                    VERSIONS.c.document_id == row.id, VERSIONS.c.version <= row.version - versions_kept
+                )
+            )
+    return rewritten
 
 
 def _when(value: datetime | None) -> str:

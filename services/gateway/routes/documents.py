@@ -1,4 +1,4 @@
-"""Documents: list, full-text search (with snippets) and one document with its Markdown."""
+"""Documents: list, full-text search (with snippets), one document with its Markdown, its chunks."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
-Document = model_for(crawl_job_pb2.Document.DESCRIPTOR, omit=frozenset({"snippet"}))
-# List items never carry Markdown; `snippet` is the matching passage when searching, else null.
+Document = model_for(crawl_job_pb2.Document.DESCRIPTOR, omit=frozenset({"snippet", "heading_path"}))
+# List items never carry Markdown; `snippet` is the matching passage when searching, else null;
+# `heading_path` the headings over the best-matching chunk when searching, else empty.
 DocumentSummary = model_for(
     crawl_job_pb2.Document.DESCRIPTOR,
     omit=frozenset({"markdown"}),
@@ -27,6 +28,9 @@ DocumentSummary = model_for(
     name="DocumentSummary",
 )
 DocumentSummaryList = list_model("DocumentList", "documents", DocumentSummary)
+DocumentChunk = model_for(crawl_job_pb2.DocumentChunk.DESCRIPTOR)
+DocumentChunkList = list_model("DocumentChunkList", "chunks", DocumentChunk)
+_ONE_DOCUMENT = frozenset({"snippet", "heading_path"})
 
 
 def document_summary_json(msg: crawl_job_pb2.Document, *, searched: bool = False) -> dict[str, Any]:
@@ -92,4 +96,32 @@ async def list_documents(
 )
 async def get_document(request: Request, id: PathId) -> JSONResponse:
     resp = await _stub(request).GetDocument(cr.GetDocumentRequest(id=id))
-    return JSONResponse(to_dict(resp.document, omit=frozenset({"snippet"})))
+    return JSONResponse(to_dict(resp.document, omit=_ONE_DOCUMENT))
+
+
+@router.get(
+    "/{id}/chunks",
+    response_model=DocumentChunkList,
+    responses={200: examples.ok(examples.page("chunks", examples.DOCUMENT_CHUNK)), **ERROR_RESPONSES},
+    summary="A document's Markdown split on its headings into chunks with stable ids and token estimates",
+    description=(
+        "Each chunk is a section (a heading and what follows it, up to the next heading) or, for a "
+        "section longer than `max_tokens`, a run of its paragraphs; a code block is never split. A "
+        "chunk's id is made of the document's URL, its heading path and its position among sections "
+        "with the same path: it stays the same when other sections change. Computed from the stored "
+        "Markdown, in document order."
+    ),
+)
+async def list_document_chunks(
+    request: Request,
+    id: PathId,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    max_tokens: Annotated[
+        int, Query(ge=32, le=8192, description="Sections longer than this (estimated tokens) are split.")
+    ] = 512,
+) -> JSONResponse:
+    resp = await _stub(request).ListDocumentChunks(
+        cr.ListDocumentChunksRequest(document_id=id, limit=limit, offset=offset, max_tokens=max_tokens)
+    )
+    return JSONResponse(page_body("chunks", (to_dict(c) for c in resp.chunks), resp))

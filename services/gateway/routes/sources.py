@@ -1,13 +1,16 @@
-"""/api/sources: CRUD through the executor. Auth is write-only: never in a response."""
+"""/api/sources: CRUD through the executor (auth is write-only: never in a response), and a
+source's documents as llms.txt / llms-full.txt from the crawler."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from libs.proto_json import enum_value, to_dict
+from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
 from quaero.v1 import source_pb2
 from services.gateway import examples
@@ -128,3 +131,64 @@ async def update_source(request: Request, id: PathId) -> JSONResponse:
 async def delete_source(request: Request, id: PathId) -> Response:
     await _stub(request).DeleteSource(ex.DeleteSourceRequest(id=id))
     return Response(status_code=204)
+
+
+_LLMS_MEDIA_TYPE = "text/plain; charset=utf-8"
+
+
+async def _llms_txt(request: Request, id: str, format: cr.LlmsTxtFormat) -> StreamingResponse:
+    """The crawler's pieces as they come. The source is looked up and the first piece read before
+    the answer starts, so an unknown source or a bad request is still an error answer."""
+    source = (await _stub(request).GetSource(ex.GetSourceRequest(id=id))).source
+    call = request.app.state.crawler.GetSourceLlmsTxt(
+        cr.GetSourceLlmsTxtRequest(source_id=source.id, format=format, name=source.name or source.id)
+    )
+    pieces = call.__aiter__()
+    try:
+        first = await pieces.__anext__()
+    except StopAsyncIteration:
+        first = None
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield first.text.encode()
+            async for piece in pieces:
+                yield piece.text.encode()
+        finally:
+            call.cancel()
+
+    return StreamingResponse(body(), media_type=_LLMS_MEDIA_TYPE)
+
+
+def _text_answer(example: str, what: str) -> dict:  # type: ignore[type-arg]
+    return {"description": what, "content": {"text/plain": {"schema": {"type": "string"}, "example": example}}}
+
+
+@router.get(
+    "/{id}/llms.txt",
+    response_class=StreamingResponse,
+    responses={200: _text_answer(examples.LLMS_TXT, "llms.txt"), **ERROR_RESPONSES},
+    summary="The source's current documents as llms.txt (llmstxt.org): its name, a summary, sections of links",
+    description=(
+        "An H1 with the source's name, a blockquote summary, then an H2 section per part of the site "
+        "(`Pages` for those at its root first, then one per first path segment, in URL order), each a "
+        "list of `- [title](url): description` lines. Removed documents are left out."
+    ),
+)
+async def get_source_llms_txt(request: Request, id: PathId) -> StreamingResponse:
+    return await _llms_txt(request, id, cr.LLMS_TXT_FORMAT_INDEX)
+
+
+@router.get(
+    "/{id}/llms-full.txt",
+    response_class=StreamingResponse,
+    responses={200: _text_answer(examples.LLMS_FULL_TXT, "llms-full.txt"), **ERROR_RESPONSES},
+    summary="The source's current documents as llms-full.txt: the llms.txt head, then every document's Markdown",
+    description=(
+        "The head of llms.txt, then each current document in URL order as `# title`, a `Source: url` "
+        "line and its Markdown. Streamed as the documents are read."
+    ),
+)
+async def get_source_llms_full_txt(request: Request, id: PathId) -> StreamingResponse:
+    return await _llms_txt(request, id, cr.LLMS_TXT_FORMAT_FULL)

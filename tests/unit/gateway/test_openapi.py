@@ -40,6 +40,9 @@ ROUTES = [
     ("get", "/api/jobs/stats"),
     ("get", "/api/documents"),
     ("get", "/api/documents/{id}"),
+    ("get", "/api/documents/{id}/chunks"),
+    ("get", "/api/sources/{id}/llms.txt"),
+    ("get", "/api/sources/{id}/llms-full.txt"),
     ("get", "/healthz"),
     ("get", "/metrics"),
 ]
