@@ -43,6 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, PgStatement, utcnow
 from libs.errors import Aborted, InvalidArgument, NotFound
+from services.crawler import snippets
 from services.crawler.frontier import BUDGET, host_of, url_key
 
 log = logging.getLogger(__name__)
@@ -984,7 +985,7 @@ class CrawlStore:
                     literal_column("'english'"),
                     func.left(DOCUMENTS.c.markdown, 20000),
                     tsquery,
-                    "MaxFragments=2, MinWords=5, MaxWords=25, StartSel=**, StopSel=**",
+                    f"MaxFragments=2, MinWords=5, MaxWords=25, StartSel={snippets.START}, StopSel={snippets.STOP}",
                 )
                 rows = await session.execute(
                     select(ranked, snippet.label("snippet"))
@@ -999,14 +1000,18 @@ class CrawlStore:
                     await session.execute(select(func.count()).select_from(joined).where(match, *conditions))
                 ).scalar_one()
                 rows = await session.execute(
-                    select(*columns, literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"))
+                    select(*columns, _FTS5_SNIPPET.label("snippet"))
                     .select_from(joined)
                     .where(match, *conditions)
                     .order_by(literal_column("bm25(documents_fts, 10.0, 1.0)"), DOCUMENTS.c.pk)
                     .limit(limit)
                     .offset(offset)
                 )
-            return [(_document(r), r.snippet or "") for r in rows], int(total)
+            return [(_document(r), snippets.plain_snippet(r.snippet or "")) for r in rows], int(total)
+
+
+# Matches between the marks plain_snippet turns into ** once the Markdown around them is gone.
+_FTS5_SNIPPET = literal_column(f"snippet(documents_fts, 1, '{snippets.START}', '{snippets.STOP}', '…', 16)")
 
 
 def _fts5_query(query: str) -> str:
