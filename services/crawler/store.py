@@ -1011,7 +1011,7 @@ class CrawlStore:
 
 
 # Matches between the marks plain_snippet turns into ** once the Markdown around them is gone.
-_FTS5_SNIPPET = literal_column(f"snippet(documents_fts, 1, '{snippets.START}', '{snippets.STOP}', '…', 16)")
+_FTS5_SNIPPET: Any = literal_column(f"snippet(documents_fts, 1, '{snippets.START}', '{snippets.STOP}', '…', 16)")
 
 
 def _fts5_query(query: str) -> str:
