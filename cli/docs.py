@@ -99,6 +99,52 @@ def show(
     sys.stdout.write(doc["markdown"].rstrip("\n") + "\n")
 
 
+@app.command("versions")
+def versions(
+    ctx: typer.Context,
+    document_id: Annotated[str, typer.Argument(metavar="ID", help="The document's id.")],
+    limit: output.LimitOption = 20,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """A document's versions, newest first: the current one and those kept before it."""
+    page = call(ctx.obj, lambda api: api.get(f"/api/documents/{segment(document_id)}/versions", limit=limit))
+    if as_json:
+        output.print_json(page)
+        return
+    output.table(
+        ["VERSION", "FETCHED", "CONTENT HASH", "TITLE"],
+        ([str(v["version"]), output.when(v["fetched_at"]), v["content_hash"], v["title"]] for v in page["versions"]),
+        empty="no versions",
+    )
+    output.footer(len(page["versions"]), page["total_count"], "versions")
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    document_id: Annotated[str, typer.Argument(metavar="ID", help="The document's id.")],
+    from_version: Annotated[
+        int | None, typer.Option("--from", min=1, help="The older version (default: the one before --to).")
+    ] = None,
+    to_version: Annotated[
+        int | None, typer.Option("--to", min=1, help="The newer version (default: the current one).")
+    ] = None,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """A unified diff of two versions' Markdown (nothing when they are equal)."""
+    body = call(
+        ctx.obj,
+        lambda api: api.get(f"/api/documents/{segment(document_id)}/diff", **{"from": from_version, "to": to_version}),
+    )
+    if as_json:
+        output.print_json(body)
+        return
+    if not body["diff"]:
+        output.stderr().print(f"[dim]versions {body['from_version']} and {body['to_version']} are the same[/dim]")
+        return
+    sys.stdout.write(body["diff"])
+
+
 class ExportFormat(StrEnum):
     markdown = "md"
     jsonl = "jsonl"

@@ -53,8 +53,9 @@ def _conclude(outcome: Outcome, as_json: bool) -> None:
     if as_json:
         output.print_json(_as_json(outcome))
     else:
+        changes = ", ".join(f"{n:,} {kind}" for kind, n in outcome.changes.items())
         output.stdout().print(
-            f"{execution['status'].capitalize()}: {outcome.documents} documents "
+            f"{execution['status'].capitalize()}: {outcome.documents:,} documents ({changes}) "
             f"from {len(outcome.jobs)} crawl job{'s' if len(outcome.jobs) != 1 else ''} "
             f"in {output.duration(execution['started_at'] or execution['created_at'], execution['completed_at'])}"
         )

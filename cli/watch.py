@@ -30,6 +30,14 @@ class Outcome:
     def documents(self) -> int:
         return sum(int(job.get("result_count") or 0) for job in self.jobs)
 
+    @property
+    def changes(self) -> dict[str, int]:
+        """What its crawl jobs found, summed: new, changed, unchanged and removed documents."""
+        return {
+            kind: sum(int((job.get("changes") or {}).get(kind) or 0) for job in self.jobs)
+            for kind in ("new", "changed", "unchanged", "removed")
+        }
+
 
 class Watcher:
     def __init__(self, api: Api, console: Console) -> None:

@@ -11,6 +11,7 @@ from services.crawler.store import (
     CrawlJobRow,
     CrawlUrlRow,
     DocumentRow,
+    DocumentVersionRow,
     JobEventRow,
     JobLogRow,
     changes_of,
@@ -156,4 +157,23 @@ def document_message(doc: DocumentRow, *, markdown: bool = False, snippet: str =
     set_timestamp(msg.created_at, doc.created_at)
     set_timestamp(msg.updated_at, doc.updated_at)
     set_timestamp(msg.removed_at, doc.removed_at)
+    return msg
+
+
+def change_message(row: dict[str, Any]) -> crawl_job_pb2.DocumentChange:
+    return crawl_job_pb2.DocumentChange(
+        url=row["url"],
+        document_id=row["document_id"] or "",
+        change=change_value(row["change"]),
+        content_hash=row["content_hash"] or "",
+        previous_hash=row["previous_hash"] or "",
+    )
+
+
+def version_message(row: DocumentVersionRow, *, markdown: bool = False) -> crawl_job_pb2.DocumentVersion:
+    msg = crawl_job_pb2.DocumentVersion(
+        version=row.version, content_hash=row.content_hash, title=row.title or "",
+        markdown=row.markdown if markdown else "",
+    )  # fmt: skip
+    set_timestamp(msg.fetched_at, row.fetched_at)
     return msg

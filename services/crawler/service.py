@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 
 from libs.amqp import TaskQueue
@@ -17,6 +18,8 @@ from services.crawler import queue as tasks_queue
 from services.crawler.actions import ACTIONS, StepRunner
 from services.crawler.actions.crawl import RECHECK_INTERVAL
 from services.crawler.messages import (
+    change_message,
+    change_name,
     document_message,
     event_message,
     job_message,
@@ -24,6 +27,7 @@ from services.crawler.messages import (
     status_name,
     url_message,
     url_state_name,
+    version_message,
 )
 from services.crawler.store import SNIPPET_SOURCE_CHARS, TERMINAL, CrawlStore, DocumentRow, ListFilter, job_channel
 
@@ -212,6 +216,16 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
             urls=[url_message(u) for u in urls], total_count=total, limit=pg.limit, offset=pg.offset
         )
 
+    async def ListJobChanges(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "job_id")
+        job_id = _required(request.job_id, "job_id")
+        change = _enum_filter(request.change, change_name(request.change), "change")
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        changes, total = await self.store.list_job_changes(job_id, change, pg)
+        return crawler_service_pb2.ListJobChangesResponse(
+            changes=[change_message(c) for c in changes], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
     # --------------------------------------------------------------------------- documents
 
     async def ListDocuments(self, request, context):  # type: ignore[no-untyped-def]
@@ -329,3 +343,47 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
             return out
 
         return await asyncio.to_thread(work)
+
+    async def ListDocumentVersions(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "document_id")
+        document_id = _required(request.document_id, "document_id")
+        pg = page(request.limit, request.offset, "", "", allowed=("created_at",))
+        versions, total = await self.store.list_versions(document_id, pg)
+        return crawler_service_pb2.ListDocumentVersionsResponse(
+            versions=[version_message(v) for v in versions], total_count=total, limit=pg.limit, offset=pg.offset
+        )
+
+    async def GetDocumentVersion(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "document_id")
+        document_id = _required(request.document_id, "document_id")
+        version = await self.store.get_version(document_id, request.version)
+        return crawler_service_pb2.GetDocumentVersionResponse(version=version_message(version, markdown=True))
+
+    async def DiffDocumentVersions(self, request, context):  # type: ignore[no-untyped-def]
+        check_ids(request, "document_id")
+        document_id = _required(request.document_id, "document_id")
+        if request.to_version < 0:
+            raise InvalidArgument.field("to_version", "must be 1 or more (0: the current version)")
+        if request.from_version < 0:
+            raise InvalidArgument.field("from_version", "must be 1 or more (0: the version before to_version)")
+        current = (await self.store.get_document(document_id)).version or 1
+        to_number = request.to_version or current
+        newer = await self.store.get_version(document_id, to_number, "to_version")
+        from_number = request.from_version or to_number - 1
+        if from_number < 1:
+            raise InvalidArgument.field("from_version", f"version {to_number} has no version before it")
+        older = await self.store.get_version(document_id, from_number, "from_version")
+        # Off the event loop: difflib is quadratic in the worst case, and pages are hostile input.
+        diff = await asyncio.to_thread(_unified_diff, older.markdown, newer.markdown, from_number, to_number)
+        return crawler_service_pb2.DiffDocumentVersionsResponse(
+            from_version=from_number, to_version=to_number, diff=diff
+        )
+
+
+def _unified_diff(older: str, newer: str, from_number: int, to_number: int) -> str:
+    """A unified diff of two versions' Markdown, empty when they are equal."""
+    lines = difflib.unified_diff(
+        older.splitlines(keepends=True), newer.splitlines(keepends=True),
+        fromfile=f"version {from_number}", tofile=f"version {to_number}",
+    )  # fmt: skip
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.db import TYPE_ANNOTATIONS, Database, JsonType, Page, PgStatement, utcnow
-from libs.errors import Aborted, NotFound
+from libs.errors import Aborted, InvalidArgument, NotFound
+from services.crawler import snippets
 from services.crawler.frontier import BUDGET, host_of, url_key
 
 log = logging.getLogger(__name__)
@@ -973,6 +975,71 @@ class CrawlStore:
             )
             return int(count), [h for (h,) in hosts if h]
 
+    async def list_job_changes(self, job_id: str, change: str | None, pg: Page) -> tuple[list[dict[str, Any]], int]:
+        """What a crawl job found of its source's documents: its URLs' labels (in frontier order),
+        then the documents it removed because it did not reach them (by URL)."""
+        await self.get_job(job_id)
+        labelled = select(
+            URLS.c.url, URLS.c.document_id, URLS.c.change, URLS.c.content_hash, URLS.c.previous_hash,
+            literal_column("0").label("part"), URLS.c.id.label("ord"),
+        ).where(URLS.c.job_id == job_id, URLS.c.change.is_not(None))  # fmt: skip
+        unreached = select(
+            REMOVALS.c.url, REMOVALS.c.document_id, literal_column(f"'{REMOVED}'").label("change"),
+            REMOVALS.c.content_hash, REMOVALS.c.content_hash.label("previous_hash"),
+            literal_column("1").label("part"), literal_column("0").label("ord"),
+        ).where(REMOVALS.c.job_id == job_id)  # fmt: skip
+        if change:
+            labelled = labelled.where(URLS.c.change == change)
+        parts = [labelled] if change and change != REMOVED else [labelled, unreached]
+        both = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        async with self.db.read() as session:
+            total = (await session.execute(select(func.count()).select_from(both))).scalar_one()
+            rows = await session.execute(
+                select(both).order_by(both.c.part, both.c.ord, both.c.url).limit(pg.limit).offset(pg.offset)
+            )
+            return [dict(r._mapping) for r in rows], int(total)
+
+    async def list_versions(self, document_id: str, pg: Page) -> tuple[list[DocumentVersionRow], int]:
+        """A document's versions, newest first: the current one, then those kept before it."""
+        doc = await self.get_document(document_id)
+        kept_before = VERSIONS.c.document_id == document_id
+        async with self.db.read() as session:
+            kept = (await session.execute(select(func.count()).select_from(VERSIONS).where(kept_before))).scalar_one()
+            listed = [_current_version(doc)] if pg.offset == 0 else []
+            limit = pg.limit - len(listed)
+            if limit > 0:
+                rows = await session.execute(
+                    select(DocumentVersionRow)
+                    .where(DocumentVersionRow.document_id == document_id)
+                    .order_by(DocumentVersionRow.version.desc())
+                    .limit(limit)
+                    .offset(max(pg.offset - 1, 0))
+                )
+                listed.extend(rows.scalars().all())
+        return listed, int(kept) + 1
+
+    async def get_version(self, document_id: str, version: int, field: str = "version") -> DocumentVersionRow:
+        """One version of a document, with its Markdown. `field` names the request field the
+        version came from in errors."""
+        doc = await self.get_document(document_id)
+        if version < 1:
+            raise InvalidArgument.field(field, "must be 1 or more")
+        if version > doc.version:
+            raise InvalidArgument.field(field, f"must be at most {doc.version}, the document's current version")
+        if version == doc.version:
+            return _current_version(doc)
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(DocumentVersionRow).where(
+                        DocumentVersionRow.document_id == document_id, DocumentVersionRow.version == version
+                    )
+                )
+            ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"version {version} of document {document_id} is no longer kept")
+        return row
+
     async def search_documents(
         self, query: str, source_id: str, job_id: str, limit: int, offset: int, *, include_removed: bool = False
     ) -> tuple[list[tuple[DocumentRow, str]], int]:
@@ -999,7 +1066,7 @@ class CrawlStore:
                     literal_column("'english'"),
                     func.left(DOCUMENTS.c.markdown, SNIPPET_SOURCE_CHARS),
                     tsquery,
-                    "MaxFragments=2, MinWords=5, MaxWords=25, StartSel=**, StopSel=**",
+                    f"MaxFragments=2, MinWords=5, MaxWords=25, StartSel={snippets.START}, StopSel={snippets.STOP}",
                 )
                 rows = await session.execute(
                     select(ranked, snippet.label("snippet"))
@@ -1014,14 +1081,18 @@ class CrawlStore:
                     await session.execute(select(func.count()).select_from(joined).where(match, *conditions))
                 ).scalar_one()
                 rows = await session.execute(
-                    select(*columns, literal_column("snippet(documents_fts, 1, '**', '**', '…', 16)").label("snippet"))
+                    select(*columns, _FTS5_SNIPPET.label("snippet"))
                     .select_from(joined)
                     .where(match, *conditions)
                     .order_by(literal_column("bm25(documents_fts, 10.0, 1.0)"), DOCUMENTS.c.pk)
                     .limit(limit)
                     .offset(offset)
                 )
-            return [(_document(r), r.snippet or "") for r in rows], int(total)
+            return [(_document(r), snippets.plain_snippet(r.snippet or "")) for r in rows], int(total)
+
+
+# Matches between the marks plain_snippet turns into ** once the Markdown around them is gone.
+_FTS5_SNIPPET: Any = literal_column(f"snippet(documents_fts, 1, '{snippets.START}', '{snippets.STOP}', '…', 16)")
 
 
 def _fts5_query(query: str) -> str:
@@ -1033,6 +1104,14 @@ def _fts5_query(query: str) -> str:
 
 # The columns of a document in lists: without its Markdown and links (any size).
 _LISTED = [c for c in DOCUMENTS.c if c.name not in ("markdown", "links")]
+
+
+def _current_version(doc: DocumentRow) -> DocumentVersionRow:
+    """A document's current content as a version (kept versions took its update time as theirs)."""
+    return DocumentVersionRow(
+        document_id=doc.id, version=doc.version or 1, content_hash=doc.content_hash, title=doc.title,
+        markdown=doc.markdown, fetched_at=doc.updated_at, created_at=doc.updated_at,
+    )  # fmt: skip
 
 
 def _document(row: Any) -> DocumentRow:

@@ -267,3 +267,35 @@ def page(plural: str, item: dict[str, Any]) -> dict[str, Any]:
 def ok(example: dict[str, Any], description: str = "Success") -> dict[str, Any]:
     """A `responses` entry showing `example` as the JSON body."""
     return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+DOCUMENT_CHANGE: dict[str, Any] = {
+    "url": "https://docs.python.org/3/tutorial/introduction.html",
+    "document_id": DOCUMENT_ID,
+    "change": "changed",
+    "content_hash": "5d41402abc4b2a76b9719d911017c592",
+    "previous_hash": "7d793037a0760186574b0282f2f435e7",
+}
+
+DOCUMENT_VERSION: dict[str, Any] = {
+    "version": 2,
+    "content_hash": "5d41402abc4b2a76b9719d911017c592",
+    "fetched_at": "2025-01-11T03:00:04.000Z",
+    "title": "An Informal Introduction to Python",
+}
+
+DOCUMENT_VERSION_FULL: dict[str, Any] = {
+    **DOCUMENT_VERSION,
+    "markdown": "# An Informal Introduction to Python\n\nIn the following examples, input and output …",
+}
+
+DOCUMENT_DIFF: dict[str, Any] = {
+    "from_version": 1,
+    "to_version": 2,
+    "diff": "--- version 1\n+++ version 2\n@@ -1,3 +1,3 @@\n # An Informal Introduction to Python\n \n"
+    "-In the examples below, input and output …\n+In the following examples, input and output …\n",
+}
+
+DOCUMENT_HTML: dict[str, Any] = {
+    "html": "<h1>An Informal Introduction to Python</h1>\n<p>In the following examples, input and output …</p>\n",
+}

@@ -65,7 +65,9 @@ def test_the_first_session_of_the_readme(quaero_up: str, demo_site: str) -> None
     assert crawled.returncode == 0, crawled.stderr
     assert re.search(r"✓ crawl-127\.0\.0\.1-\d+ completed", crawled.stderr)
     assert re.search(r"100\.0% 5/5 urls", crawled.stderr)
-    assert re.match(r"Completed: 5 documents from 1 crawl job in ", crawled.stdout)
+    assert re.match(
+        r"Completed: 5 documents \(5 new, 0 changed, 0 unchanged, 0 removed\) from 1 crawl job in ", crawled.stdout
+    )
     assert found.returncode == 0, found.stderr
     assert found.stdout.splitlines()[0] == "Pelicans"
     assert "pelicans.html" in found.stdout.splitlines()[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from libs.bounds import MAX_QUERY_LENGTH
@@ -31,6 +31,11 @@ DocumentSummaryList = list_model("DocumentList", "documents", DocumentSummary)
 DocumentChunk = model_for(crawl_job_pb2.DocumentChunk.DESCRIPTOR)
 DocumentChunkList = list_model("DocumentChunkList", "chunks", DocumentChunk)
 _ONE_DOCUMENT = frozenset({"snippet", "heading_path"})
+DocumentVersion = model_for(crawl_job_pb2.DocumentVersion.DESCRIPTOR, omit=frozenset({"markdown"}))
+DocumentVersionList = list_model("DocumentVersionList", "versions", DocumentVersion)
+DocumentVersionFull = model_for(crawl_job_pb2.DocumentVersion.DESCRIPTOR, name="DocumentVersionWithMarkdown")
+DocumentDiff = model_for(cr.DiffDocumentVersionsResponse.DESCRIPTOR, name="DocumentDiff")
+IncludeRemoved = Annotated[bool, Query(description="Documents a crawl found gone (tombstoned, `removed_at` set) too.")]
 
 
 def document_summary_json(msg: crawl_job_pb2.Document, *, searched: bool = False) -> dict[str, Any]:
@@ -65,12 +70,18 @@ async def list_documents(
         Literal["created_at", "updated_at", "title"], Query(description="Ignored with `q` (relevance order).")
     ] = "created_at",
     order_dir: OrderDir = "desc",
+    include_removed: IncludeRemoved = False,
 ) -> JSONResponse:
     query = (q or "").strip()
     if query:
         resp = await _stub(request).SearchDocuments(
             cr.SearchDocumentsRequest(
-                query=query, source_id=source_id or "", job_id=job_id or "", limit=limit, offset=offset
+                query=query,
+                source_id=source_id or "",
+                job_id=job_id or "",
+                limit=limit,
+                offset=offset,
+                include_removed=include_removed,
             )
         )
     else:
@@ -82,6 +93,7 @@ async def list_documents(
                 offset=offset,
                 order_by=order_by,
                 order_dir=order_dir,
+                include_removed=include_removed,
             )
         )
     items = (document_summary_json(d, searched=bool(query)) for d in resp.documents)
@@ -125,3 +137,53 @@ async def list_document_chunks(
         cr.ListDocumentChunksRequest(document_id=id, limit=limit, offset=offset, max_tokens=max_tokens)
     )
     return JSONResponse(page_body("chunks", (to_dict(c) for c in resp.chunks), resp))
+
+
+@router.get(
+    "/{id}/versions",
+    response_model=DocumentVersionList,
+    responses={200: examples.ok(examples.page("versions", examples.DOCUMENT_VERSION)), **ERROR_RESPONSES},
+    summary="A document's versions, newest first: the current one and those kept before it",
+    description="Each change a recrawl found is a version more; the earlier ones are kept up to "
+    "`QUAERO_DOCUMENT_VERSIONS`, oldest dropped first. Without Markdown.",
+)
+async def document_versions(request: Request, id: PathId, limit: Limit = 50, offset: Offset = 0) -> JSONResponse:
+    resp = await _stub(request).ListDocumentVersions(
+        cr.ListDocumentVersionsRequest(document_id=id, limit=limit, offset=offset)
+    )
+    items = (to_dict(v, omit=frozenset({"markdown"})) for v in resp.versions)
+    return JSONResponse(page_body("versions", items, resp))
+
+
+@router.get(
+    "/{id}/versions/{version}",
+    response_model=DocumentVersionFull,
+    responses={200: examples.ok(examples.DOCUMENT_VERSION_FULL), **ERROR_RESPONSES},
+    summary="One version of a document, with its Markdown",
+    description="400 naming `version` when it is below 1 or above the current version; 404 when it is no longer kept.",
+)
+async def document_version(
+    request: Request, id: PathId, version: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> JSONResponse:
+    resp = await _stub(request).GetDocumentVersion(cr.GetDocumentVersionRequest(document_id=id, version=version))
+    return JSONResponse(to_dict(resp.version))
+
+
+@router.get(
+    "/{id}/diff",
+    response_model=DocumentDiff,
+    responses={200: examples.ok(examples.DOCUMENT_DIFF), **ERROR_RESPONSES},
+    summary="A unified diff of two versions' Markdown",
+    description="`to` defaults to the current version, `from` to the version before `to`; the diff is "
+    "empty when they are equal. 400 naming `from_version` or `to_version` when out of range.",
+)
+async def document_diff(
+    request: Request,
+    id: PathId,
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=2**31 - 1, description="The older version.")] = None,
+    to: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="The newer version.")] = None,
+) -> JSONResponse:
+    resp = await _stub(request).DiffDocumentVersions(
+        cr.DiffDocumentVersionsRequest(document_id=id, from_version=from_ or 0, to_version=to or 0)
+    )
+    return JSONResponse(to_dict(resp))

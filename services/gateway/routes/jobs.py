@@ -27,6 +27,9 @@ JobLog = model_for(crawl_job_pb2.JobLog.DESCRIPTOR)
 JobLogList = list_model("JobLogList", "logs", JobLog)
 CrawlUrl = model_for(crawl_job_pb2.CrawlUrl.DESCRIPTOR)
 CrawlUrlList = list_model("CrawlUrlList", "urls", CrawlUrl)
+DocumentChange = model_for(crawl_job_pb2.DocumentChange.DESCRIPTOR)
+DocumentChangeList = list_model("DocumentChangeList", "changes", DocumentChange)
+ChangeKind = Literal["new", "changed", "unchanged", "removed"]
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 _TERMINAL = {crawl_job_pb2.CRAWL_JOB_STATUS_COMPLETED, crawl_job_pb2.CRAWL_JOB_STATUS_FAILED,
              crawl_job_pb2.CRAWL_JOB_STATUS_CANCELLED}  # fmt: skip
@@ -205,6 +208,29 @@ async def job_urls(
         req.state = enum_value(crawl_job_pb2.CrawlUrlState.DESCRIPTOR, state)
     resp = await _stub(request).ListCrawlUrls(req)
     return JSONResponse(page_body("urls", (to_dict(u) for u in resp.urls), resp))
+
+
+@router.get(
+    "/{id}/changes",
+    response_model=DocumentChangeList,
+    responses={200: examples.ok(examples.page("changes", examples.DOCUMENT_CHANGE)), **ERROR_RESPONSES},
+    summary="What a crawl job found of its source's documents: each new, changed, unchanged or removed one",
+    description="The documents the crawl reached, in frontier order, each labelled with its change and the "
+    "content hashes before and after; then the documents a completed crawl did not reach, `removed`. "
+    "`change` keeps one label.",
+)
+async def job_changes(
+    request: Request,
+    id: PathId,
+    change: Annotated[ChangeKind | None, Query(description="Only documents with this label.")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> JSONResponse:
+    req = cr.ListJobChangesRequest(job_id=id, limit=limit, offset=offset)
+    if change:
+        req.change = enum_value(crawl_job_pb2.DocumentChangeKind.DESCRIPTOR, change)
+    resp = await _stub(request).ListJobChanges(req)
+    return JSONResponse(page_body("changes", (to_dict(c) for c in resp.changes), resp))
 
 
 @router.get(

@@ -44,7 +44,10 @@ async def test_crawl_shows_live_progress_and_ends_with_the_document_count(stack:
     assert process.returncode == 0, err_text
     assert re.search(r"100\.0% 4/4 urls, 1 skipped completed", err_text)
     assert f"✓ crawl-127.0.0.1-{site.port} completed" in err_text
-    assert re.fullmatch(r"Completed: 4 documents from 1 crawl job in \d+(\.\d)?s\n", out.decode())
+    assert re.fullmatch(
+        r"Completed: 4 documents \(4 new, 0 changed, 0 unchanged, 0 removed\) from 1 crawl job in \d+(\.\d)?s\n",
+        out.decode(),
+    )
     definition = (await stack.http.get(f"/api/job-definitions/crawl-127.0.0.1-{site.port}")).json()
     assert definition["steps"][0]["config"] == {"start_urls": [site.url("/")], "max_depth": 1}
     (execution,) = (await stack.http.get("/api/executions")).json()["executions"]
@@ -100,7 +103,7 @@ async def test_execute_watch_follows_the_post_jobs_it_starts(stack: Stack, site:
     assert "↳ post-job tidy started" in result.err
     assert "↳ post-job ghost skipped (not_found: job definition 'ghost' not found)" in result.err
     assert re.search(r"^\s+✓ tidy completed", result.err, re.MULTILINE)  # watched too, indented under its parent
-    assert result.out.startswith("Completed: 4 documents from 1 crawl job")
+    assert result.out.startswith("Completed: 4 documents (4 new, 0 changed, 0 unchanged, 0 removed) from 1 crawl job")
     parent, child = sorted(
         (await stack.http.get("/api/executions")).json()["executions"], key=lambda e: e["created_at"]
     )

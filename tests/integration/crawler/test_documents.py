@@ -169,3 +169,24 @@ async def test_credentials_are_sent_only_to_the_source_host_and_never_shown(tmp_
         assert "X-Token" not in landing and "Cookie" not in landing
         shown = [json_format.MessageToJson(m) for m in (job, jobs, logs, *events)]
         assert not any("s3cret" in text for text in shown)
+
+
+async def test_search_snippets_are_plain_text_with_the_matches_marked(backend: dict[str, Any]) -> None:
+    """A match inside a table and a link list: the snippet shows the words, not the Markdown."""
+    site = LocalSite()
+    table = (
+        "<table><tr><th>Bird</th><th>Habitat</th></tr><tr><td>pelican</td><td>coast</td></tr>"
+        "<tr><td>flamingo</td><td>lagoon</td></tr></table>"
+        '<p>See <a href="/next">the next pelican page</a> and <a href="/prev">the previous pelican page</a>.</p>'
+    )
+    site.pages["/"] = Page(
+        body=f'<!doctype html><html lang="en"><head><title>Birds</title></head><body><main><h1>Birds</h1>'
+        f"<h2>Where pelican lives</h2>{table}</main></body></html>".encode()
+    )
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c:
+        await crawl_docs(c, site.url(""))
+        hits = await c.stub.SearchDocuments(crawler_service_pb2.SearchDocumentsRequest(query="pelican"))
+
+    (hit,) = hits.documents
+    assert "](" not in hit.snippet and "|" not in hit.snippet and "#" not in hit.snippet
+    assert "**pelican**" in hit.snippet.lower()
