@@ -1165,6 +1165,11 @@ async def finish_job(db: Database, session: AsyncSession, job_id: str, now: date
         return None
     if status == COMPLETED and await _removed_unreached(session, done, now):
         done = (await session.execute(select(*JOBS.c).where(JOBS.c.id == job_id))).one()
+    if status == COMPLETED:
+        # The site's template, seen across the source's pages now that all are stored.
+        from services.crawler.site_template import drop_site_template
+
+        await drop_site_template(session, DOCUMENTS, done.source_id)
     await append_event(session, job_id, status, event_payload(done, error=error) if error else event_payload(done), now)
     counts = progress_of(done)
     changes = changes_of(done)
