@@ -93,7 +93,7 @@ class _Instance:
 def browser_pids(parent: int | None = None) -> set[int]:
     """The Chromium browser processes (not their renderers and helpers) under process `parent`
     (this one by default)."""
-    found = set()
+    found: set[int] = set()
     try:
         children = psutil.Process(parent or os.getpid()).children(recursive=True)
     except psutil.Error:
