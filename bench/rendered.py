@@ -166,7 +166,12 @@ def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int
         )
     )
     return Run(
-        "Quaero (render: auto)", result.pages, result.seconds, result.urls == expected, result.peak_worker_rss_mb
+        "Quaero (render: auto)",
+        result.pages,
+        result.seconds,
+        result.urls == expected,
+        result.peak_worker_rss_mb,
+        result.peak_worker_pss_mb,
     )
 
 
@@ -194,7 +199,8 @@ def run_crawlee(base: str, n: int) -> Run:
             return Run("Crawlee PlaywrightCrawler", 0, 0, False, sampler.peak_mb, note=output[-500:])
         data = json.loads(out.read_text())
     urls = {u["url"] for u in data["urls"]}
-    return Run("Crawlee PlaywrightCrawler", len(urls), data["seconds"], urls == expected_urls(base, n), sampler.peak_mb)
+    exact = urls == expected_urls(base, n)
+    return Run("Crawlee PlaywrightCrawler", len(urls), data["seconds"], exact, sampler.peak_mb, sampler.peak_pss_mb)
 
 
 def run(database_url: str, amqp_url: str, *, pages: int = 300, big: int = 1000, workers: int = 2) -> list[str]:
@@ -219,5 +225,8 @@ def run(database_url: str, amqp_url: str, *, pages: int = 300, big: int = 1000, 
         if r.note:
             lines.append(f"| {r.tool} | - | - | - | {r.note.strip().splitlines()[-1] if r.note.strip() else ''} | - |")
             continue
-        lines.append(f"| {r.tool} | {r.pages} | {r.pps:.1f} | {'yes' if r.exact else 'NO'} | {r.peak_rss_mb:.0f} MB |")
+        lines.append(
+            f"| {r.tool} | {r.pages} | {r.pps:.1f} | {'yes' if r.exact else 'NO'} | {r.peak_rss_mb:.0f} MB"
+            f" | {r.peak_pss_mb:.0f} MB |"
+        )
     return lines

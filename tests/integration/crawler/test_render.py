@@ -156,9 +156,10 @@ async def test_browser_requests_go_through_the_guard_and_credentials_stay_on_the
     ((doc),) = docs.values()
     assert "Guarded" in doc.markdown and doc.metadata["rendered"] is True
     assert denied.hits == {}
-    assert other.hits["/lib.js"] == 1
-    ((_, _, other_headers),) = other.seen
-    assert "X-Token" not in other_headers and "Cookie" not in other_headers
+    # At least once: a render retried on a loaded machine asks again.
+    assert other.hits["/lib.js"] >= 1
+    for _, _, other_headers in other.seen:
+        assert "X-Token" not in other_headers and "Cookie" not in other_headers
     own = {path: headers for _, path, headers in site.seen}
     for path in ("/", "/app.js", "/own.json"):
         assert own[path].get("X-Token") == "s3cret", path
