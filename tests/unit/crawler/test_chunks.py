@@ -192,3 +192,10 @@ def test_the_best_chunk_counts_each_term_as_a_word_prefix(terms: list[str], text
         assert best is None
     else:
         assert best is not None and best.id == doc[scores.index(max(scores))].id
+
+
+def test_an_empty_heading_is_a_path_of_its_own() -> None:
+    got = chunks(URL, "0\r#")
+
+    assert [c.heading_path for c in got] == [(), ("",)]
+    assert len({c.id for c in got}) == 2
