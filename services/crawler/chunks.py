@@ -11,6 +11,7 @@ in step with the extraction that wrote the Markdown).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from bisect import bisect_left
 from collections import Counter
@@ -146,7 +147,8 @@ def _pieces(lines: list[str], max_tokens: int) -> list[str]:
 
 
 def chunk_id(url: str, path: tuple[str, ...], ordinal: int, piece: int) -> str:
-    key = "\x1f".join(path)
+    # As JSON: no two paths share a key (joined, () and ("",) would).
+    key = json.dumps(path, ensure_ascii=False)
     digest = hashlib.blake2b(f"{url}\0{key}\0{ordinal}\0{piece}".encode(), digest_size=12)
     return digest.hexdigest()
 

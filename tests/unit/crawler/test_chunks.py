@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.crawler.chunks import best_chunk, chunks, estimate_tokens, heading_text, search_terms
@@ -102,6 +102,7 @@ def ids_by_title(markdown: str) -> dict[str, list[str]]:
     return out
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(st.text(max_size=400), st.integers(32, 600))
 def test_chunks_cover_the_document_and_their_ids_are_unique(markdown: str, max_tokens: int) -> None:
     got = chunks(URL, markdown, max_tokens)
@@ -110,6 +111,7 @@ def test_chunks_cover_the_document_and_their_ids_are_unique(markdown: str, max_t
     assert len({c.id for c in got}) == len(got)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(_sections, st.integers(32, 200))
 def test_chunks_of_sectioned_documents_cover_them_with_unique_ids(
     sections: list[tuple[int, str]], max_tokens: int
@@ -123,6 +125,7 @@ def test_chunks_of_sectioned_documents_cover_them_with_unique_ids(
     assert all(c.tokens == estimate_tokens(c.text) for c in got)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(_sections, st.data())
 def test_ids_stay_when_another_section_is_edited(sections: list[tuple[int, str]], data: st.DataObject) -> None:
     doc = titled(sections)
@@ -135,6 +138,7 @@ def test_ids_stay_when_another_section_is_edited(sections: list[tuple[int, str]]
     assert {t: v for t, v in before.items() if t != doc[i][1]} == {t: v for t, v in after.items() if t != doc[i][1]}
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(_sections, st.data())
 def test_ids_stay_when_a_section_is_removed(sections: list[tuple[int, str]], data: st.DataObject) -> None:
     doc = titled(sections)
@@ -147,6 +151,7 @@ def test_ids_stay_when_a_section_is_removed(sections: list[tuple[int, str]], dat
     assert after == {t: v for t, v in before.items() if t not in {doc[n][1] for n in gone}}
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(_sections, st.data())
 def test_ids_stay_when_a_section_is_added(sections: list[tuple[int, str]], data: st.DataObject) -> None:
     doc = titled(sections)
@@ -160,6 +165,7 @@ def test_ids_stay_when_a_section_is_added(sections: list[tuple[int, str]], data:
     assert {t: v for t, v in after.items() if t != "Added section"} == before
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(st.lists(st.tuples(st.integers(1, 3), st.sampled_from(["Example", "Notes"]), _body), min_size=1, max_size=8))
 def test_sections_with_the_same_heading_path_get_ids_of_their_own(sections: list[tuple[int, str, str]]) -> None:
     got = chunks(URL, render(sections), max_tokens=40)
@@ -174,6 +180,7 @@ def test_a_repeated_heading_keeps_its_id_when_a_section_after_it_changes() -> No
     assert [c.id for c in chunks(URL, first)][:3] == [c.id for c in chunks(URL, edited)][:3]
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # no timing: a loaded machine is slow
 @given(
     st.lists(st.text(alphabet="abc", min_size=1, max_size=4), min_size=1, max_size=6),
     st.lists(st.text(alphabet="abc ", max_size=40), min_size=1, max_size=5),
@@ -192,3 +199,10 @@ def test_the_best_chunk_counts_each_term_as_a_word_prefix(terms: list[str], text
         assert best is None
     else:
         assert best is not None and best.id == doc[scores.index(max(scores))].id
+
+
+def test_an_empty_heading_is_a_path_of_its_own() -> None:
+    got = chunks(URL, "0\r#")
+
+    assert [c.heading_path for c in got] == [(), ("",)]
+    assert len({c.id for c in got}) == 2
