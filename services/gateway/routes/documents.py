@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from libs.bounds import MAX_QUERY_LENGTH
 from libs.proto_json import to_dict
@@ -14,6 +16,7 @@ from quaero.v1 import crawler_service_pb2 as cr
 from services.gateway import examples
 from services.gateway.paging import Limit, Offset, OrderDir, page_body
 from services.gateway.params import IdFilter, PathId, Storable, id_query
+from services.gateway.render import safe_html
 from services.gateway.schemas import ERROR_RESPONSES, list_model, model_for
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -35,6 +38,12 @@ DocumentVersion = model_for(crawl_job_pb2.DocumentVersion.DESCRIPTOR, omit=froze
 DocumentVersionList = list_model("DocumentVersionList", "versions", DocumentVersion)
 DocumentVersionFull = model_for(crawl_job_pb2.DocumentVersion.DESCRIPTOR, name="DocumentVersionWithMarkdown")
 DocumentDiff = model_for(cr.DiffDocumentVersionsResponse.DESCRIPTOR, name="DocumentDiff")
+
+
+class DocumentHtml(BaseModel):
+    html: str
+
+
 IncludeRemoved = Annotated[bool, Query(description="Documents a crawl found gone (tombstoned, `removed_at` set) too.")]
 
 
@@ -187,3 +196,17 @@ async def document_diff(
         cr.DiffDocumentVersionsRequest(document_id=id, from_version=from_ or 0, to_version=to or 0)
     )
     return JSONResponse(to_dict(resp))
+
+
+@router.get(
+    "/{id}/html",
+    response_model=DocumentHtml,
+    responses={200: examples.ok(examples.DOCUMENT_HTML), **ERROR_RESPONSES},
+    summary="A document's Markdown rendered as sanitized HTML (what the web UI shows)",
+    description="Rendered by markdown-it (raw HTML of the page escaped) and sanitized by nh3: no "
+    "script, event handler or javascript: URL of a crawled page survives.",
+)
+async def document_html(request: Request, id: PathId) -> JSONResponse:
+    resp = await _stub(request).GetDocument(cr.GetDocumentRequest(id=id))
+    # Off the event loop: a large page takes a while to render.
+    return JSONResponse({"html": await asyncio.to_thread(safe_html, resp.document.markdown)})

@@ -253,7 +253,7 @@ async function jobsPage(page, _params, query) {
 async function jobPage(page, [id]) {
   let job = await api(`/api/jobs/${encodeURIComponent(id)}`);
   const head = h("div");
-  const tabs = { logs: "Logs", urls: "URLs", documents: "Documents" };
+  const tabs = { logs: "Logs", urls: "URLs", documents: "Documents", changes: "Changes" };
   let current = page.state.tab || "logs";
   const tabBar = h("div", { class: "tabs", role: "tablist" });
   const panel = h("div", { class: "panel" });
@@ -310,7 +310,8 @@ async function jobPage(page, [id]) {
       h("button", { role: "tab", "aria-selected": key === current, "data-tab": key, onclick: () => { current = key; drawPanel(); } }, label)));
     let nodes;
     try {
-      nodes = await (current === "logs" ? drawLogs() : current === "urls" ? drawUrls() : drawDocuments());
+      const draw = { logs: drawLogs, urls: drawUrls, documents: drawDocuments, changes: drawChanges }[current] || drawLogs;
+      nodes = await draw();
     } catch (error) {
       nodes = [h("p", { class: "muted" }, error.message)];
     }
@@ -354,6 +355,21 @@ async function jobPage(page, [id]) {
       table(["Title", "URL", "Updated"], data.documents.map((d) => [
         link(`#/documents/${d.id}`, d.title || d.url), h("span", { class: "wrap" }, d.url), when(d.updated_at),
       ]), "No documents yet."),
+    ];
+  };
+
+  const drawChanges = async () => {
+    const change = page.state.change || "";
+    const data = await api(`/api/jobs/${id}/changes${qs({ change, limit: 200 })}`);
+    return [
+      h("div", { class: "row", style: "margin: 10px 0" }, "Change",
+        select("change", [["", "all"], ["new", "new"], ["changed", "changed"], ["unchanged", "unchanged"], ["removed", "removed"]], change,
+          (value) => { page.state.change = value; drawPanel(); }),
+        h("span", { class: "muted" }, `${data.total_count} documents`)),
+      table(["URL", "Change", "Document"], data.changes.map((c) => [
+        h("span", { class: "wrap" }, c.url), badge(c.change),
+        c.document_id ? link(`#/documents/${c.document_id}`, short(c.document_id)) : "-",
+      ]), "No changes recorded."),
     ];
   };
 
@@ -483,19 +499,50 @@ async function documentsPage(page, _params, query) {
 }
 
 async function documentPage(page, [id]) {
-  const d = await api(`/api/documents/${encodeURIComponent(id)}`);
+  const base = `/api/documents/${encodeURIComponent(id)}`;
+  const [d, rendered, versions] = await Promise.all([api(base), api(`${base}/html`), api(`${base}/versions?limit=50`)]);
   const meta = d.metadata || {};
+  // The server rendered the Markdown and sanitized the HTML (markdown-it + nh3): nothing of the
+  // crawled page can run here.
+  const view = h("div", { class: "rendered" });
+  view.innerHTML = rendered.html;
+  const raw = h("pre", { class: "markdown", hidden: true }, d.markdown);
+  const toggle = h("button", { class: "toggle-markdown", onclick: () => {
+    raw.hidden = !raw.hidden;
+    view.hidden = !raw.hidden;
+    toggle.textContent = raw.hidden ? "Show Markdown" : "Show rendered";
+  } }, "Show Markdown");
+  const diffView = h("pre", { class: "diff", hidden: true });
+  const showDiff = async (from, to) => {
+    const body = await api(`${base}/diff${qs({ from, to })}`);
+    diffView.hidden = false;
+    diffView.replaceChildren(...(body.diff ? body.diff.split("\n") : ["(no difference)"]).map((line) =>
+      h("span", { class: line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "" }, line + "\n")));
+  };
   page.render(
     h("h1", {}, d.title || d.url),
     h("div", { class: "card" }, fields([
       ["url", h("a", { href: d.url, target: "_blank", rel: "noopener noreferrer" }, d.url)],
       ["source", d.source_id],
       ["crawl job", d.job_id ? link(`#/jobs/${d.job_id}`, d.job_id) : "-"],
+      ["version", String(d.version)],
+      ["etag", d.etag || "-"],
+      ["last modified", d.last_modified || "-"],
+      ["removed", d.removed_at ? when(d.removed_at) : "-"],
       ...Object.entries(meta).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)]),
       ["updated", when(d.updated_at)],
     ])),
-    h("h2", {}, "Markdown"),
-    h("pre", { class: "markdown" }, d.markdown),
+    h("h2", {}, "Versions"),
+    h("div", { class: "versions" }, table(["Version#", "Fetched", "Content hash", ""], versions.versions.map((v) => [
+      v.version, when(v.fetched_at), h("span", { class: "mono" }, v.content_hash),
+      v.version > 1 && versions.versions.some((o) => o.version === v.version - 1)
+        ? h("button", { class: "diff-button", "data-version": v.version, onclick: () => showDiff(v.version - 1, v.version).catch((e) => flash(e.message)) }, `Diff with ${v.version - 1}`)
+        : "",
+    ]), "No versions.")),
+    diffView,
+    h("div", { class: "row" }, h("h2", {}, "Content"), h("span", { class: "spacer" }), toggle),
+    view,
+    raw,
   );
 }
 

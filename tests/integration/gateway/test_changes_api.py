@@ -37,6 +37,7 @@ async def test_changes_versions_and_diffs_over_rest(backend: dict[str, Any]) -> 
         diff_bad = await get(f"/api/documents/{edited}/diff", params={"from": 5})
         document = (await get(f"/api/documents/{edited}")).json()
         unknown_doc = await get("/api/documents/nope/versions")
+        rendered = (await get(f"/api/documents/{edited}/html")).json()
 
     assert job["changes"] == {"new": 1, "changed": 3, "unchanged": 3, "removed": 2}
     assert changes["total_count"] == 9
@@ -61,3 +62,4 @@ async def test_changes_versions_and_diffs_over_rest(backend: dict[str, Any]) -> 
     assert document["version"] == 2 and document["etag"] == '"x2"'
     assert "last_modified" in document and document["removed_at"] is None
     assert unknown_doc.status_code == 404
+    assert rendered["html"].startswith("<h1>Edited</h1>") and "second words" in rendered["html"]

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.support.runs import define
+from tests.support.runs import define, execute, wait_for
 from tests.support.services import Stack, common_settings, running_stack
-from tests.support.site import LocalSite
+from tests.support.site import LocalSite, html_page
+from tests.support.site import Page as SitePage
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -132,7 +133,8 @@ async def test_execute_a_definition_watch_its_job_complete_and_find_its_document
     await page.locator("button[data-tab=documents]").click()
     await expect(page.locator(".panel tbody tr")).to_have_count(4)
     await page.locator(".panel a", has_text="Pelicans").click()
-    await expect(page.locator("pre.markdown")).to_contain_text("Brown pelicans dive for fish")
+    await expect(page.locator(".rendered h1")).to_have_text("Pelicans")  # rendered, not raw
+    await expect(page.locator(".rendered")).to_contain_text("Brown pelicans dive for fish")
     await page.go_back()
     await page.locator("button[data-tab=documents]").click()
     await expect(page.locator(".panel tbody tr")).to_have_count(4)
@@ -194,3 +196,64 @@ async def test_with_a_token_the_ui_asks_for_it_once(tmp_path: Path, browser: Bro
         await expect(page.locator("h1")).to_have_text("Crawl jobs")
         cookies = await page.context.cookies()
         assert [(c["name"], c["sameSite"]) for c in cookies] == [("quaero_token", "Strict")]
+
+
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!"
+    b"\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+# A crawled page carrying script payloads: escaped ones shown as text, live ones the extractor
+# and the renderer must both leave inert. Each would set window.__pwned.
+XSS_PAGE = (
+    b'<!doctype html><html lang="en"><head><title>Trap</title></head><body><main><h1>Trap</h1>'
+    b"<p>Words about a trap.</p>"
+    b"<pre><code>&lt;script&gt;window.__pwned = 1&lt;/script&gt;</code></pre>"
+    b"<p>&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt; and "
+    b'<a href="javascript:window.__pwned=3">a link</a></p>'
+    b'<script>window.__pwned = 4</script><img src=x onerror="window.__pwned = 5"></main></body></html>'
+)
+
+
+async def test_a_recrawl_shows_its_changes_diffs_and_a_hostile_page_renders_inert(
+    stack: Stack, site: LocalSite, page: Page
+) -> None:
+    site.pages["/trap.html"] = SitePage(body=XSS_PAGE)
+    site.pages["/x"] = SitePage(body=PIXEL, content_type="image/gif")  # the trap's image loads
+    site.pages["/"] = SitePage(body=html_page("Birds of the coast", ["/pelicans.html", "/herons.html", "/trap.html"]))
+    for _ in range(2):
+        started = await execute(stack, "birds")
+        execution = await wait_for(stack, started["execution_id"], timeout=90)
+        assert execution["status"] == "completed", execution
+        site.pages["/pelicans.html"] = SitePage(
+            body=html_page("Pelicans", ["/"], "White pelicans fish together on lakes")
+        )
+    (job, _) = [j for j in (await stack.http.get("/api/jobs", params={"order_dir": "desc"})).json()["jobs"]
+                if j["source_id"].startswith("adhoc:birds")][:2]  # fmt: skip
+
+    # The job's changes, filtered by label.
+    await page.goto(stack.base_url + f"/#/jobs/{job['id']}")
+    await page.locator("button[data-tab=changes]").click()
+    await page.locator("select[name=change]").select_option("changed")
+    rows = page.locator(".panel tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("/pelicans.html")
+
+    # The changed document: its versions, and the diff between them.
+    await rows.first.locator("a").click()
+    await expect(page.locator(".versions tbody tr")).to_have_count(2)
+    await page.locator("button.diff-button[data-version='2']").click()
+    await expect(page.locator("pre.diff .del")).to_contain_text(["Brown pelicans dive for fish"])
+    await expect(page.locator("pre.diff .add")).to_contain_text(["White pelicans fish together"])
+
+    # A search result opens the rendered document; the raw Markdown is one click away.
+    await page.locator("#quick-search input").fill("trap")
+    await page.locator("#quick-search input").press("Enter")
+    await page.locator(".results li a", has_text="Trap").click()
+    await expect(page.locator(".rendered h1")).to_have_text("Trap")
+    await expect(page.locator(".rendered")).to_contain_text("window.__pwned = 1")  # shown as text
+    await page.locator("button.toggle-markdown").click()
+    await expect(page.locator("pre.markdown")).to_be_visible()
+    await expect(page.locator(".rendered")).to_be_hidden()
+    await page.wait_for_load_state("networkidle")
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator(".rendered script, .rendered [onerror], .rendered [href^='javascript']").count() == 0
