@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -267,3 +269,19 @@ def test_a_page_nested_thousands_deep_is_parsed(layer: str) -> None:
     page = parse_page("http://h.test/", html.encode())
 
     assert page.title == ""
+
+
+@given(pages())
+@settings(max_examples=100, deadline=None)
+def test_extraction_never_invents_text(body: str) -> None:
+    """Every word of the document is a word of the page (or of a link target it resolved)."""
+    html = f"<html><body>{body}<p>{'visible text ' * 50}</p></body></html>"
+    page = parse_page("http://h.test/", html.encode())
+    body_node = LexborHTMLParser(html).body
+    assert body_node is not None
+    # Adjacent inline elements run their words together, as on screen: compare without spaces.
+    text = "".join(body_node.text(separator="").lower().split())
+    links = {"http", "h", "test", "p", *(str(n) for n in range(31))}
+
+    for word in re.findall(r"\w+", page.markdown.lower()):
+        assert word in links or word in text, word
