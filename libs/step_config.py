@@ -50,8 +50,16 @@ class RetryPolicy:
     backoff_multiplier: float = 2.0
 
     def delay(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (1-based)."""
-        return min(self.initial_backoff * self.backoff_multiplier ** (retry - 1), self.max_backoff)
+        """Seconds to wait before retry number `retry` (1-based): from 0 to max_backoff, whatever
+        the numbers (a policy stored before its ranges were checked may hold any)."""
+        cap = self.max_backoff if math.isfinite(self.max_backoff) and self.max_backoff > 0 else 0.0
+        try:
+            raw = self.initial_backoff * self.backoff_multiplier ** max(retry - 1, 0)
+        except (OverflowError, ZeroDivisionError):
+            return cap
+        if isinstance(raw, complex) or math.isnan(raw):
+            return cap
+        return float(min(max(raw, 0.0), cap))
 
 
 RETRY_KEYS = ("max_retries", "initial_backoff", "max_backoff", "backoff_multiplier")

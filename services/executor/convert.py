@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from libs.errors import InvalidArgument
 from libs.proto_json import dict_to_struct, enum_to_str, enum_value, set_timestamp, struct_to_dict
 from quaero.v1 import crawl_job_pb2, execution_pb2, job_definition_pb2, source_pb2
 from services.executor.definitions import JobDefinition, Source, Step, Webhook
@@ -215,8 +216,22 @@ def event_to_proto(event: ExecutionEvent) -> execution_pb2.ExecutionEvent:
 
 
 def trigger_from_proto(number: int) -> str:
-    return enum_to_str(_TRIGGER, number) or "api"
+    """The trigger's name (api when unset); INVALID_ARGUMENT on `trigger` for a number this
+    release does not know."""
+    if number == 0:
+        return "api"
+    name = enum_to_str(_TRIGGER, number)
+    if name is None:
+        raise InvalidArgument.field("trigger", f"unknown value {number}")
+    return name
 
 
 def status_from_proto(number: int) -> str | None:
-    return enum_to_str(_EXEC_STATUS, number) if number else None
+    """The status filter's name (None when unset); INVALID_ARGUMENT on `status` for a number this
+    release does not know (it would otherwise list every execution)."""
+    if number == 0:
+        return None
+    name = enum_to_str(_EXEC_STATUS, number)
+    if name is None:
+        raise InvalidArgument.field("status", f"unknown value {number}")
+    return name

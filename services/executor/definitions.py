@@ -8,11 +8,11 @@ import ipaddress
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from libs.bounds import json_problems
 from libs.errors import FieldViolation
@@ -129,7 +129,14 @@ def check_schedule(expr: str) -> str | None:
         ok = croniter.is_valid(expr, second_at_beginning=True)
     else:
         return f"must have 5 fields (minute hour day-of-month month day-of-week), not {len(fields)}"
-    return None if ok else f"{expr!r} is not a valid cron expression"
+    if not ok:
+        return f"{expr!r} is not a valid cron expression"
+    try:
+        croniter(expr, datetime.now(UTC), second_at_beginning=len(fields) == 6).get_next(datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        # e.g. "0 0 31 2 *": valid syntax, but February has no 31st.
+        return f"{expr!r} never fires (no date matches it)"
+    return None
 
 
 def find_cycle(start: str, graph: Mapping[str, Sequence[str]]) -> list[str] | None:

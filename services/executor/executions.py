@@ -69,7 +69,12 @@ class Executions:
         NotFound for an unknown definition, FailedPrecondition when it is disabled, InvalidArgument
         when it no longer validates (a source was deleted, an action disappeared). A repeated
         idempotency key answers with the execution it started, whatever became of the definition
-        since: the request was accepted then."""
+        since: the request was accepted then. Likewise a post-job its parent already started (a
+        retried TriggerPostJobs) answers with that execution, whatever became of the definition."""
+        if parent is not None:
+            child = await self.ledger.find_child(parent.id, definition_id)
+            if child is not None:
+                return child, True
         if idempotency_key:
             existing = await self.ledger.find_by_idempotency_key(definition_id, idempotency_key)
             if existing is not None:

@@ -27,6 +27,7 @@ from services.executor.model import (
     ExecutionEvent,
     PostJobOutcome,
     StepState,
+    close_steps,
     outcomes_json,
 )
 from services.executor.outbox import enqueue as enqueue_webhooks
@@ -302,6 +303,19 @@ class Ledger:
             raise NotFound(f"execution {execution_id!r} not found")
         return execution
 
+    async def find_child(self, parent_id: str, job_definition_id: str) -> Execution | None:
+        """The post-job execution of `job_definition_id` that `parent_id` started, if any."""
+        async with self.db.read_connection() as conn:
+            row = (
+                await conn.execute(
+                    select(EXECUTIONS).where(
+                        EXECUTIONS.c.parent_execution_id == parent_id,
+                        EXECUTIONS.c.job_definition_id == job_definition_id,
+                    )
+                )
+            ).first()
+        return _execution(row) if row is not None else None
+
     async def find_by_idempotency_key(self, job_definition_id: str, key: str) -> Execution | None:
         """The execution `key` started for this definition within the last 24 hours, if any."""
         async with self.db.read_connection() as conn:
@@ -469,7 +483,8 @@ class Ledger:
     ) -> bool:
         """running (or pending) -> failed/cancelled/completed, with exactly one terminal event."""
         payload = {"error": {"code": code, "message": message}} if code else {}
-        values = {"status": status, "steps": execution.steps_json(), "error_code": code, "error_message": message,
+        steps = close_steps(execution.steps_json(), status, message)
+        values = {"status": status, "steps": steps, "error_code": code, "error_message": message,
                   "completed_at": utcnow(), "owner": None, "lease_until": None}  # fmt: skip
         return await self._cas(execution.id, owner, _UNFINISHED, values, [*events, (status, payload)])
 
@@ -507,8 +522,23 @@ class Ledger:
         values = {"status": CANCELLED, "error_code": "cancelled", "error_message": message, "completed_at": utcnow(),
                   "owner": None, "lease_until": None}  # fmt: skip
         event = (CANCELLED, {"error": {"code": "cancelled", "message": message}})
-        if await self._cas(execution_id, None, _UNFINISHED, values, [event], post_jobs_pending=False):
-            return
+        async with self.db.connection() as conn:
+            # The steps are closed from what is stored under the row's lock, so a driver saving
+            # its steps meanwhile is either before this (and closed here) or refused after it.
+            row = (
+                await conn.execute(
+                    select(EXECUTIONS.c.status, EXECUTIONS.c.steps, EXECUTIONS.c.post_jobs_state)
+                    .where(EXECUTIONS.c.id == execution_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is not None and row.status in _UNFINISHED and row.post_jobs_state != POST_PENDING:
+                values["steps"] = close_steps(list(row.steps or []), CANCELLED, message)
+                await conn.execute(
+                    update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values, updated_at=utcnow())
+                )
+                await self._events(conn, execution_id, [event])
+                return
         # Say why from what is stored now, never report a cancel that did not happen.
         current = await self.get(execution_id)
         if current.terminal:

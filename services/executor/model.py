@@ -17,6 +17,22 @@ CHANGE_KINDS = ("new", "changed", "unchanged", "removed")
 POST_NONE, POST_PENDING, POST_DONE = "none", "pending", "done"
 
 
+def close_steps(steps: list[dict[str, Any]], status: str, message: str) -> list[dict[str, Any]]:
+    """The steps (as stored) of an execution that ends `status`, each one final: a step still
+    running or retrying when the execution fails (a timeout, an internal error) fails with the
+    execution's message; every other unfinished step (never started, or stopped by a cancel)
+    is cancelled."""
+    closed = []
+    for step in steps:
+        if step.get("status") in TERMINAL:
+            closed.append(step)
+            continue
+        started = step.get("status") in (RUNNING, RETRYING)
+        final = FAILED if status == FAILED and started else CANCELLED
+        closed.append({**step, "status": final, "error": step.get("error") or (message if started else "")})
+    return closed
+
+
 @dataclass
 class StepState:
     index: int

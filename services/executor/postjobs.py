@@ -10,7 +10,15 @@ from libs.errors import FailedPrecondition, InvalidArgument, NotFound, QuaeroErr
 from libs.logs import log_context
 from services.executor.executions import Executions
 from services.executor.ledger import Ledger
-from services.executor.model import POST_DONE, POST_PENDING, RUNNING, Execution, PostJobOutcome, changed_anything
+from services.executor.model import (
+    COMPLETED,
+    POST_DONE,
+    POST_PENDING,
+    RUNNING,
+    Execution,
+    PostJobOutcome,
+    changed_anything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +34,8 @@ class PostJobs:
         FailedPrecondition when the parent did not succeed: never after failure, cancellation or
         timeout. A post-job problem is recorded as a skip and never fails the parent."""
         parent = await self.ledger.get(parent_id)
-        if parent.post_jobs_state == POST_DONE:
+        if parent.post_jobs_state == POST_DONE or (parent.status == COMPLETED and not parent.post_jobs):
+            # Done already, or it succeeded with no post-jobs to start: nothing to do, and no error.
             return parent
         if parent.status != RUNNING or parent.post_jobs_state != POST_PENDING:
             raise FailedPrecondition(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from sqlalchemy.exc import SQLAlchemyError
 
 from libs.db import utcnow
 from libs.logs import log_context
@@ -255,8 +256,16 @@ class Runner:
                 await self._after_loss(execution.id)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except (SQLAlchemyError, OSError):
+                # The ledger away (a lost connection): nothing about the execution is wrong, and
+                # the orphan pass resumes it once its lease lapses.
                 log.exception("execution driver failed; another pass will resume it")
+            except Exception as exc:
+                # A fault of the executor itself would fail again on every resume: the execution
+                # fails, saying so, instead of staying running for ever.
+                log.exception("execution driver failed; the execution fails")
+                with contextlib.suppress(Exception):
+                    await self._fail(execution, "internal", f"the executor failed driving it: {type(exc).__name__}")
             finally:
                 self._deferred.pop(execution.id, None)
 

@@ -28,6 +28,8 @@ from services.executor.store import DEFINITIONS_CHANNEL, ExecutorStore
 log = logging.getLogger(__name__)
 
 RELOAD_EVERY = 30.0  # seconds; changes made through another replica arrive by notification sooner
+# A reload that failed (the database away) is retried after 1 s, then 2, 4... up to the period.
+RELOAD_BACKOFF_MAX = RELOAD_EVERY
 
 
 class Clock(Protocol):
@@ -71,6 +73,11 @@ class Scheduler:
         self._entries: dict[str, _Entry] = {}
         self._wake = asyncio.Event()
         self._reload_wanted = True
+        # When a failed reload is retried (None: none failed), and how many failed in a row.
+        self._retry_at: datetime | None = None
+        self._failures = 0
+        # Definitions whose stored schedule never fires, with that schedule (warned once each).
+        self._unschedulable: dict[str, str] = {}
 
     def reload(self) -> None:
         """Definitions changed: re-read them at once (called on create, update and delete)."""
@@ -107,14 +114,19 @@ class Scheduler:
             # Cleared before the checks below, so a reload asked for meanwhile is never lost.
             self._wake.clear()
             now = self.clock.now()
-            if self._reload_wanted or (now - last_reload).total_seconds() >= RELOAD_EVERY:
+            retry_due = self._retry_at is not None and now >= self._retry_at
+            if self._reload_wanted or retry_due or (now - last_reload).total_seconds() >= RELOAD_EVERY:
                 self._reload_wanted = False
                 last_reload = now
                 try:
                     await self._reload(now)
+                    self._retry_at, self._failures = None, 0
                 except Exception:
-                    log.warning("could not load schedules; retrying", exc_info=True)
-                    self._reload_wanted = True
+                    # Never at once: a reload failing for good would spin.
+                    delay = min(RELOAD_BACKOFF_MAX, 2.0**self._failures)
+                    self._failures += 1
+                    self._retry_at = datetime.fromtimestamp(now.timestamp() + delay, now.tzinfo)
+                    log.warning("could not load schedules; retrying in %.0f s", delay, exc_info=True)
             due = [e for e in self._entries.values() if e.next_at <= now]
             for entry in due:
                 fire_at = entry.next_at
@@ -130,7 +142,10 @@ class Scheduler:
                     )
             if due or self._reload_wanted:
                 continue
-            wake_at = min([e.next_at for e in self._entries.values()], default=None)
+            times = [e.next_at for e in self._entries.values()]
+            if self._retry_at is not None:
+                times.append(self._retry_at)
+            wake_at = min(times, default=None)
             horizon = now.timestamp() + RELOAD_EVERY
             until = (
                 wake_at if wake_at and wake_at.timestamp() < horizon else datetime.fromtimestamp(horizon, now.tzinfo)
@@ -146,8 +161,8 @@ class Scheduler:
                 if old and old.definition.schedule == d.schedule:
                     old.definition = d
                     entries[d.id] = old
-                else:
-                    entries[d.id] = _Entry(d, next_fire(d.schedule, now))
+                elif (entry := self._entry(d, now)) is not None:
+                    entries[d.id] = entry
                     log.info(
                         "definition scheduled",
                         extra={
@@ -164,6 +179,21 @@ class Scheduler:
         for gone in self._entries.keys() - entries.keys():
             log.info("definition unscheduled", extra={"job_definition_id": gone})
         self._entries = entries
+
+    def _entry(self, d: JobDefinition, now: datetime) -> _Entry | None:
+        """`d`'s schedule entry; None, with a warning once per schedule, when its stored schedule
+        never fires (saved before such schedules were refused) or does not parse: that definition
+        is not scheduled, and every other one still is."""
+        try:
+            return _Entry(d, next_fire(d.schedule, now))
+        except Exception as exc:
+            if self._unschedulable.get(d.id) != d.schedule:
+                self._unschedulable[d.id] = d.schedule
+                log.warning(
+                    "definition not scheduled: its schedule never fires",
+                    extra={"job_definition_id": d.id, "schedule": d.schedule, "error": str(exc)},
+                )
+            return None
 
     async def _fire(self, definition: JobDefinition, fire_at: datetime) -> None:
         if not await self.ledger.claim_firing(definition.id, fire_at):
