@@ -14,7 +14,9 @@ from libs.errors import InvalidArgument
 from libs.step_config import DOCUMENTS_CHOICES, PARENT_CRAWL_JOB_IDS
 from services.crawler.frontier import url_key
 from services.crawler.parse import ParsedPage, parse_page
+from services.crawler.site_template import TEMPLATE_KEY
 from services.crawler.store import CHANGED, DOCUMENTS, HTML, NEW, URLS, VERSIONS, decompress, dialect_insert
+from services.crawler.template import drop_blocks
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +276,13 @@ async def reextract(db: Database, config: dict[str, Any], *, versions_kept: int)
     return {**counts, "dry_run": dry_run}
 
 
+def _without_site_template(markdown: str, metadata: dict[str, Any] | None) -> str:
+    """The new extraction without the blocks the document lost as its site's template when its
+    crawl completed (services/crawler/site_template.py): reextracting never puts them back."""
+    dropped = (metadata or {}).get(TEMPLATE_KEY)
+    return drop_blocks(markdown, set(dropped)) if dropped else markdown
+
+
 def _extract_all(rows: list[Any]) -> list[ParsedPage]:
     return [parse_page(r.url, decompress(r.body), r.charset) for r in rows]
 
@@ -291,7 +300,7 @@ async def _rewrite(db: Database, changed: list[tuple[Any, ParsedPage]], versions
                     .where(DOCUMENTS.c.id == row.id, DOCUMENTS.c.content_hash == row.content_hash)
                     .values(
                         title=page.title,
-                        markdown=page.markdown,
+                        markdown=_without_site_template(page.markdown, row.metadata),
                         content_hash=page.content_hash,
                         word_count=page.word_count,
                         metadata={

@@ -115,3 +115,30 @@ async def test_with_keep_html_off_no_html_is_kept_and_reextract_leaves_documents
 
         assert kept == 0
         assert dict(result) == {"documents": 5, "changed": 0, "unchanged": 0, "without_html": 5, "dry_run": False}
+
+
+async def test_reextract_keeps_the_site_template_out(backend: dict[str, Any]) -> None:
+    """A document that lost its site's template when its crawl completed, reextracted because its
+    stored extraction is older: the new extraction leaves the template out too."""
+    from tests.integration.crawler.test_site_template import PITCH, crawled_markdown, template_site
+
+    site = template_site()
+    async with site.serve(), running_crawler(crawler_settings(backend)) as c, crawler_database(backend) as db:
+        before = await crawled_markdown(c, site)
+        assert not any(PITCH in text for text in before.values())
+        await html_kept(db, len(before))
+        async with db.session() as session:  # every document stored by an older extraction
+            await session.execute(update(DOCUMENTS).values(content_hash="0" * 64))
+        result = await reextract(c, source_id="roofs")
+        assert result["changed"] == len(before)
+        after = await crawled_markdown_of(c, "roofs")
+    assert after == before
+
+
+async def crawled_markdown_of(c: Any, source_id: str) -> dict[str, str]:
+    listed = await c.stub.ListDocuments(cr.ListDocumentsRequest(source_id=source_id, limit=100))
+    out = {}
+    for doc in listed.documents:
+        full = await c.stub.GetDocument(cr.GetDocumentRequest(id=doc.id))
+        out[full.document.url] = full.document.markdown
+    return out
