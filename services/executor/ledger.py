@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from libs.db import Database, Page, UtcDateTime, utcnow
 from libs.errors import Aborted, NotFound
+from services.executor.cancels import record_cancel
 from services.executor.model import (
     CANCELLED,
     PENDING,
@@ -34,6 +35,9 @@ from services.executor.outbox import enqueue as enqueue_webhooks
 from services.executor.store import Base
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Seconds the replica ending an execution has to cancel its crawl jobs itself before any replica's
+# durable cancel loop does (services/executor/cancels.py).
+CANCEL_GRACE = 5.0
 
 
 class ExecutionRow(Base):
@@ -450,10 +454,12 @@ class Ledger:
         events: Events,
         *,
         post_jobs_pending: bool | None = None,
+        cancel_crawl_jobs: str | None = None,
     ) -> bool:
         """UPDATE ... WHERE id, status in from_status [, owner] [, post_jobs_state = pending when
-        `post_jobs_pending`, <> pending when it is False]; appends `events` when it matched.
-        Returns whether it matched."""
+        `post_jobs_pending`, <> pending when it is False]; appends `events` when it matched (and
+        with `cancel_crawl_jobs`, a durable cancel of its crawl jobs for that reason). Returns
+        whether it matched."""
         statement = _cas_statement(tuple(sorted(values)), from_status, owner is not None, post_jobs_pending)
         params = {f"v_{k}": v for k, v in values.items()}
         params.update(c_id=execution_id, c_owner=owner, v_updated_at=utcnow())
@@ -462,6 +468,8 @@ class Ledger:
             if result.rowcount == 0:
                 return False
             await self._events(conn, execution_id, events)
+            if cancel_crawl_jobs:
+                await record_cancel(conn, execution_id, cancel_crawl_jobs, first_in=CANCEL_GRACE)
             return True
 
     async def save_steps(self, execution: Execution, owner: str, events: Events, *, start: bool = False) -> bool:
@@ -486,7 +494,11 @@ class Ledger:
         steps = close_steps(execution.steps_json(), status, message)
         values = {"status": status, "steps": steps, "error_code": code, "error_message": message,
                   "completed_at": utcnow(), "owner": None, "lease_until": None}  # fmt: skip
-        return await self._cas(execution.id, owner, _UNFINISHED, values, [*events, (status, payload)])
+        # A timeout stops the crawl jobs of its step, durably (a step failure has none left running).
+        cancel = "timeout" if code == "timeout" else None
+        return await self._cas(
+            execution.id, owner, _UNFINISHED, values, [*events, (status, payload)], cancel_crawl_jobs=cancel
+        )
 
     async def succeed(self, execution: Execution, owner: str, events: Events = ()) -> bool:  # type: ignore[assignment]
         """Every step succeeded: record the steps and post_jobs_state=pending in one transaction
@@ -538,6 +550,9 @@ class Ledger:
                     update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values, updated_at=utcnow())
                 )
                 await self._events(conn, execution_id, [event])
+                # Durable: whatever becomes of this replica, some replica has the crawler cancel
+                # the crawl jobs (services/executor/cancels.py); this one asks at once itself.
+                await record_cancel(conn, execution_id, CANCELLED, first_in=CANCEL_GRACE)
                 return
         # Say why from what is stored now, never report a cancel that did not happen.
         current = await self.get(execution_id)

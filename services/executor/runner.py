@@ -180,6 +180,7 @@ class Runner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cancel_retry_for: float = 300.0,
         cancel_backoff: tuple[float, float] = (0.5, 30.0),
+        cancel_confirmed: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """`cancel_retry_for`: how long to keep asking an unreachable crawler to cancel crawl jobs,
         `cancel_backoff`: the first and the longest pause between those attempts (seconds)."""
@@ -192,6 +193,8 @@ class Runner:
         self._sleep = sleep
         self._cancel_retry_for = cancel_retry_for
         self._cancel_backoff = cancel_backoff
+        # Told when the crawler confirmed an execution's cancel (the durable cancel is then done).
+        self._cancel_confirmed = cancel_confirmed
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Future[Any]] = set()
@@ -305,13 +308,17 @@ class Runner:
                 except grpc.aio.AioRpcError as exc:
                     fields.update(code=exc.code().name, attempts=attempts)
                     if exc.code() not in _TRANSIENT or time.monotonic() + delay > give_up_at:
-                        log.error("gave up cancelling the execution's crawl jobs", extra=fields)
+                        # The ledger's durable cancel goes on asking (services/executor/cancels.py).
+                        log.warning("left cancelling the execution's crawl jobs to the durable cancels", extra=fields)
                         return
                     log.warning("could not cancel crawl jobs yet; retrying", extra={**fields, "delay": delay})
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, longest)
                     continue
                 log.info("crawl jobs cancelled", extra={**fields, "crawl_job_ids": list(response.cancelled_job_ids)})
+                if self._cancel_confirmed is not None:
+                    with contextlib.suppress(Exception):
+                        await self._cancel_confirmed(execution_id)
                 return
         except asyncio.CancelledError:
             log.error("shutting down before the execution's crawl jobs were cancelled", extra=fields)

@@ -19,6 +19,7 @@ from libs.fetch_guard import FetchGuard
 from libs.grpc_server import GrpcAccess, open_channel, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2_grpc, executor_service_pb2, executor_service_pb2_grpc
+from services.executor.cancels import CrawlCancels
 from services.executor.catalogue import ActionCatalog, Catalogue
 from services.executor.executions import Executions
 from services.executor.ledger import Ledger
@@ -113,6 +114,7 @@ async def serve(
 
         owner = instance_id()
         ledger = Ledger(db)
+        cancels = CrawlCancels(db, crawler)
         runner = Runner(
             ledger,
             store,
@@ -120,6 +122,7 @@ async def serve(
             owner=owner,
             lease_seconds=settings.execution_lease_seconds,
             trigger_post_jobs=trigger_post_jobs,
+            cancel_confirmed=cancels.confirmed,
         )
         executions = Executions(ledger, catalogue, runner, owner=owner, lease_seconds=settings.execution_lease_seconds)
         outbox = Outbox(db)
@@ -144,6 +147,7 @@ async def serve(
             "leases": lambda: executions.maintain(stop),
             "catalogue-changes": lambda: store.watch_changes(stop),
             "webhooks": lambda: WebhookSender(outbox, guard, _delivery_policy(settings)).run(stop),
+            "crawl-cancels": lambda: cancels.run(stop),
         }
         if settings.scheduler_enabled:
             scheduler = Scheduler(store, ledger, executions, clock)
