@@ -7,10 +7,10 @@ import logging
 from collections.abc import Sequence
 
 from libs.amqp import InProcessQueue, OutgoingMessage, QueueSpec, RabbitQueue, TaskQueue
+from libs.db import Database
 from libs.logs import REQUEST_ID_HEADER
 from quaero.v1 import url_task_pb2
 from services.crawler.settings import CrawlerSettings
-from libs.db import Database
 from services.crawler.store import Task, give_back_leases
 
 log = logging.getLogger(__name__)
