@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +131,7 @@ async def crawl(
     workers: int = 2,
     concurrency: int = 16,
     expected: set[str] | None = None,
+    disturb: Callable[[list[asyncio.subprocess.Process]], Awaitable[None]] | None = None,
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
     async with scratch_database(database_url, "crawler") as db_url:
@@ -170,6 +171,8 @@ async def crawl(
 
             cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
             started = time.perf_counter()
+            # A fault injected during the crawl (bench/disturbed.py); the result counts it in.
+            fault = asyncio.create_task(disturb(procs)) if disturb is not None else None
             finished = None
             async for response in stub.RunSteps(requests()):
                 if response.event.HasField("finished"):
@@ -177,10 +180,13 @@ async def crawl(
                     break
             seconds = time.perf_counter() - started
             done.set()
+            if fault is not None:
+                await fault
+            procs_alive = [p for p in procs if p.returncode is None]
             if finished is None or not finished.ok:
                 raise RuntimeError(f"the crawl did not succeed: {finished}")
-            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
-            peak = max(_proc_status(p.pid, "VmHWM") for p in procs)
+            cpu = sum(_cpu_seconds(p.pid) for p in procs_alive) - cpu_before * len(procs_alive) / len(procs)
+            peak = max(_proc_status(p.pid, "VmHWM") for p in procs_alive)
             job = finished.jobs[0]
             urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import disturbed, quaero, wcxb
 from bench import executor as executor_bench
-from bench import quaero, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
     parser.add_argument("--post-job-runs", type=int, default=30)
     parser.add_argument("--skip-executor", action="store_true")
+    parser.add_argument("--disturbed-only", action="store_true", help="only the disturbed crawl (bench/disturbed.py)")
     parser.add_argument("--wcxb-only", action="store_true", help="only score main-content extraction on WCXB")
     parser.add_argument(
         "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
@@ -146,6 +147,12 @@ def main() -> None:
         return
     database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    disturbed_report = lambda: disturbed.run(  # noqa: E731
+        args.pages, args.latency_ms / 1000, DEPTH, database_url, amqp_url, args.workers
+    )
+    if args.disturbed_only:
+        print("\n".join(disturbed_report()))
+        return
 
     rows = [
         scenario("static", args.pages, 0.0, database_url, amqp_url, args.workers, args.rounds),
@@ -186,6 +193,8 @@ def main() -> None:
     mismatches = [m for r in rows for m in r.mismatches]
     if mismatches:
         raise SystemExit("a crawl did not store exactly the site's pages:\n" + "\n".join(mismatches))
+
+    print("\n" + "\n".join(disturbed_report()))
 
     if not args.skip_executor:
         latency, delays = asyncio.run(
