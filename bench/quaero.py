@@ -11,9 +11,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,7 +132,7 @@ async def crawl(
     workers: int = 2,
     concurrency: int = 16,
     expected: set[str] | None = None,
-    disturb: Callable[[list[asyncio.subprocess.Process]], Awaitable[None]] | None = None,
+    disturb: Callable[[list[asyncio.subprocess.Process]], Coroutine[Any, Any, None]] | None = None,
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
     async with scratch_database(database_url, "crawler") as db_url:
@@ -172,7 +173,7 @@ async def crawl(
             cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
             started = time.perf_counter()
             # A fault injected during the crawl (bench/disturbed.py); the result counts it in.
-            fault = asyncio.create_task(disturb(procs)) if disturb is not None else None
+            fault: asyncio.Task[None] | None = asyncio.create_task(disturb(procs)) if disturb else None
             finished = None
             async for response in stub.RunSteps(requests()):
                 if response.event.HasField("finished"):
