@@ -11,9 +11,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -169,6 +170,7 @@ async def crawl(
     config: dict[str, object] | None = None,
     env_extra: dict[str, str] | None = None,
     tree_rss: bool = False,
+    disturb: Callable[[list[asyncio.subprocess.Process]], Coroutine[Any, Any, None]] | None = None,
 ) -> Result:
     """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
     async with scratch_database(database_url, "crawler") as db_url:
@@ -217,6 +219,8 @@ async def crawl(
             sampler = TreeRss([p.pid for p in procs]) if tree_rss else None
             sampling = asyncio.create_task(sampler.run()) if sampler else None
             started = time.perf_counter()
+            # A fault injected during the crawl (bench/disturbed.py); the result counts it in.
+            fault: asyncio.Task[None] | None = asyncio.create_task(disturb(procs)) if disturb else None
             finished = None
             async for response in stub.RunSteps(requests()):
                 if response.event.HasField("finished"):
@@ -226,10 +230,13 @@ async def crawl(
             if sampling is not None:
                 sampling.cancel()
             done.set()
+            if fault is not None:
+                await fault
+            procs_alive = [p for p in procs if p.returncode is None]
             if finished is None or not finished.ok:
                 raise RuntimeError(f"the crawl did not succeed: {finished}")
-            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
-            peak = sampler.peak_mb if sampler else max(_proc_status(p.pid, "VmHWM") for p in procs)
+            cpu = sum(_cpu_seconds(p.pid) for p in procs_alive) - cpu_before * len(procs_alive) / len(procs)
+            peak = sampler.peak_mb if sampler else max(_proc_status(p.pid, "VmHWM") for p in procs_alive)
             job = finished.jobs[0]
             urls = set(await job_documents(stub, job.crawl_job_id))
             await channel.close()

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import disturbed, html_storage, quaero, recrawl, rendered, wcxb
 from bench import executor as executor_bench
-from bench import html_storage, quaero, recrawl, rendered, wcxb
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the execute load lasts")
     parser.add_argument("--post-job-runs", type=int, default=30)
     parser.add_argument("--skip-executor", action="store_true")
+    parser.add_argument("--disturbed-only", action="store_true", help="only the disturbed crawl (bench/disturbed.py)")
     parser.add_argument("--wcxb-only", action="store_true", help="only score main-content extraction on WCXB")
     parser.add_argument("--recrawl-only", action="store_true", help="only the recrawl scenario (bench/recrawl.py)")
     parser.add_argument("--recrawl-pages", type=int, default=None, help="pages of the recrawl site (default --pages)")
@@ -178,6 +179,12 @@ def main() -> None:
     amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     if args.recrawl_only:
         run_recrawl(args.recrawl_pages or args.pages, database_url, amqp_url, args.workers)
+        return
+    disturbed_report = lambda: disturbed.run(  # noqa: E731
+        args.pages, args.latency_ms / 1000, DEPTH, database_url, amqp_url, args.workers
+    )
+    if args.disturbed_only:
+        print("\n".join(disturbed_report()))
         return
 
     rows = [
@@ -221,6 +228,7 @@ def main() -> None:
         raise SystemExit("a crawl did not store exactly the site's pages:\n" + "\n".join(mismatches))
 
     run_recrawl(args.recrawl_pages or args.pages, database_url, amqp_url, args.workers)
+    print("\n" + "\n".join(disturbed_report()))
 
     if not args.skip_executor:
         latency, delays = asyncio.run(

@@ -48,7 +48,7 @@ class Pump:
         for job_id in jobs:
             tasks = await self._pump_job(job_id)
             if tasks:
-                await tasks_queue.publish(self.queue, tasks)
+                await tasks_queue.publish(self.queue, tasks, give_back=self.db)
                 published += len(tasks)
         return published
 
@@ -121,7 +121,7 @@ class DeadLetters:
                     detail=f"dead-lettered after {delivery.delivery_count} deliveries",
                 )
                 settled = await self.settler.settle(job_context(row), [outcome], {})
-                await tasks_queue.publish(self.queue, settled.tasks)
+                await tasks_queue.publish(self.queue, settled.tasks, give_back=self.db)
                 log.warning("task dead-lettered: %s failed (poison)", task.url, extra={"job_id": task.job_id})
         except Exception:
             log.exception("settling a dead letter failed; it will be delivered again")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 from libs.amqp import InProcessQueue, OutgoingMessage, QueueSpec, RabbitQueue, TaskQueue
+from libs.db import Database
 from libs.logs import REQUEST_ID_HEADER
 from quaero.v1 import url_task_pb2
 from services.crawler.settings import CrawlerSettings
-from services.crawler.store import Task
+from services.crawler.store import Task, give_back_leases
 
 log = logging.getLogger(__name__)
+
+# Seconds a publish may wait for the broker's confirms before its tasks count as not published.
+PUBLISH_TIMEOUT = 10.0
 
 
 def encode(task: Task) -> OutgoingMessage:
@@ -34,15 +39,29 @@ def decode(body: bytes) -> url_task_pb2.UrlTask:
     return task
 
 
-async def publish(queue: TaskQueue, tasks: Sequence[Task]) -> bool:
-    """Publish with pipelined confirms. False when the broker is unreachable: the URLs keep their
-    lease, and the pump republishes them once it expires, so nothing is lost."""
+async def publish(
+    queue: TaskQueue, tasks: Sequence[Task], *, give_back: Database | None = None, timeout: float = PUBLISH_TIMEOUT
+) -> bool:
+    """Publish with pipelined confirms; False when the broker is unreachable, refuses a message
+    or does not confirm them all within `timeout` seconds.
+
+    With `give_back` (the frontier's database) the leases of a failed publish are given back at
+    once (state queued, lease cleared), so the pump publishes them again as soon as the broker
+    answers; without it they keep their lease until the visibility timeout. Either way nothing is
+    lost, and a message the broker did get after all is only a duplicate, which workers handle."""
     if not tasks:
         return True
     try:
-        await queue.publish([encode(t) for t in tasks])
+        await asyncio.wait_for(queue.publish([encode(t) for t in tasks]), timeout)
     except Exception as exc:
-        log.warning("publishing %d task(s) failed (%s); the pump will republish them", len(tasks), exc)
+        if give_back is None:
+            log.warning("publishing %d task(s) failed (%s); the pump will republish them", len(tasks), exc)
+            return False
+        log.warning("publishing %d task(s) failed (%s); their leases are given back", len(tasks), exc)
+        try:
+            await give_back_leases(give_back, [t.url_id for t in tasks])
+        except Exception as db_exc:
+            log.warning("giving back %d lease(s) failed (%s); they wait for the visibility timeout", len(tasks), db_exc)
         return False
     return True
 

@@ -155,7 +155,7 @@ class CrawlerServicer(crawler_service_pb2_grpc.CrawlerServiceServicer):
     async def RerunCrawlJob(self, request, context):  # type: ignore[no-untyped-def]
         check_ids(request, "id")
         job, tasks = await self.store.rerun_job(_required(request.id, "id"), current_request_id() or "")
-        await tasks_queue.publish(self.queue, tasks)
+        await tasks_queue.publish(self.queue, tasks, give_back=self.db)
         return crawler_service_pb2.RerunCrawlJobResponse(original_job_id=request.id.strip(), crawl_job=job_message(job))
 
     async def DeleteCrawlJob(self, request, context):  # type: ignore[no-untyped-def]

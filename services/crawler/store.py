@@ -445,6 +445,21 @@ async def append_logs(session: AsyncSession, job_id: str, entries: Sequence[tupl
         )
 
 
+async def give_back_leases(db: Database, url_ids: Sequence[int]) -> int:
+    """Leases whose tasks never reached the broker become unpublished again (state queued, lease
+    cleared), so the pump's next round publishes them instead of waiting out the visibility
+    timeout. A URL settled meanwhile is left alone. Returns how many were given back."""
+    if not url_ids:
+        return 0
+    async with db.session() as session:
+        given = await session.execute(
+            update(URLS)
+            .where(URLS.c.id.in_(list(url_ids)), URLS.c.state == QUEUED, URLS.c.published_at.is_not(None))
+            .values(published_at=None)
+        )
+    return int(given.rowcount)  # type: ignore[attr-defined]
+
+
 async def drop_queued(session: AsyncSession, job_id: str, state: str, reason: str, now: datetime) -> int:
     """Every URL of the job still queued becomes `state` (its lease gone); returns how many."""
     dropped = await session.execute(

@@ -429,7 +429,7 @@ class Worker:
             # first, leaves the tasks leased in the frontier, and the pump publishes them again.
             await asyncio.gather(*(_settle_delivery(w.delivery, requeue=False, ack=True) for w in works))
             if settled.tasks:
-                _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks))
+                _track(self._publishes, tasks_queue.publish(self.queue, settled.tasks, give_back=self.db))
             self._buffer_html(ctx, [w.outcome for w in works])
 
     # -------------------------------------------------------------------------- raw HTML

@@ -32,7 +32,7 @@ class WorkerProcess(Process):
     def __init__(self, env: dict[str, str], log: Path) -> None:
         super().__init__([sys.executable, "-m", "services.crawler.worker"], env, log, name="crawl worker")
 
-    async def wait_consuming(self, timeout: float = 30) -> None:
+    async def wait_consuming(self, timeout: float = 120) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while "crawl worker consuming" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or asyncio.get_running_loop().time() > deadline:

@@ -175,7 +175,7 @@ class CrawlAction:
 
     async def _start(self, specs: list[JobSpec]) -> Created:
         created = await self.store.create_jobs(specs)
-        await tasks_queue.publish(self.queue, created.tasks)
+        await tasks_queue.publish(self.queue, created.tasks, give_back=self.db)
         return created
 
     async def watch(self, job_ids: list[str], on_progress: Callable[[list[CrawlJobRow]], None]) -> list[CrawlJobRow]:

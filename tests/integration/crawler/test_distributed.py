@@ -156,3 +156,32 @@ async def test_crawl_delay_holds_across_worker_processes(shared: CrawlerSettings
         # any of them runs (a little allowance for timer resolution, not for scheduling luck).
         too_early = [(k, at - started) for k, at in enumerate(arrivals) if at < started + k * delay - TIMER_RESOLUTION]
         assert too_early == [], arrivals
+
+
+async def test_a_killed_worker_and_a_dropped_broker_recover_without_the_visibility_timeout(
+    shared: CrawlerSettings, amqp_url: str, tmp_path: Path
+) -> None:
+    # A lease left to the visibility timeout would outlast the test's wait (120 s): the crawl
+    # completes only if what the broker lost is republished at once.
+    patient = shared.model_copy(update={"visibility_timeout": 600.0})
+    broker = urlsplit(amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    proxied = patient.model_copy(
+        update={"amqp_url": amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")}
+    )
+    try:
+        async with (
+            serve_site() as site,
+            running_crawler(proxied, run_workers=False) as c,
+            worker_processes(proxied, 2, tmp_path) as workers,
+        ):
+
+            async def kill_and_cut() -> None:
+                workers[0].kill()
+                assert proxy.cut() > 0
+
+            job_id = await crawl_through(c, site, kill_and_cut)
+            await assert_exact_result(c, site, job_id)
+    finally:
+        await proxy.close()
