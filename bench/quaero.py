@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,31 @@ class TreeRss:
         while True:
             await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.interval)
+
+
+async def stop_stack(
+    procs: list[asyncio.subprocess.Process],
+    stop: asyncio.Event,
+    server: Awaitable[None],
+    amqp_url: str,
+    settings: CrawlerSettings,
+) -> None:
+    """End a bench crawl's processes: workers by SIGTERM (killed after 20 s), then the crawler
+    server, then the crawl's queue."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), 20)
+        except TimeoutError:
+            p.kill()
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server, 30)
+    queue = await RabbitQueue.connect(amqp_url, queue_spec(settings))
+    await queue.delete()
+    await queue.close()
 
 
 async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
@@ -254,20 +279,7 @@ async def crawl(
             kept = False
             return result
         finally:
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    await asyncio.wait_for(p.wait(), 20)
-                except TimeoutError:
-                    p.kill()
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server, 30)
-            queue = await RabbitQueue.connect(amqp_url, queue_spec(settings))
-            await queue.delete()
-            await queue.close()
+            await stop_stack(procs, stop, server, amqp_url, settings)
             if kept:
                 print(f"the workers' logs are in {logs}", file=sys.stderr)
             else:

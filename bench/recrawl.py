@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
 import time
 import uuid
@@ -23,13 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.quaero import _cpu_seconds, _start_worker
+from bench.quaero import _cpu_seconds, _start_worker, stop_stack
 from bench.site import changed, page_path, serve
-from libs.amqp import RabbitQueue
 from libs.grpc_server import open_channel
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import server as crawler_server
-from services.crawler.queue import queue_spec
 from services.crawler.settings import CrawlerSettings
 from tests.support.crawler import step_call
 from tests.support.databases import scratch_database
@@ -146,20 +143,7 @@ async def _quaero(
                 await channel.close()
         finally:
             _WORKERS.clear()
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    await asyncio.wait_for(p.wait(), 20)
-                except TimeoutError:
-                    p.kill()
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server, 30)
-            queue = await RabbitQueue.connect(amqp_url, queue_spec(settings))
-            await queue.delete()
-            await queue.close()
+            await stop_stack(procs, stop, server, amqp_url, settings)
             shutil.rmtree(logs, ignore_errors=True)
 
 

@@ -3,7 +3,6 @@ execution completes, each crawl job exists once, and its post-jobs run exactly o
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -13,18 +12,8 @@ from libs.proto_json import from_dict
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import crawler_service_pb2_grpc, execution_pb2, executor_service_pb2_grpc, job_definition_pb2
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.processes import Process, service_env
+from tests.support.processes import Process, service_env, wait
 from tests.support.site import small_site
-
-
-def wait(predicate, timeout: float = 60, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def definition(data: dict) -> job_definition_pb2.JobDefinition:  # type: ignore[type-arg]

@@ -4,7 +4,6 @@ the receiver verifies every attempt with `standardwebhooks`."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -13,19 +12,9 @@ import grpc
 from libs.proto_json import from_dict
 from quaero.v1 import execution_pb2, executor_service_pb2_grpc, job_definition_pb2
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.processes import Process, service_env
+from tests.support.processes import Process, service_env, wait
 from tests.support.receiver import Receiver
 from tests.support.site import small_site
-
-
-def wait(predicate, timeout: float = 60, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_sigkill_between_attempts_then_another_executor_delivers(pg_url: str, amqp_url: str, tmp_path: Path) -> None:

@@ -109,3 +109,15 @@ def service_env(database_url: str, amqp_url: str, queue_name: str, **extra: str)
         "QUAERO_QUEUE_NAME": queue_name,
         **extra,
     }
+
+
+def wait(predicate, timeout: float = 60, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll `predicate` from sync code (tests driving processes) until it gives a true value;
+    a bound for hangs, not a speed check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
