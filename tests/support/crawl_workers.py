@@ -59,11 +59,15 @@ async def worker_processes(
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection it carries."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection it carries, and
+    clearing `flowing` holds every byte in both directions while the connections stay open (a
+    peer that is reachable but never answers)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -82,6 +86,7 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self.flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):
