@@ -1,8 +1,13 @@
 """Rendering pages that need JavaScript in headless Chromium, driven by Playwright (DESIGN 14).
 
-One browser per worker process, started on first need, with at most `pages` pages open at once,
-each in a context of its own (no cookie or storage outlives its page). The browser itself never
-touches the network: every request it makes is intercepted, and
+One browser per worker process, started on first need, with at most `pages` pages open at once.
+Pages are kept open and reused (a page is sent to about:blank between renders): a fresh browser
+context per render made a renderer process each time and cost about three times the render
+itself. Pages are kept in one context per set of credentials (no credentials is a set too), so
+what a site's scripts keep (cookies, storage) lives as in one browser until the browser is
+recycled, and never reaches pages rendered with other credentials; the browser's own cookies are
+never sent anyway (below). The browser itself never touches the network: every request it makes
+is intercepted, and
 - the page's own document is answered with the body the HTTP fetch already read (robots.txt,
   politeness, redirects, the content type and the size cap were applied there);
 - images, media and fonts are aborted, and so are frames and navigations away from the page;
@@ -81,6 +86,28 @@ class Rendered:
     location: str = ""
 
 
+# Contexts (sets of credentials) one browser keeps at most; the least recently used idle one goes.
+MAX_CONTEXTS = 8
+
+
+@dataclass
+class _Job:
+    """What the page is rendering now: its route handler answers from this."""
+
+    document: str
+    body: bytes
+    content_type: str
+    auth: Auth | None
+    result: Rendered
+
+
+class _Context:
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.idle: list[Any] = []  # open pages on about:blank, ready for the next render
+        self.busy = 0
+
+
 class _Instance:
     def __init__(self, browser: Any, pid: int | None) -> None:
         self.browser = browser
@@ -88,6 +115,14 @@ class _Instance:
         self.pages = 0
         self.open = 0
         self.retired = False
+        self.contexts: dict[tuple[Any, ...], _Context] = {}
+        self.jobs: dict[Any, _Job] = {}  # page -> what it renders now
+
+
+def _auth_key(auth: Auth | None) -> tuple[Any, ...]:
+    if auth is None:
+        return ()
+    return (auth.origin, tuple(sorted(auth.headers.items())), tuple(sorted(auth.cookies.items())))
 
 
 def browser_pids(parent: int | None = None) -> set[int]:
@@ -242,25 +277,55 @@ class BrowserFetcher:
             self.rendered += 1
             return result
 
+    async def _page(self, instance: _Instance, auth: Auth | None) -> tuple[_Context, Any]:
+        """An open page of the context for these credentials: an idle one, or a new one."""
+        key = _auth_key(auth)
+        holder = instance.contexts.pop(key, None)
+        if holder is None:
+            idle = [k for k, c in instance.contexts.items() if c.busy == 0]
+            if len(instance.contexts) >= MAX_CONTEXTS and idle:
+                old = instance.contexts.pop(idle[0])
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await old.context.close()
+            holder = _Context(
+                await instance.browser.new_context(
+                    user_agent=self.fetcher.user_agent, service_workers="block", java_script_enabled=True
+                )
+            )
+            with contextlib.suppress(AttributeError):  # WebSockets are never connected
+                await holder.context.route_web_socket("**/*", lambda ws: None)
+        instance.contexts[key] = holder  # most recently used last
+        holder.busy += 1
+        if holder.idle:
+            return holder, holder.idle.pop()
+        try:
+            page = await holder.context.new_page()
+
+            async def route(route: Any) -> None:
+                job = instance.jobs.get(page)
+                if job is None:  # between renders (the page going blank): nothing is fetched
+                    with contextlib.suppress(Exception):
+                        await route.abort("blockedbyclient")
+                    return
+                await self._route(route, job)
+
+            await page.route("**/*", route)
+        except BaseException:
+            holder.busy -= 1
+            raise
+        return holder, page
+
     async def _render(
         self, instance: _Instance, url: str, body: bytes, content_type: str, auth: Auth | None, wait_for: str
     ) -> Rendered:
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         result = Rendered()
-        context = await instance.browser.new_context(
-            user_agent=self.fetcher.user_agent, service_workers="block", java_script_enabled=True
-        )
+        holder, page = await self._page(instance, auth)
+        instance.jobs[page] = _Job(_without_fragment(url), body, content_type, auth, result)
+        reusable = False
         try:
-            page = await context.new_page()
-            document = _without_fragment(url)
-
-            async def route(route: Any) -> None:
-                await self._route(route, document, body, content_type, auth, result)
-
-            await context.route("**/*", route)
-            with contextlib.suppress(AttributeError):  # WebSockets are never connected
-                await context.route_web_socket("**/*", lambda ws: None)
             deadline = time.monotonic() + self.timeout
             await page.goto(url, wait_until="load", timeout=self.timeout * 1000)
             left = max(0.1, deadline - time.monotonic()) * 1000
@@ -279,15 +344,30 @@ class BrowserFetcher:
                 result.too_large = True
             else:
                 result.html = html
+            reusable = True
             return result
         finally:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await context.close()
+            instance.jobs.pop(page, None)
+            holder.busy -= 1
+            await self._put_back(holder, page, reusable)
 
-    async def _route(
-        self, route: Any, document: str, body: bytes, content_type: str, auth: Auth | None, result: Rendered
-    ) -> None:
+    async def _put_back(self, holder: _Context, page: Any, reusable: bool) -> None:
+        """Blank the page (its scripts and timers stop) and keep it for the next render; a page
+        that failed, or does not go blank in time, is closed instead."""
+        try:
+            if reusable:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await page.goto("about:blank")
+                holder.idle.append(page)
+                return
+        except Exception:
+            pass
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await page.close()
+
+    async def _route(self, route: Any, job: _Job) -> None:
+        document, body, content_type, auth, result = job.document, job.body, job.content_type, job.auth, job.result
         request = route.request
         try:
             if request.is_navigation_request():

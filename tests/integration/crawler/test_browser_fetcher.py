@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import psutil
 import pytest
 
-from services.crawler.fetch import Fetcher
+from services.crawler.fetch import Auth, Fetcher
 from services.crawler.render import BrowserFetcher, BrowserUnavailable, browser_pids
 from tests.support.site import LocalSite, Page
 
@@ -129,3 +129,34 @@ async def test_no_chromium_is_unavailable_saying_how_to_install(fetcher: Fetcher
     assert "apt-get install chromium" in (browser.unavailable() or "")
     with pytest.raises(BrowserUnavailable, match="QUAERO_BROWSER_PATH=/nonexistent/chromium"):
         await browser.render("http://127.0.0.1:9/", SHELL, "text/html", None)
+
+
+STORAGE_SHELL = (
+    b'<html><body><div id="root"></div><script>'
+    b"const seen = localStorage.getItem('seen') || 'none';"
+    b"localStorage.setItem('seen', location.pathname);"
+    b"document.getElementById('root').textContent = 'before: ' + seen;"
+    b"</script></body></html>"
+)
+
+
+async def test_pages_are_reused_within_one_set_of_credentials_and_never_across(
+    site: LocalSite, fetcher: Fetcher
+) -> None:
+    """Pages stay open between renders (as in one browser, a site's storage lives on), but what
+    one source's pages keep never reaches a page rendered with other credentials."""
+    mine = Auth.for_source(site.url("/"), {"X-Token": "mine"}, {})
+    theirs = Auth.for_source(site.url("/"), {"X-Token": "theirs"}, {})
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10, pages=1)
+    try:
+        seen = [
+            (await browser.render(site.url(path), STORAGE_SHELL, "text/html", auth)).html or b""
+            for path, auth in (("/a", mine), ("/b", mine), ("/c", theirs), ("/d", None), ("/e", mine))
+        ]
+        assert browser.launches == 1
+    finally:
+        await browser.close()
+    assert b"before: none" in seen[0]
+    assert b"before: /a" in seen[1]  # the same credentials: one browser's storage
+    assert b"before: none" in seen[2] and b"before: none" in seen[3]  # other credentials, and none
+    assert b"before: /b" in seen[4]
