@@ -163,7 +163,9 @@ def main() -> None:
     parser.add_argument("--rendered-only", action="store_true", help="only the rendered scenario")
     parser.add_argument("--skip-rendered", action="store_true")
     args = parser.parse_args()
-    if args.rendered_only or not args.skip_rendered:
+    # Every other `--…-only` runs that scenario alone.
+    only_other = args.disturbed_only or args.wcxb_only or args.recrawl_only
+    if args.rendered_only or not (args.skip_rendered or only_other):
         database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
         amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
         lines = rendered.run(

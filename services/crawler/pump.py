@@ -1,8 +1,9 @@
 """The dispatch pump and the dead-letter consumer, run by the crawler server.
 
 Workers lease new tasks as they settle, so the pump only catches what they cannot: URLs due for
-a retry, leases that expired (a crash between commit and publish, a lost broker: the relay),
-and jobs left with nothing pending.
+a retry, leases whose publisher went silent (a process killed between commit and publish:
+publishers.py), leases that expired (anything else lost: the relay), and jobs left with nothing
+pending.
 """
 
 from __future__ import annotations
@@ -11,23 +12,39 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from libs.amqp import Consumer, Delivery, TaskQueue
 from libs.db import Database, utcnow
 from services.crawler import queue as tasks_queue
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import FAILED, Outcome, Settler, job_context
-from services.crawler.store import JOBS, LEASED, QUEUED, RUNNING, URLS, Task, dispatch, finish_job, lease_cutoff
+from services.crawler.store import (
+    JOBS,
+    LEASED,
+    QUEUED,
+    RUNNING,
+    URLS,
+    Task,
+    dispatch,
+    finish_job,
+    forget_silent_publishers,
+    lease_cutoff,
+    silent_publishers,
+)
 
 log = logging.getLogger(__name__)
 
 
 class Pump:
-    def __init__(self, db: Database, queue: TaskQueue, settings: CrawlerSettings) -> None:
+    def __init__(
+        self, db: Database, queue: TaskQueue, settings: CrawlerSettings, *, publisher: str | None = None
+    ) -> None:
         self.db = db
         self.queue = queue
         self.settings = settings
+        # This process's publisher id: what the pump leases is leased by it.
+        self.publisher = publisher
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -42,17 +59,24 @@ class Pump:
 
     async def pump_once(self) -> int:
         """One round over every running job; returns how many tasks it published."""
+        silence = lease_cutoff(utcnow(), self.settings.publisher_timeout)
         async with self.db.read() as session:
             jobs = (await session.execute(select(JOBS.c.id).where(JOBS.c.status == RUNNING))).scalars().all()
+            silent = await silent_publishers(session, silence)
         published = 0
         for job_id in jobs:
-            tasks = await self._pump_job(job_id)
+            tasks = await self._pump_job(job_id, silent)
             if tasks:
                 await tasks_queue.publish(self.queue, tasks, give_back=self.db)
                 published += len(tasks)
+        if silent:
+            # Once every lease of theirs is republished (a job skipped this round keeps them).
+            gone = await forget_silent_publishers(self.db, silent, silence)
+            if gone:
+                log.info("forgot %d silent publisher(s)", gone)
         return published
 
-    async def _pump_job(self, job_id: str) -> list[Task]:
+    async def _pump_job(self, job_id: str, silent: list[str]) -> list[Task]:
         now = utcnow()
         async with self.db.session() as session:
             # A job a worker is settling right now leases its own tasks: skip it this round.
@@ -68,20 +92,26 @@ class Pump:
             if job.pending_urls <= 0:
                 await finish_job(self.db, session, job_id, now)
                 return []
-            expired = await session.execute(
+            expired = URLS.c.published_at < lease_cutoff(now, self.settings.visibility_timeout)
+            lost = await session.execute(
                 update(URLS)
                 .where(
                     URLS.c.job_id == job_id,
                     URLS.c.state == QUEUED,
-                    URLS.c.published_at < lease_cutoff(now, self.settings.visibility_timeout),
+                    URLS.c.published_at.is_not(None),
+                    or_(expired, URLS.c.leased_by.in_(silent)) if silent else expired,
                 )
-                .values(published_at=now, publications=URLS.c.publications + 1)
+                .values(published_at=now, publications=URLS.c.publications + 1, leased_by=self.publisher)
                 .returning(*LEASED)
             )
-            tasks = [Task.leased(job_id, r._mapping, job.request_id) for r in expired]
+            tasks = [Task.leased(job_id, r._mapping, job.request_id) for r in lost]
             if tasks:
-                log.info("republishing %d task(s) whose lease expired", len(tasks), extra={"job_id": job_id})
-            tasks.extend(await dispatch(session, job_id, job.concurrency, job.request_id, now))
+                log.info(
+                    "republishing %d task(s) whose lease expired or whose publisher went silent",
+                    len(tasks),
+                    extra={"job_id": job_id},
+                )
+            tasks.extend(await dispatch(session, job_id, job.concurrency, job.request_id, now, self.publisher))
         return tasks
 
 

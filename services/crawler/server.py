@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from libs import metrics
+from libs.amqp import RabbitQueue
 from libs.db import Database
 from libs.grpc_server import GrpcAccess, run_process, start_grpc_server
 from libs.logs import configure_logging, service_var
 from quaero.v1 import crawler_service_pb2, crawler_service_pb2_grpc
 from services.crawler import queue as tasks_queue
+from services.crawler.publishers import Heartbeat
 from services.crawler.pump import DeadLetters, Pump
 from services.crawler.service import CrawlerServicer
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import Settler
-from services.crawler.store import PG_SESSION_SETTINGS, CrawlStore
+from services.crawler.store import PG_SESSION_SETTINGS, CrawlStore, give_back_every_lease
 from services.crawler.worker import running_worker
 
 log = logging.getLogger(__name__)
@@ -59,14 +61,26 @@ async def serve(
         stack.push_async_callback(db.close)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler")
         stack.push_async_callback(queue.close)
+        publisher: str | None = None
+        if isinstance(queue, RabbitQueue):
+            heartbeat = Heartbeat(db, settings.publisher_timeout, "crawler")
+            await heartbeat.start()
+            # Last out: after the pump and the gRPC server, whose publishes (awaited) it covers.
+            stack.push_async_callback(heartbeat.stop, all_published=True)
+            publisher = heartbeat.id
+        else:
+            # The queue is in memory: whatever a previous process published went with it.
+            given = await give_back_every_lease(db)
+            if given:
+                log.info("%d task(s) leased before this start are published again", given)
 
         if run_workers:
             await stack.enter_async_context(running_worker(db, queue, settings, **(worker_hooks or {})))
-        dead_letters = DeadLetters(db, queue, Settler(db, max_attempts=settings.max_attempts))
+        dead_letters = DeadLetters(db, queue, Settler(db, max_attempts=settings.max_attempts, publisher=publisher))
         await dead_letters.start()
         stack.push_async_callback(dead_letters.stop)
         pump_stop = asyncio.Event()
-        pump = asyncio.create_task(Pump(db, queue, settings).run(pump_stop), name="crawler-pump")
+        pump = asyncio.create_task(Pump(db, queue, settings, publisher=publisher).run(pump_stop), name="crawler-pump")
         depth = asyncio.create_task(
             metrics.sample_queue_depth(settings.queue_name, queue.depth, pump_stop), name="queue-depth"
         )
@@ -77,7 +91,7 @@ async def serve(
 
         stack.push_async_callback(stop_pump)
 
-        store = CrawlStore(db)
+        store = CrawlStore(db, publisher=publisher)
         server = await start_grpc_server(
             f"{settings.bind_host}:{settings.crawler_port}",
             [

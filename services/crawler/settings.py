@@ -22,6 +22,11 @@ class CrawlerSettings(CommonSettings):
     visibility_timeout: float = Field(
         default=90.0, gt=0, description="Seconds a published task may stay unsettled before the pump republishes it."
     )
+    publisher_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a publishing process may miss its heartbeat before the pump republishes its leases.",
+    )
     pump_interval: float = Field(default=0.5, gt=0, description="Seconds between two rounds of the dispatch pump.")
     # Parsing runs on the event loop the fetches, settles and gRPC share: 32 KiB keeps one page
     # to a few milliseconds there; larger pages go to the process pool.

@@ -261,7 +261,7 @@ _PG_SETTLE = PgStatement(
         :o_outlinks, :o_attempts, :o_next, :o_changes, :o_content_hashes, :o_previous_hashes,
         :c_depths, :c_attempts, :c_hops, :c_documents,
         :n_keys, :n_urls, :n_hosts, :n_depths, :n_states, :n_reasons, :n_hops, :n_froms,
-        :dt, :dc, :df, :dp, :ds, :dr, :dn, :dch, :du, :drm, :guard, :waiting, :l_levels, :l_messages)
+        :dt, :dc, :df, :dp, :ds, :dr, :dn, :dch, :du, :drm, :guard, :waiting, :publisher, :l_levels, :l_messages)
     """
 )
 # What crawl_settle raises when the full settle has to run instead.
@@ -489,8 +489,11 @@ class Settler:
         before_counters: Callable[[str, list[Outcome]], Awaitable[None]] | None = None,
         fast: bool = True,
         versions_kept: int = 5,
+        publisher: str | None = None,
     ) -> None:
         self.db = db
+        # The process that publishes the tasks settles lease (leased_by; see Heartbeat).
+        self.publisher = publisher
         # Versions a changed document keeps of its earlier content.
         self.versions_kept = versions_kept
         self.max_attempts = max_attempts
@@ -589,6 +592,7 @@ class Settler:
                 "keep": self.versions_kept,
                 "guard": plan.deltas["result"] > 0,
                 "waiting": fetched_waiting(),
+                "publisher": self.publisher,
                 "l_levels": [LEVELS[level] for level, _ in plan.logs],
                 "l_messages": [message for _, message in plan.logs],
             }
@@ -1207,7 +1211,7 @@ class Settler:
             events = True
         elif job.status == RUNNING:
             slots = job.concurrency + min(fetched_waiting(), job.concurrency)
-            result.tasks = await dispatch(session, ctx.id, slots, job.request_id or ctx.request_id, now)
+            result.tasks = await dispatch(session, ctx.id, slots, job.request_id or ctx.request_id, now, self.publisher)
             if job.progress_event_at == now:
                 await append_event(session, ctx.id, "progress", event_payload(job), now)
                 events = True

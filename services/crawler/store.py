@@ -154,6 +154,8 @@ class CrawlUrlRow(Base):
     publications: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     published_at: Mapped[datetime | None]
+    # The publisher (process) that took the lease last: when it goes silent, the pump republishes.
+    leased_by: Mapped[str | None] = mapped_column(Text)
     discovered_from: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -250,6 +252,15 @@ class HostSlotRow(Base):
     next_at: Mapped[datetime]
 
 
+class PublisherRow(Base):
+    """A process that leases tasks, alive while its heartbeat is recent (see Heartbeat)."""
+
+    __tablename__ = "crawl_publishers"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    heartbeat_at: Mapped[datetime]
+
+
 class CancelledExecutionRow(Base):
     __tablename__ = "cancelled_executions"
 
@@ -274,6 +285,7 @@ LOGS = cast(Table, JobLogRow.__table__)
 EVENTS = cast(Table, JobEventRow.__table__)
 HOST_SLOTS = cast(Table, HostSlotRow.__table__)
 ROBOTS_CACHE = cast(Table, RobotsRow.__table__)
+PUBLISHERS = cast(Table, PublisherRow.__table__)
 CANCELLED_EXECUTIONS = cast(Table, CancelledExecutionRow.__table__)
 VERSIONS = cast(Table, DocumentVersionRow.__table__)
 REMOVALS = cast(Table, DocumentRemovalRow.__table__)
@@ -460,6 +472,58 @@ async def give_back_leases(db: Database, url_ids: Sequence[int]) -> int:
     return int(given.rowcount)  # type: ignore[attr-defined]
 
 
+async def heartbeat(db: Database, publisher: str, now: datetime) -> None:
+    """The publisher is alive at `now` (its row made again if the pump deleted it meanwhile)."""
+    async with db.session() as session:
+        beat = await session.execute(update(PUBLISHERS).where(PUBLISHERS.c.id == publisher).values(heartbeat_at=now))
+        if not beat.rowcount:  # type: ignore[attr-defined]
+            await session.execute(
+                dialect_insert(db, PUBLISHERS)
+                .values(id=publisher, heartbeat_at=now)
+                .on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now})
+            )
+
+
+async def forget_publisher(db: Database, publisher: str) -> None:
+    """A publisher that stopped with every task it leased published: nothing to republish."""
+    async with db.session() as session:
+        await session.execute(delete(PUBLISHERS).where(PUBLISHERS.c.id == publisher))
+
+
+async def silent_publishers(session: AsyncSession, cutoff: datetime) -> list[str]:
+    """The publishers whose last heartbeat is older than `cutoff` (dead, or cut off)."""
+    rows = await session.execute(select(PUBLISHERS.c.id).where(PUBLISHERS.c.heartbeat_at < cutoff))
+    return list(rows.scalars())
+
+
+async def forget_silent_publishers(db: Database, publishers: Sequence[str], cutoff: datetime) -> int:
+    """Delete the silent publishers none of whose leases is left (the pump republished them all);
+    one that beat again meanwhile is kept. Returns how many went."""
+    if not publishers:
+        return 0
+    held = select(URLS.c.id).where(
+        URLS.c.state == QUEUED, URLS.c.published_at.is_not(None), URLS.c.leased_by == PUBLISHERS.c.id
+    )
+    async with db.session() as session:
+        gone = await session.execute(
+            delete(PUBLISHERS).where(
+                PUBLISHERS.c.id.in_(list(publishers)), PUBLISHERS.c.heartbeat_at < cutoff, ~held.exists()
+            )
+        )
+    return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+async def give_back_every_lease(db: Database) -> int:
+    """Every lease becomes unpublished again: at the start of a process whose queue is in memory
+    (embedded mode), whatever was published before went with the previous process."""
+    async with db.session() as session:
+        given = await session.execute(
+            update(URLS).where(URLS.c.state == QUEUED, URLS.c.published_at.is_not(None)).values(published_at=None)
+        )
+        await session.execute(delete(PUBLISHERS))
+    return int(given.rowcount)  # type: ignore[attr-defined]
+
+
 async def drop_queued(session: AsyncSession, job_id: str, state: str, reason: str, now: datetime) -> int:
     """Every URL of the job still queued becomes `state` (its lease gone); returns how many."""
     dropped = await session.execute(
@@ -505,20 +569,31 @@ _PG_DISPATCH = PgStatement(
             SELECT count(*) FROM crawl_urls WHERE job_id = :job_id AND state = 'queued' AND published_at IS NOT NULL))
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1
+    UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1,
+        leased_by = CAST(:leased_by AS text)
     FROM due WHERE u.id = due.id
     RETURNING u.id, u.url, u.depth, u.attempts, u.redirect_hops, u.document_id
     """
 )
 
 
-async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request_id: str, now: datetime) -> list[Task]:
-    """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first.
+async def dispatch(
+    session: AsyncSession,
+    job_id: str,
+    concurrency: int,
+    request_id: str,
+    now: datetime,
+    leased_by: str | None = None,
+) -> list[Task]:
+    """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first,
+    for the publisher `leased_by` (the process that will publish them).
 
     Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
     never both see the same free slots. One statement: the free slots are counted inside it."""
     if session.get_bind().dialect.name == "postgresql":
-        leased = await _PG_DISPATCH.fetch(session, {"job_id": job_id, "concurrency": concurrency, "now": now})
+        leased = await _PG_DISPATCH.fetch(
+            session, {"job_id": job_id, "concurrency": concurrency, "now": now, "leased_by": leased_by}
+        )
         return [Task.leased(job_id, r, request_id) for r in leased]
     in_flight = (
         select(func.count())
@@ -541,7 +616,7 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
     rows = await session.execute(
         update(URLS)
         .where(URLS.c.id.in_(due), URLS.c.state == QUEUED, URLS.c.published_at.is_(None))
-        .values(published_at=now, publications=URLS.c.publications + 1)
+        .values(published_at=now, publications=URLS.c.publications + 1, leased_by=leased_by)
         .returning(*LEASED)
     )
     return [Task.leased(job_id, r._mapping, request_id) for r in rows]
@@ -550,8 +625,16 @@ async def dispatch(session: AsyncSession, job_id: str, concurrency: int, request
 class CrawlStore:
     """Crawl jobs, their logs and events, documents: one unit of work per method."""
 
-    def __init__(self, db: Database, *, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+        publisher: str | None = None,
+    ) -> None:
         self.db = db
+        # The process that publishes the tasks the jobs it creates lease (see Heartbeat).
+        self.publisher = publisher
         # A test hook: awaited inside create_jobs' transaction, once the jobs are inserted.
         self.before_commit = before_commit
 
@@ -650,7 +733,7 @@ class CrawlStore:
                     [("info", f"Crawl started: {len(spec.seed_urls)} seed URL(s): {', '.join(spec.seed_urls)}")],
                     now,
                 )
-                tasks.extend(await dispatch(session, job.id, job.concurrency, spec.request_id, now))
+                tasks.extend(await dispatch(session, job.id, job.concurrency, spec.request_id, now, self.publisher))
                 await self.db.notify(session, job_channel(job.id))
                 jobs.append(job)
             if self.before_commit is not None:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select, text
 
 from libs import metrics
-from libs.amqp import Consumer, Delivery, TaskQueue
+from libs.amqp import Consumer, Delivery, RabbitQueue, TaskQueue
 from libs.db import Database, utcnow
 from libs.fetch_guard import FetchGuard
 from libs.grpc_server import run_process
@@ -42,6 +42,7 @@ from services.crawler.fetch import Fetcher, FetchResult, Robots, Validators
 from services.crawler.frontier import ROBOTS, TOO_LARGE, canonical_link, canonical_url, host_of
 from services.crawler.lookups import Lookups
 from services.crawler.parse import ParsedPage, Parser
+from services.crawler.publishers import Heartbeat
 from services.crawler.render import BrowserFetcher, BrowserUnavailable
 from services.crawler.settings import CrawlerSettings
 from services.crawler.settle import (
@@ -141,8 +142,12 @@ class Worker:
         backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         sitemap_limits: SitemapLimits | None = None,
         browser: BrowserFetcher | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.db = db
+        # Says this process is alive, so the pump leaves the tasks it leased to it (None: a
+        # queue in memory, gone with the process anyway).
+        self.heartbeat = heartbeat
         # Renders pages that need JavaScript (None: never rendered, as render: never).
         self.browser = browser
         # Jobs told already that their pages are fetched over HTTP only (no browser here).
@@ -167,6 +172,7 @@ class Worker:
             on_db_error=self._on_db_error,
             before_counters=before_counters,
             versions_kept=settings.document_versions,
+            publisher=heartbeat.id if heartbeat is not None else None,
         )
         self.lookups = Lookups(db)
         self._status: dict[str, tuple[str, float]] = {}
@@ -198,6 +204,8 @@ class Worker:
     # ------------------------------------------------------------------------------ running
 
     async def start(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.start()
         self._loops = [
             asyncio.create_task(self._gate(), name="worker-gate"),
             asyncio.create_task(self._watch_statuses(), name="worker-statuses"),
@@ -235,10 +243,13 @@ class Worker:
             self._pending_changed.notify_all()
         # Bounded: a cancellation swallowed somewhere below must not hang the shutdown.
         left = [*self._loops, *self._tasks, *self._settles, *self._publishes, *self._html_writes]
+        stuck: set[asyncio.Task[Any]] = set()
         if left:
             _, stuck = await asyncio.wait(left, timeout=max(grace, SETTLE_GRACE))
             if stuck:
                 log.error("%d worker task(s) did not stop; leaving them", len(stuck))
+        if self.heartbeat is not None:
+            await self.heartbeat.stop(all_published=not stuck)
         self._loops.clear()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
@@ -870,6 +881,8 @@ async def _settle_delivery(delivery: Delivery, *, requeue: bool, ack: bool = Fal
 
 
 def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **hooks: Any) -> Worker:
+    # On RabbitMQ, tasks this process leased and never sent are republished once it goes silent.
+    heartbeat = Heartbeat(db, settings.publisher_timeout, "worker") if isinstance(queue, RabbitQueue) else None
     fetcher = Fetcher(
         user_agent=settings.user_agent,
         timeout=settings.fetch_timeout,
@@ -885,7 +898,7 @@ def build_worker(db: Database, queue: TaskQueue, settings: CrawlerSettings, **ho
         recycle_pages=settings.browser_recycle_pages,
         timeout=settings.fetch_timeout,
     )
-    return Worker(db, queue, fetcher, parser, settings, browser=browser, **hooks)
+    return Worker(db, queue, fetcher, parser, settings, browser=browser, heartbeat=heartbeat, **hooks)
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,6 @@ def proxy_in_thread(host: str, port: int) -> Iterator[tuple[TcpProxy, asyncio.Ab
     try:
         yield proxy, loop
     finally:
-        loop.call_soon_threadsafe(proxy.flowing.set)
         asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -101,8 +100,8 @@ def test_cancel_survives_the_sigkill_of_the_replica_that_took_it(pg_url: str, am
 
                     wait(lambda: any(j.progress.completed_urls >= 2 for j in jobs()), timeout=90)
                     # The first replica can no longer reach the crawler, though its connection
-                    # stays open: its own ask hangs. It answers the cancel, then dies.
-                    loop.call_soon_threadsafe(proxy.flowing.clear)
+                    # stays open (what it sends is dropped): its own ask hangs. It answers the cancel, then dies.
+                    loop.call_soon_threadsafe(proxy.hold)
                     cancelled = executor.CancelExecution(ex.CancelExecutionRequest(id=execution_id)).execution
                     assert cancelled.status == execution_pb2.EXECUTION_STATUS_CANCELLED
                     first.kill()

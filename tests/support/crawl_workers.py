@@ -59,15 +59,14 @@ async def worker_processes(
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection it carries, and
-    clearing `flowing` holds every byte in both directions while the connections stay open (a
-    peer that is reachable but never answers)."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection it carries, `hold()`
+    keeps them open but sends the target nothing more (a stalled network: publishes, acks and
+    heartbeats of the client never land)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self.flowing = asyncio.Event()
-        self.flowing.set()
+        self.held = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -83,10 +82,11 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    await self.flowing.wait()
+                    if upstream and self.held:
+                        continue  # read and dropped: the client's end still sees its peer go
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):
@@ -95,7 +95,11 @@ class TcpProxy:
                 self._writers.discard(dst)
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def hold(self) -> None:
+        """From now on, what clients send is dropped (nothing already forwarded is taken back)."""
+        self.held = True
 
     def cut(self) -> int:
         """Abort every open connection (both directions); new ones are accepted again."""

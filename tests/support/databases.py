@@ -54,6 +54,11 @@ def _fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The asyncpg DSN of a SQLAlchemy URL (for tests that query a database directly)."""
+    return _dsn(url)
+
+
 def _dsn(url: str, database: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if database:

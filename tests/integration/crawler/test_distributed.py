@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import asyncpg
 
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
 from services.crawler.settings import CrawlerSettings
@@ -26,7 +29,7 @@ from tests.support.crawler import (
     step_call,
     wait_for_status,
 )
-from tests.support.databases import terminate_backends
+from tests.support.databases import asyncpg_dsn, terminate_backends
 from tests.support.site import LocalSite, Page, ScenarioSite, html_page, serve_site
 
 # How early a timer may fire (uvloop rounds to milliseconds).
@@ -35,8 +38,8 @@ TIMER_RESOLUTION = 0.005
 SLOW = {**CONFIG, "rate_limit": 25, "wait_for_completion": False}
 
 
-async def assert_exact_result(c: Crawler, site: ScenarioSite, job_id: str) -> None:
-    job = await wait_for_status(c.stub, job_id, timeout=120)
+async def assert_exact_result(c: Crawler, site: ScenarioSite, job_id: str, *, timeout: float = 120) -> None:
+    job = await wait_for_status(c.stub, job_id, timeout=timeout)
     urls = await frontier(c.stub, job_id)
     docs = await job_documents(c.stub, job_id)
     assert job.status == crawl_job_pb2.CRAWL_JOB_STATUS_COMPLETED, job.error
@@ -183,5 +186,62 @@ async def test_a_killed_worker_and_a_dropped_broker_recover_without_the_visibili
 
             job_id = await crawl_through(c, site, kill_and_cut)
             await assert_exact_result(c, site, job_id)
+    finally:
+        await proxy.close()
+
+
+async def leases_of(pg_url: str, job_id: str, pid: int, since: datetime) -> int:
+    """The job's tasks the worker with this pid leased since `since` and has not settled."""
+    conn = await asyncpg.connect(asyncpg_dsn(pg_url))
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM crawler.crawl_urls WHERE job_id = $1 AND state = 'queued' AND published_at >= $2"
+            " AND leased_by LIKE $3",
+            job_id,
+            since,
+            f"worker:%:{pid}:%",
+        )
+        return int(count)
+    finally:
+        await conn.close()
+
+
+async def test_a_worker_killed_before_its_tasks_reach_the_broker_recovers_without_the_visibility_timeout(
+    shared: CrawlerSettings, pg_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    # The worker's broker connection is held (nothing it sends lands) while it goes on settling,
+    # so it commits leases whose tasks never reach the broker; it is SIGKILLed as soon as it has,
+    # long before its publish would time out and give them back. The broker has nothing to
+    # redeliver: only its silent heartbeat tells the pump. With the visibility timeout at 600 s,
+    # the crawl completes within the wait below (which includes a new worker's start) only if the
+    # silence is acted on (QUAERO_PUBLISHER_TIMEOUT, 5 s).
+    patient = shared.model_copy(update={"visibility_timeout": 600.0})
+    broker = urlsplit(amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    proxied = patient.model_copy(
+        update={"amqp_url": amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")}
+    )
+    try:
+        async with serve_site() as site, running_crawler(patient, run_workers=False) as c:
+            async with worker_processes(proxied, 1, tmp_path) as (worker,):
+
+                async def hold_then_kill() -> None:
+                    held_at = datetime.now(UTC)
+                    proxy.hold()
+                    for _ in range(500):
+                        if await leases_of(pg_url, job_id, worker.proc.pid, held_at):
+                            worker.kill()
+                            return
+                        await asyncio.sleep(0.01)
+                    raise AssertionError("the worker leased nothing while its broker connection was held")
+
+                (job_id,) = accepted_ids(await run_step(c.stub, step_call(SLOW, sources=[site_source(site.base)])))
+                await wait_until_settled(c, job_id, 12)
+                await hold_then_kill()
+            await proxy.close()  # the dead worker's connection closes: the broker requeues its deliveries
+            (tmp_path / "replacement").mkdir()
+            async with worker_processes(patient, 1, tmp_path / "replacement"):
+                await assert_exact_result(c, site, job_id, timeout=90)
     finally:
         await proxy.close()

@@ -75,7 +75,7 @@ async def snapshot(db: Database, job_id: str) -> dict[str, Any]:
             text(
                 "SELECT url, state, reason, detail, depth, http_status, redirected_to, document_id IS NOT NULL AS doc,"
                 " outlinks, attempts, redirect_hops, discovered_from, next_attempt_at IS NOT NULL AS due,"
-                " published_at IS NOT NULL AS leased, change, content_hash, previous_hash"
+                " published_at IS NOT NULL AS leased, leased_by, change, content_hash, previous_hash"
                 " FROM crawl_urls WHERE job_id = :j ORDER BY url"
             ),
             {"j": job_id},
@@ -174,8 +174,9 @@ def leased(settled: Settled) -> list[tuple[Any, ...]]:
 @pytest.mark.parametrize("carry", [False, True], ids=["rows read", "rows carried by the tasks"])
 async def test_the_fast_and_the_full_settle_write_the_same_rows(pg_url: str, tmp_path: Path, carry: bool) -> None:
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
-        fast = Settler(db, progress_interval=3600)
-        full = Settler(db, progress_interval=3600, fast=False)
+        # One publisher for both: the leases they take must name it alike.
+        fast = Settler(db, progress_interval=3600, publisher="worker-1")
+        full = Settler(db, progress_interval=3600, fast=False, publisher="worker-1")
         by_fast, fast_results = await crawl_by_hand(db, fast, "fast", carry=carry)
         by_full, full_results = await crawl_by_hand(db, full, "full")
 
@@ -251,7 +252,7 @@ async def test_a_recrawl_settles_the_same_rows_the_fast_way_as_the_full_way(pg_u
     # the changed page go the fast way; the page found gone goes the full way (a tombstone).
     assert fast_settles == 1
     assert by_fast == by_full
-    urls = {row[0].removeprefix(SITE): row[14] for row in by_fast["urls"]}
+    urls = {row[0].removeprefix(SITE): row[15] for row in by_fast["urls"]}
     assert urls == {"/": "unchanged", "/a": "unchanged", "/b": "changed", "/c": "removed"}
     assert by_fast["job"][-4:] == (0, 1, 2, 1)  # new, changed, unchanged, removed
     assert [v[:2] for v in by_fast["versions"]] == [(SITE + "/b", 1)]
@@ -456,8 +457,8 @@ async def test_the_fast_and_the_full_settle_write_the_same_rows_on_random_batche
     loop = asyncio.get_running_loop()
     numbers = itertools.count()
     async with crawler_database(common_settings(pg_url, tmp_path / "data")) as db:
-        fast = Settler(db, progress_interval=3600, versions_kept=2)
-        full = Settler(db, progress_interval=3600, versions_kept=2, fast=False)
+        fast = Settler(db, progress_interval=3600, versions_kept=2, publisher="worker-1")
+        full = Settler(db, progress_interval=3600, versions_kept=2, fast=False, publisher="worker-1")
         lookups = Lookups(db)
 
         async def start(source_id: str, config: dict[str, Any]) -> tuple[JobContext, dict[str, Task]]:
