@@ -5,8 +5,9 @@ pages elsewhere in the site, to one page under /private/ (disallowed by robots.t
 external site. Every page is reachable within depth 4 for N up to 11110.
 
 With `validators`, a third of the pages carry an ETag, a third only a Last-Modified date and a
-third neither, and a conditional request that matches gets a 304; `Served.change()` then edits
-2% of the pages (CHANGED), whose validators change with them (the recrawl bench).
+third neither (`validator(i)` says which), and a conditional request that matches gets a 304;
+`Served.change()` then edits 2% of the pages (`changed(i)`), whose validators change with them
+(the recrawl bench).
 """
 
 from __future__ import annotations
@@ -77,10 +78,21 @@ def changed(i: int) -> bool:
     return i % 50 == 1
 
 
+ETAG, LAST_MODIFIED, NO_VALIDATOR = "etag", "last_modified", ""
+
+
+def validator(i: int) -> str:
+    """What page i is served with (a site served with validators): an ETag (a third of the
+    pages), only a Last-Modified date (a third), or neither (a third; ETAG, LAST_MODIFIED,
+    NO_VALIDATOR). A conditional request for a page with either that matches gets a 304."""
+    return (ETAG, LAST_MODIFIED, NO_VALIDATOR)[i % 3]
+
+
 def _validators(i: int, generation: int) -> dict[bytes, bytes]:
-    if i % 3 == 0:
+    kind = validator(i)
+    if kind == ETAG:
         return {b"ETag": f'"p{i}-g{generation}"'.encode()}
-    if i % 3 == 1:
+    if kind == LAST_MODIFIED:
         return {b"Last-Modified": f"Tue, 0{1 + generation} Dec 2026 10:00:00 GMT".encode()}
     return {}
 

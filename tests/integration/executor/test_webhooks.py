@@ -71,6 +71,35 @@ async def test_post_jobs_when_changed_runs_only_after_a_change(stack: Stack, sit
     assert result["documents"] == 1
 
 
+async def test_reindex_of_parent_changes_reindexes_only_the_documents_the_parent_changed(
+    stack: Stack, site: LocalSite
+) -> None:
+    reindex = [{"name": "reindex", "action": "reindex", "config": {"documents": "parent_changes"}}]
+    await define(stack, {"id": "reindexing", "type": "custom", "steps": reindex})
+    await define(stack, {"id": "docs", "steps": crawl(site.url()), "post_jobs": ["reindexing"]})
+
+    async def reindexed(parent: dict[str, Any]) -> dict[str, Any]:
+        [child_ref] = parent["post_jobs"]["triggered"]
+        child = await wait_for(stack, child_ref["execution_id"])
+        assert child["status"] == "completed"
+        [result] = [p["result"] for t, p in await events(stack, child["id"]) if t == "step_completed"]
+        return dict(result)
+
+    first = await run(stack, "docs")
+    assert first["changes"]["new"] == 4
+    assert await reindexed(first) == {"documents": 4, "dry_run": False, "scope": "parent_changes"}
+
+    unchanged = await run(stack, "docs")
+    assert unchanged["changes"]["unchanged"] == 4
+    assert (await reindexed(unchanged))["documents"] == 0
+
+    site.add("/page-2.html", "Page 2", ["/"], body="Page two, rewritten since the first execution.")
+    changed = await run(stack, "docs")
+    assert (changed["changes"]["changed"], changed["changes"]["unchanged"]) == (1, 3)
+    # Only the changed page's document, not the source's four.
+    assert await reindexed(changed) == {"documents": 1, "dry_run": False, "scope": "parent_changes"}
+
+
 async def test_post_jobs_when_is_validated_on_save(stack: Stack) -> None:
     response = await stack.http.post(
         "/api/job-definitions",
