@@ -14,7 +14,7 @@ import argparse
 import statistics
 from collections import defaultdict
 
-from bench.wcxb import load_evaluate, load_pages, quaero_extract, wcxb_dir
+from bench.wcxb import held_aside, load_evaluate, load_pages, quaero_extract, wcxb_dir
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--type", default=None)
     parser.add_argument("--worst", type=int, default=10)
     parser.add_argument("--half", choices=("even", "odd"), default=None)
+    parser.add_argument("--tuned", action="store_true", help="only the files not held aside (bench.wcxb.held_aside)")
     args = parser.parse_args()
     folder = wcxb_dir()
     evaluate = load_evaluate(folder)
@@ -30,6 +31,8 @@ def main() -> None:
         if args.type and page.page_type != args.type:
             continue
         if args.half and int(page.file_id) % 2 != (args.half == "odd"):
+            continue
+        if args.tuned and held_aside(page.file_id):
             continue
         text, cpu = quaero_extract(page)
         p, r, f1 = evaluate.word_f1(text, page.truth)

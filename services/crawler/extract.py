@@ -74,7 +74,6 @@ _SITE_CLASSES = ".table-of-contents, .tableofcontents"
 # Substrings as good as an element wherever they appear (banners of consent platforms name
 # themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
 _STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top")
-_COMMENTS = re.compile(r"comment|disqus", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -84,10 +83,10 @@ _STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
 _ARROWS = "«»‹›←→<> "
 
 # The elements whose names are read (not all: icons and other inline ones carry names by the hundred).
-_NAMED_BLOCKS = ", ".join(
-    f"{tag}[class], {tag}[id]"
-    for tag in ("div", "section", "ul", "ol", "dl", "table", "form", "p", "figure", "span", "li", "a")
-)
+_NAMED_TAGS = ":is(div, section, ul, ol, dl, table, form, p, figure, span, li, a)"
+_NAMED_BLOCKS = f"{_NAMED_TAGS}:is([class], [id])"
+# Comments, by the same names (lexbor matches `:is()` far faster than a list of selectors).
+_COMMENT_BLOCKS = f"{_NAMED_TAGS}:is([class*=comment i], [id*=comment i], [class*=disqus i], [id*=disqus i])"
 _BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside span center")
 
 # Sizes, in characters of text.
@@ -149,8 +148,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
     _prune(container, ((node, kind) for node, kind in named if kind is not None))
     # Comments below an article are not the article; on a forum they are the thread.
-    comments = [node for node in container.css(_NAMED_BLOCKS) if _COMMENTS.search(_names(node))]
-    comments = _outermost(comments, container)
+    comments = _outermost(container.css(_COMMENT_BLOCKS), container)
     if sum(_size(node) for node in comments) < _THREAD * _size(container):
         for node in comments:
             node.decompose()
@@ -164,7 +162,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
 
 
 def _names(node: LexborNode) -> str:
-    attributes = node.attrs
+    attributes = node.attributes  # a dict: faster to build than `attrs` for two look-ups
     return f"{attributes.get('class') or ''} {attributes.get('id') or ''}"
 
 
@@ -188,18 +186,19 @@ def _name_kind(names: str) -> _Kind | None:
     return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
 
 
-def _is_boilerplate(kind: _Kind, size: int, links: int, total: int) -> bool:
-    """Whether a candidate of `kind` with `size` characters of text (`links` of them in links)
-    goes, from a part of the page with `total`."""
-    if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or links < 0.5 * size):
+def _is_boilerplate(kind: _Kind, node: LexborNode, total: int) -> bool:
+    """Whether `node`, a candidate of `kind`, goes from a part of the page with `total`
+    characters of text. Its links are counted only when they decide (a walk of its anchors)."""
+    size = _size(node)
+    if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or _link_size(node) < 0.5 * size):
         # It wraps the content: a page revealed by a script, a "has-sidebar" layout, the table
         # of contents that is the whole page.
         return False
     if kind >= _Kind.ELEMENT:
         return True
     if kind == _Kind.STRONG_NAME:
-        return size < _STRONG_BLOCK or links >= 0.3 * size
-    return size < _WEAK_BLOCK or links >= 0.5 * size
+        return size < _STRONG_BLOCK or _link_size(node) >= 0.3 * size
+    return size < _WEAK_BLOCK or _link_size(node) >= 0.5 * size
 
 
 def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
@@ -216,8 +215,7 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
         ancestors = _ancestors(node, scope)
         if ancestors is None or not removed.isdisjoint(ancestors):
             continue
-        size = _size(node)
-        if _is_boilerplate(kind, size, _link_size(node) if size else 0, total):
+        if _is_boilerplate(kind, node, total):
             removed.add(node.mem_id)
             doomed.append(node)
     for node in doomed:

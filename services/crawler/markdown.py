@@ -42,6 +42,7 @@ _PERMALINK_TEXT = frozenset({"¶", "§", "#", "🔗", "⚓", "⚓︎", "∞"})
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|highlight|brush)-([A-Za-z0-9_+#.-]+)")
 _NO_LANGUAGE = frozenset({"none", "default", "text", "plain", "plaintext", "nohighlight", "source"})
 _LINE_BREAK = re.compile(r"[ \t]*\n\s*")
+_PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL)
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
@@ -51,8 +52,7 @@ def to_markdown(content: LexborNode, base: str) -> str:
     _links(content, base)
     _code_languages(content)
     _definitions(content)
-    _whitespace(content)
-    html = content.html or ""
+    html = _whitespace(content.html or "")
     markdown = _without_empty_sections(_convert(html).strip())
     return (markdown + "\n") if markdown else ""
 
@@ -155,13 +155,11 @@ def _definitions(content: LexborNode) -> None:
             first.insert_before(": ")
 
 
-def _whitespace(content: LexborNode) -> None:
-    """Line breaks in text are spaces in HTML; the converter would keep them inside paragraphs."""
-    preformatted = {node.mem_id for pre in content.css("pre") for node in pre.traverse(include_text=True)}
-    texts = [
-        node
-        for node in content.traverse(include_text=True)
-        if node.is_text_node and node.mem_id not in preformatted and "\n" in (node.text_content or "")
-    ]
-    for node in texts:
-        node.replace_with(_LINE_BREAK.sub(" ", node.text_content or ""))
+def _whitespace(html: str) -> str:
+    """Line breaks in text are spaces in HTML; the converter would keep them inside paragraphs.
+    Outside `<pre>` a run of white space with a line break is one space, in text and between
+    tags alike (where it means nothing); on the markup's string, not a walk of its text nodes."""
+    if "<pre" not in html:
+        return _LINE_BREAK.sub(" ", html)
+    parts = _PRE.split(html)  # odd indices: the preformatted blocks, kept as they are
+    return "".join(part if index % 2 else _LINE_BREAK.sub(" ", part) for index, part in enumerate(parts))

@@ -55,9 +55,6 @@ def shell_signs(tree: LexborHTMLParser) -> list[str]:
     """What in the page (before extraction edits its tree) says scripts build it."""
     if tree.css_first("script") is None:
         return []
-    body_words = len(tree.body.text(separator=" ").split()) if tree.body is not None else 0
-    if body_words >= SHELL_MAX_WORDS * 2:
-        return []
     signs = []
     for root in tree.css(SHELL_ROOTS):
         if len(root.text(strip=True)) <= SHELL_ROOT_MAX_TEXT and not root.css_first("a[href]"):
@@ -68,7 +65,11 @@ def shell_signs(tree: LexborHTMLParser) -> list[str]:
         if _ASKS_FOR_JS.search(noscript.text()[:2000]):
             signs.append("a <noscript> asking for JavaScript")
             break
-    return signs
+    if not signs:
+        return []
+    # Last, as the dearest: the body's text counts the scripts' too (megabytes on some pages).
+    body_words = len(tree.body.text(separator=" ").split()) if tree.body is not None else 0
+    return [] if body_words >= SHELL_MAX_WORDS * 2 else signs
 
 
 def app_shell(signs: list[str], word_count: int) -> str:
