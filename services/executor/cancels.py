@@ -94,6 +94,15 @@ class CrawlCancels:
             await conn.execute(delete(CANCELS).where(CANCELS.c.execution_id == execution_id))
 
     async def run(self, stop: asyncio.Event) -> None:
+        # `stop` wakes the loop too: a stopping executor does not wait out a poll period.
+        stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda _: self._wake.set())
+        try:
+            await self._loop(stop)
+        finally:
+            stopping.cancel()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 claimed = await self._claim()
@@ -105,6 +114,8 @@ class CrawlCancels:
             if len(claimed) == self.policy.batch:
                 continue  # more may be due
             self._wake.clear()
+            if stop.is_set():
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.policy.poll):
                     await self._wake.wait()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +48,37 @@ def common_settings(database_url: str | None, data_dir: Path, amqp_url: str | No
 
 
 async def migrate_for(common: dict[str, Any]) -> None:
-    """Embedded (SQLite) stacks migrate themselves like `quaero up`; PostgreSQL clones are migrated."""
+    """Embedded (SQLite) stacks are migrated like `quaero up` does; PostgreSQL clones are migrated.
+
+    A fresh data directory gets copies of SQLite files this process migrated once (what the
+    PostgreSQL template is to PostgreSQL): the same schema, without running every migration
+    again for each test. Files already there are migrated in place."""
     settings = CrawlerSettings(**common)
-    if settings.database_url is None:
+    if settings.database_url is not None:
+        return
+    if not _sqlite_templates:
+        folder = Path(tempfile.mkdtemp(prefix="quaero-sqlite-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        await migrate_all(CrawlerSettings(database_url=None, data_dir=folder).database_url_for)
+        _sqlite_templates.append(folder)
+    if not _copy_sqlite_template(_sqlite_templates[0], settings.data_dir.resolve()):
         await migrate_all(settings.database_url_for)
+
+
+SQLITE_SERVICES = ("executor", "crawler")
+_sqlite_templates: list[Path] = []
+
+
+def _copy_sqlite_template(template: Path, data_dir: Path) -> bool:
+    """Copy the migrated files into a data directory that has none yet; False if it has some."""
+    if any((data_dir / f"{service}.db").exists() for service in SQLITE_SERVICES):
+        return False
+    # The engine that migrated them is disposed: each file is whole, no write-ahead log beside it.
+    assert all(p.stat().st_size == 0 for p in template.glob("*-wal")), list(template.iterdir())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for service in SQLITE_SERVICES:
+        shutil.copyfile(template / f"{service}.db", data_dir / f"{service}.db")
+    return True
 
 
 @dataclass

@@ -120,3 +120,14 @@ async def test_a_timeout_records_a_durable_cancel_and_a_plain_failure_does_not(e
             ).first()
         assert await ledger.finish(_execution(stored), None, "failed", code, f"{code} happened")
     assert [(r.reason, r.attempts) for r in await _pending(executor_db)] == [("timeout", 0)]
+
+
+async def test_the_loop_ends_when_stopped_without_waiting_out_its_poll(executor_db: Database) -> None:
+    # Every executor runs this loop: its poll period must not add to every shutdown.
+    cancels = CrawlCancels(executor_db, crawler=None, policy=CancelPolicy(poll=3600))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(cancels.run(stop))
+    await asyncio.sleep(0)  # the loop has started its first pass
+    stop.set()
+    async with asyncio.timeout(30):  # a bound for hangs: without the stop wake-up this waits an hour
+        await loop
