@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Result:
     timeline: list[int] = field(default_factory=list)
     # When the pages stored are not the ones expected: what the frontier says of the difference.
     diagnosis: str = ""
+    # With cpu_groups: CPU seconds over the crawl by process group (CpuGroups.GROUPS).
+    cpu_by_group: dict[str, float] = field(default_factory=dict)
 
     @property
     def pages_per_second(self) -> float:
@@ -94,6 +96,68 @@ class TreeRss:
     async def run(self) -> None:
         while True:
             await asyncio.to_thread(self.sample)
+            await asyncio.sleep(self.interval)
+
+
+def _cmdlines() -> Iterator[tuple[int, str]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+class CpuGroups:
+    """CPU seconds of a crawl by process group, from /proc: the workers, the crawler server (this
+    process, which also runs the bench's gRPC client), the PostgreSQL backends serving the crawl's
+    database (found by the database name in their process titles, sampled so short-lived ones
+    count too) and the RabbitMQ broker (its whole beam.smp: shared with anything else using it).
+    PostgreSQL's background processes (WAL writer, checkpointer) are shared and left out."""
+
+    GROUPS = ("workers", "crawler server", "PostgreSQL backends", "RabbitMQ (whole broker)")
+
+    def __init__(self, workers: list[int], database: str, interval: float = 0.25) -> None:
+        self.workers, self.database, self.interval = workers, database, interval
+        self.broker = [pid for pid, cmd in _cmdlines() if "beam.smp" in cmd and "rabbit" in cmd]
+        # Backends' CPU when the crawl began (0 for those started since), and when last seen.
+        self._backend_start: dict[int, float] = {}
+        self._backend_last: dict[int, float] = {}
+        self._start: dict[str, float] = {}
+
+    def _backends(self) -> None:
+        marker = f" {self.database} "
+        for pid, cmd in _cmdlines():
+            if cmd.startswith("postgres:") and marker in cmd:
+                with contextlib.suppress(OSError, IndexError):
+                    self._backend_last[pid] = _cpu_seconds(pid)
+
+    def _groups(self) -> dict[str, float]:
+        def total(pids: list[int]) -> float:
+            seconds = 0.0
+            for pid in pids:
+                with contextlib.suppress(OSError, IndexError):
+                    seconds += _cpu_seconds(pid)
+            return seconds
+
+        return {
+            "workers": total(self.workers),
+            "crawler server": total([os.getpid()]),
+            "RabbitMQ (whole broker)": total(self.broker),
+        }
+
+    def begin(self) -> None:
+        self._backends()
+        self._backend_start = dict(self._backend_last)
+        self._start = self._groups()
+
+    def end(self) -> dict[str, float]:
+        self._backends()
+        now = self._groups()
+        backends = sum(last - self._backend_start.get(pid, 0.0) for pid, last in self._backend_last.items())
+        return {name: now[name] - self._start[name] for name in now} | {"PostgreSQL backends": backends}
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self._backends)
             await asyncio.sleep(self.interval)
 
 
@@ -195,9 +259,12 @@ async def crawl(
     config: dict[str, object] | None = None,
     env_extra: dict[str, str] | None = None,
     tree_rss: bool = False,
+    cpu_groups: bool = False,
+    start: str = "/",
     disturb: Callable[[list[asyncio.subprocess.Process]], Coroutine[Any, Any, None]] | None = None,
 ) -> Result:
-    """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
+    """Crawl `base` + `start` to `depth` and return pages/s (from the step call to its `finished`
+    event); with `cpu_groups`, the CPU of each process group over the crawl (CpuGroups)."""
     async with scratch_database(database_url, "crawler") as db_url:
         settings = CrawlerSettings(
             database_url=db_url,
@@ -226,7 +293,7 @@ async def crawl(
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
             call = step_call(
                 {
-                    "start_urls": [base + "/"],
+                    "start_urls": [base + start],
                     "max_depth": depth,
                     "max_pages": 1_000_000,
                     "concurrency": concurrency,
@@ -243,6 +310,10 @@ async def crawl(
             cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
             sampler = TreeRss([p.pid for p in procs]) if tree_rss else None
             sampling = asyncio.create_task(sampler.run()) if sampler else None
+            groups = CpuGroups([p.pid for p in procs], db_url.rsplit("/", 1)[1]) if cpu_groups else None
+            if groups is not None:
+                groups.begin()
+            counting = asyncio.create_task(groups.run()) if groups else None
             started = time.perf_counter()
             # A fault injected during the crawl (bench/disturbed.py); the result counts it in.
             fault: asyncio.Task[None] | None = asyncio.create_task(disturb(procs)) if disturb else None
@@ -254,6 +325,9 @@ async def crawl(
             seconds = time.perf_counter() - started
             if sampling is not None:
                 sampling.cancel()
+            if counting is not None:
+                counting.cancel()
+            cpu_by_group = groups.end() if groups is not None else {}
             done.set()
             if fault is not None:
                 await fault
@@ -273,6 +347,7 @@ async def crawl(
                 worker_cpu_seconds=cpu,
                 peak_worker_pss_mb=sampler.peak_pss_mb if sampler else 0.0,
                 timeline=await _timeline(db_url, job.crawl_job_id),
+                cpu_by_group=cpu_by_group,
             )
             if expected is not None and urls != expected:
                 result.diagnosis = await _diagnosis(db_url, job.crawl_job_id, expected - urls)
