@@ -107,57 +107,58 @@ def _cmdlines() -> Iterator[tuple[int, str]]:
 
 
 class CpuGroups:
-    """CPU seconds of a crawl by process group, from /proc: the workers, the crawler server (this
-    process, which also runs the bench's gRPC client), the PostgreSQL backends serving the crawl's
-    database (found by the database name in their process titles, sampled so short-lived ones
-    count too) and the RabbitMQ broker (its whole beam.smp: shared with anything else using it).
-    PostgreSQL's background processes (WAL writer, checkpointer) are shared and left out."""
+    """CPU seconds of a crawl by process group, from /proc: the workers with their descendants
+    (the process pool parsing large pages), the crawler server (this process, which also runs the
+    bench's gRPC client), the PostgreSQL backends serving the crawl's database (found by the
+    database name in their process titles) and the RabbitMQ broker (its whole beam.smp: shared
+    with anything else using it). Processes are sampled every `interval` seconds, so those that
+    start during the crawl count too (one that ends loses its last interval). PostgreSQL's
+    background processes (WAL writer, checkpointer) are shared and left out."""
 
     GROUPS = ("workers", "crawler server", "PostgreSQL backends", "RabbitMQ (whole broker)")
 
     def __init__(self, workers: list[int], database: str, interval: float = 0.25) -> None:
         self.workers, self.database, self.interval = workers, database, interval
         self.broker = [pid for pid, cmd in _cmdlines() if "beam.smp" in cmd and "rabbit" in cmd]
-        # Backends' CPU when the crawl began (0 for those started since), and when last seen.
-        self._backend_start: dict[int, float] = {}
-        self._backend_last: dict[int, float] = {}
-        self._start: dict[str, float] = {}
+        # (group, pid) -> CPU seconds when the crawl began (0 for processes started since), and when last seen.
+        self._start: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
 
-    def _backends(self) -> None:
+    def _members(self) -> Iterator[tuple[str, int]]:
+        import psutil
+
+        for pid in self.workers:
+            yield "workers", pid
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(pid).children(recursive=True):
+                    yield "workers", child.pid
+        yield "crawler server", os.getpid()
         marker = f" {self.database} "
         for pid, cmd in _cmdlines():
             if cmd.startswith("postgres:") and marker in cmd:
-                with contextlib.suppress(OSError, IndexError):
-                    self._backend_last[pid] = _cpu_seconds(pid)
+                yield "PostgreSQL backends", pid
+        for pid in self.broker:
+            yield "RabbitMQ (whole broker)", pid
 
-    def _groups(self) -> dict[str, float]:
-        def total(pids: list[int]) -> float:
-            seconds = 0.0
-            for pid in pids:
-                with contextlib.suppress(OSError, IndexError):
-                    seconds += _cpu_seconds(pid)
-            return seconds
-
-        return {
-            "workers": total(self.workers),
-            "crawler server": total([os.getpid()]),
-            "RabbitMQ (whole broker)": total(self.broker),
-        }
+    def sample(self) -> None:
+        for key in self._members():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                self._last[key] = _cpu_seconds(key[1])
 
     def begin(self) -> None:
-        self._backends()
-        self._backend_start = dict(self._backend_last)
-        self._start = self._groups()
+        self.sample()
+        self._start = dict(self._last)
 
     def end(self) -> dict[str, float]:
-        self._backends()
-        now = self._groups()
-        backends = sum(last - self._backend_start.get(pid, 0.0) for pid, last in self._backend_last.items())
-        return {name: now[name] - self._start[name] for name in now} | {"PostgreSQL backends": backends}
+        self.sample()
+        totals = dict.fromkeys(self.GROUPS, 0.0)
+        for (group, pid), last in self._last.items():
+            totals[group] += last - self._start.get((group, pid), 0.0)
+        return totals
 
     async def run(self) -> None:
         while True:
-            await asyncio.to_thread(self._backends)
+            await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.interval)
 
 
