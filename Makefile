@@ -21,7 +21,7 @@ help:
 	@echo "make run      install what is missing and start Quaero (embedded: SQLite, in-process queue)"
 	@echo "make test     run every test (needs PostgreSQL and RabbitMQ, see README)"
 	@echo "make lint     ruff and mypy"
-	@echo "make bench    benchmarks (crawl vs Scrapy, execute latency, WCXB extraction; BENCH_ARGS=--wcxb-only)"
+	@echo "make bench    benchmarks (crawl vs Scrapy, PostgreSQL manual, execute latency, WCXB extraction; BENCH_ARGS=--wcxb-only|--manual-only)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

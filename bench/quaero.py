@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Result:
     timeline: list[int] = field(default_factory=list)
     # When the pages stored are not the ones expected: what the frontier says of the difference.
     diagnosis: str = ""
+    # With cpu_groups: CPU seconds over the crawl by process group (CpuGroups.GROUPS).
+    cpu_by_group: dict[str, float] = field(default_factory=dict)
 
     @property
     def pages_per_second(self) -> float:
@@ -90,6 +92,69 @@ class TreeRss:
                 continue
             self.peak_mb = max(self.peak_mb, rss / 2**20)
             self.peak_pss_mb = max(self.peak_pss_mb, pss / 2**20)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(self.interval)
+
+
+def _cmdlines() -> Iterator[tuple[int, str]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+class CpuGroups:
+    """CPU seconds of a crawl by process group, from /proc: the workers with their descendants
+    (the process pool parsing large pages), the crawler server (this process, which also runs the
+    bench's gRPC client), the PostgreSQL backends serving the crawl's database (found by the
+    database name in their process titles) and the RabbitMQ broker (its whole beam.smp: shared
+    with anything else using it). Processes are sampled every `interval` seconds, so those that
+    start during the crawl count too (one that ends loses its last interval). PostgreSQL's
+    background processes (WAL writer, checkpointer) are shared and left out."""
+
+    GROUPS = ("workers", "crawler server", "PostgreSQL backends", "RabbitMQ (whole broker)")
+
+    def __init__(self, workers: list[int], database: str, interval: float = 0.25) -> None:
+        self.workers, self.database, self.interval = workers, database, interval
+        self.broker = [pid for pid, cmd in _cmdlines() if "beam.smp" in cmd and "rabbit" in cmd]
+        # (group, pid) -> CPU seconds when the crawl began (0 for processes started since), and when last seen.
+        self._start: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+
+    def _members(self) -> Iterator[tuple[str, int]]:
+        import psutil
+
+        for pid in self.workers:
+            yield "workers", pid
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(pid).children(recursive=True):
+                    yield "workers", child.pid
+        yield "crawler server", os.getpid()
+        marker = f" {self.database} "
+        for pid, cmd in _cmdlines():
+            if cmd.startswith("postgres:") and marker in cmd:
+                yield "PostgreSQL backends", pid
+        for pid in self.broker:
+            yield "RabbitMQ (whole broker)", pid
+
+    def sample(self) -> None:
+        for key in self._members():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                self._last[key] = _cpu_seconds(key[1])
+
+    def begin(self) -> None:
+        self.sample()
+        self._start = dict(self._last)
+
+    def end(self) -> dict[str, float]:
+        self.sample()
+        totals = dict.fromkeys(self.GROUPS, 0.0)
+        for (group, pid), last in self._last.items():
+            totals[group] += last - self._start.get((group, pid), 0.0)
+        return totals
 
     async def run(self) -> None:
         while True:
@@ -195,9 +260,12 @@ async def crawl(
     config: dict[str, object] | None = None,
     env_extra: dict[str, str] | None = None,
     tree_rss: bool = False,
+    cpu_groups: bool = False,
+    start: str = "/",
     disturb: Callable[[list[asyncio.subprocess.Process]], Coroutine[Any, Any, None]] | None = None,
 ) -> Result:
-    """Crawl `base` to `depth` and return pages/s (from the step call to its `finished` event)."""
+    """Crawl `base` + `start` to `depth` and return pages/s (from the step call to its `finished`
+    event); with `cpu_groups`, the CPU of each process group over the crawl (CpuGroups)."""
     async with scratch_database(database_url, "crawler") as db_url:
         settings = CrawlerSettings(
             database_url=db_url,
@@ -226,7 +294,7 @@ async def crawl(
             stub = crawler_service_pb2_grpc.CrawlerServiceStub(channel)
             call = step_call(
                 {
-                    "start_urls": [base + "/"],
+                    "start_urls": [base + start],
                     "max_depth": depth,
                     "max_pages": 1_000_000,
                     "concurrency": concurrency,
@@ -243,6 +311,10 @@ async def crawl(
             cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
             sampler = TreeRss([p.pid for p in procs]) if tree_rss else None
             sampling = asyncio.create_task(sampler.run()) if sampler else None
+            groups = CpuGroups([p.pid for p in procs], db_url.rsplit("/", 1)[1]) if cpu_groups else None
+            if groups is not None:
+                groups.begin()
+            counting = asyncio.create_task(groups.run()) if groups else None
             started = time.perf_counter()
             # A fault injected during the crawl (bench/disturbed.py); the result counts it in.
             fault: asyncio.Task[None] | None = asyncio.create_task(disturb(procs)) if disturb else None
@@ -254,6 +326,9 @@ async def crawl(
             seconds = time.perf_counter() - started
             if sampling is not None:
                 sampling.cancel()
+            if counting is not None:
+                counting.cancel()
+            cpu_by_group = groups.end() if groups is not None else {}
             done.set()
             if fault is not None:
                 await fault
@@ -273,6 +348,7 @@ async def crawl(
                 worker_cpu_seconds=cpu,
                 peak_worker_pss_mb=sampler.peak_pss_mb if sampler else 0.0,
                 timeline=await _timeline(db_url, job.crawl_job_id),
+                cpu_by_group=cpu_by_group,
             )
             if expected is not None and urls != expected:
                 result.diagnosis = await _diagnosis(db_url, job.crawl_job_id, expected - urls)

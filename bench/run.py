@@ -1,8 +1,9 @@
-"""`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then the
-executor's execute -> 202 latency under load and its post-job start delay, then the parse
-step's main-content extraction scored on WCXB beside trafilatura (bench/wcxb.py; `--wcxb-only`
-runs that alone), then what keeping raw HTML for `reextract` costs on a crawl of WCXB pages
-(bench/html_storage.py).
+"""`make bench`: Quaero against Scrapy on a generated site served fast on loopback, then on the
+PostgreSQL manual's 1,169 real pages beside embedded Quaero (bench/manual.py; `--manual-only` runs
+that alone), then the executor's execute -> 202 latency under load and its post-job start delay,
+then the parse step's main-content extraction scored on WCXB beside trafilatura (bench/wcxb.py;
+`--wcxb-only` runs that alone), then what keeping raw HTML for `reextract` costs on a crawl of WCXB
+pages (bench/html_storage.py).
 
 For each scenario (the static site, then 20 ms added to every response) the same site is
 crawled by Quaero (PostgreSQL + RabbitMQ, 2 worker processes, concurrency 16) and by Scrapy
@@ -21,18 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import disturbed, html_storage, quaero, recrawl, rendered, wcxb
+from bench import disturbed, html_storage, manual, quaero, recrawl, rendered, wcxb
 from bench import executor as executor_bench
+from bench.scrapy_spider import run_scrapy
 from bench.site import expected_urls, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,24 +61,6 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"QUAERO_BENCH_{name}") or os.environ.get(f"QUAERO_TEST_{name}") or default
 
 
-def run_scrapy(base: str) -> tuple[float, set[str], str]:
-    """Seconds, the URLs of the items, and what Scrapy logged (warnings and errors)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "items.jsonl"
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.scrapy_spider", base, str(DEPTH), str(out)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"scrapy failed:\n{proc.stderr[-3000:]}")
-        seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
-        urls = {json.loads(line)["url"] for line in out.read_text().splitlines() if line}
-    return float(seconds), urls, proc.stderr.strip()[-1500:]
-
-
 def _mismatch(what: str, urls: set[str], expected: set[str], diagnosis: str) -> str:
     missing, extra = sorted(expected - urls), sorted(urls - expected)
     return (
@@ -102,7 +82,7 @@ def scenario(name: str, pages: int, latency: float, database_url: str, amqp_url:
                 site.base, DEPTH, database_url=database_url, amqp_url=amqp_url, workers=workers, expected=expected
             )
             quaero_runs.append(asyncio.run(crawl))
-            scrapy_runs.append(run_scrapy(site.base))
+            scrapy_runs.append(run_scrapy(site.base, DEPTH))
     mismatches = [
         _mismatch(f"{name}: {tool} run {i + 1}", urls, expected, diagnosis)
         for tool, runs in (
@@ -150,6 +130,9 @@ def main() -> None:
     parser.add_argument("--disturbed-only", action="store_true", help="only the disturbed crawl (bench/disturbed.py)")
     parser.add_argument("--wcxb-only", action="store_true", help="only score main-content extraction on WCXB")
     parser.add_argument("--recrawl-only", action="store_true", help="only the recrawl scenario (bench/recrawl.py)")
+    parser.add_argument(
+        "--manual-only", action="store_true", help="only the crawl of the PostgreSQL manual (bench/manual.py)"
+    )
     parser.add_argument("--recrawl-pages", type=int, default=None, help="pages of the recrawl site (default --pages)")
     parser.add_argument(
         "--timeline", action="store_true", help="print each Quaero crawl's pages stored per quarter second"
@@ -163,6 +146,11 @@ def main() -> None:
     parser.add_argument("--rendered-only", action="store_true", help="only the rendered scenario")
     parser.add_argument("--skip-rendered", action="store_true")
     args = parser.parse_args()
+    if args.manual_only:
+        database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+        amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+        print("\n".join(manual.run(database_url, amqp_url, workers=args.workers, rounds=args.rounds)))
+        return
     # Every other `--…-only` runs that scenario alone.
     only_other = args.disturbed_only or args.wcxb_only or args.recrawl_only
     if args.rendered_only or not (args.skip_rendered or only_other):
@@ -229,6 +217,7 @@ def main() -> None:
     if mismatches:
         raise SystemExit("a crawl did not store exactly the site's pages:\n" + "\n".join(mismatches))
 
+    print("\n" + "\n".join(manual.run(database_url, amqp_url, workers=args.workers, rounds=args.rounds)))
     run_recrawl(args.recrawl_pages or args.pages, database_url, amqp_url, args.workers)
     print("\n" + "\n".join(disturbed_report()))
 

@@ -196,6 +196,10 @@ def parse_page(url: str, body: bytes, charset: str | None = None) -> ParsedPage:
     )
 
 
+def _started() -> None:
+    """What Parser.start runs in each pool process: nothing; starting it is the point."""
+
+
 class Parser:
     """Parses small pages inline and large ones in a process pool (created on first need)."""
 
@@ -204,13 +208,26 @@ class Parser:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
 
-    async def parse(self, url: str, body: bytes, charset: str | None) -> ParsedPage:
-        if len(body) <= self.inline_limit or self.processes <= 0:
-            return parse_page(url, body, charset)
+    def start(self) -> None:
+        """Start the pool's processes now rather than at the first large page. A spawned process
+        imports the worker's modules before it parses anything: seconds of CPU where modules have
+        no bytecode cache, during which every large page waits (a crawl of the PostgreSQL manual
+        spent more CPU there than on parsing). Returns at once; the processes start beside."""
+        if self.processes > 0:
+            pool = self._executor()
+            for _ in range(self.processes):
+                pool.submit(_started)
+
+    def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: the parent runs an event loop, gRPC and database threads that fork would copy.
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-        return await asyncio.get_running_loop().run_in_executor(self._pool, parse_page, url, body, charset)
+        return self._pool
+
+    async def parse(self, url: str, body: bytes, charset: str | None) -> ParsedPage:
+        if len(body) <= self.inline_limit or self.processes <= 0:
+            return parse_page(url, body, charset)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), parse_page, url, body, charset)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -946,7 +946,9 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
         await db.warm(settings.db_pool_size, WARM_UP)
         queue = await tasks_queue.open_queue(settings, connection_name="quaero-crawler-worker")
         stack.push_async_callback(queue.close)
-        await stack.enter_async_context(running_worker(db, queue, settings))
+        worker = await stack.enter_async_context(running_worker(db, queue, settings))
+        # A worker process lives long: its parse pool starts now, not on the first large page.
+        worker.parser.start()
         log.info("crawl worker consuming", extra={"queue": settings.queue_name})
         await stop.wait()
         log.info("crawl worker shutting down")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.crawler.parse import decode, parse_page
+import asyncio
+
+from services.crawler.parse import Parser, decode, parse_page
 
 PAGE = b"""<!doctype html>
 <html lang="de"><head>
@@ -69,3 +71,18 @@ def test_decoding_follows_the_header_then_the_meta_charset() -> None:
     assert decode(latin, "latin-1") == "café"
     assert decode(b'<meta charset="iso-8859-1">' + latin, None).endswith("café")
     assert decode("café".encode(), None) == "café"
+
+
+def test_a_started_parser_has_its_pool_process_before_the_first_large_page() -> None:
+    parser = Parser(inline_limit=16, processes=1)
+    try:
+        parser.start()
+        pool = parser._pool
+        assert pool is not None
+        processes = list(pool._processes.values())  # spawned at submit, before any page
+        assert len(processes) == 1 and processes[0].is_alive()
+        parsed = asyncio.run(parser.parse("http://h.test/start", PAGE, None))
+        assert parsed == parse_page("http://h.test/start", PAGE)
+        assert list(pool._processes.values()) == processes  # the same process parsed it
+    finally:
+        parser.close()
