@@ -366,7 +366,7 @@ def _drop_sections(container: LexborNode) -> None:
 
 def _section(heading: LexborNode, container: LexborNode, text: str) -> list[LexborNode]:
     """The nodes making up the section `heading` (with `text`) opens."""
-    rank = _HEADING_RANKS[heading.tag]
+    rank = _HEADING_RANKS.get(heading.tag or "", 6)
     node = heading
     parent = node.parent
     # A wrapper the heading opens: its text starts with the heading's, and no other heading
@@ -380,7 +380,7 @@ def _section(heading: LexborNode, container: LexborNode, text: str) -> list[Lexb
     section = [node]
     sibling = node.next
     while sibling is not None:
-        if not sibling.tag.startswith("-") and _rival_headings(sibling, rank, include_self=True):
+        if not (sibling.tag or "-").startswith("-") and _rival_headings(sibling, rank, include_self=True):
             break
         section.append(sibling)
         sibling = sibling.next
@@ -389,8 +389,8 @@ def _section(heading: LexborNode, container: LexborNode, text: str) -> list[Lexb
 
 def _rival_headings(node: LexborNode, rank: int, *, include_self: bool = False) -> int:
     """How many headings of `rank` or higher `node` holds (or is, with `include_self`)."""
-    rivals = int(include_self and _HEADING_RANKS.get(node.tag, 7) <= rank)
-    return rivals + sum(1 for h in node.css(_ALL_HEADINGS) if _HEADING_RANKS[h.tag] <= rank)
+    rivals = int(include_self and _HEADING_RANKS.get(node.tag or "", 7) <= rank)
+    return rivals + sum(1 for h in node.css(_ALL_HEADINGS) if _HEADING_RANKS.get(h.tag or "", 7) <= rank)
 
 
 def _container(body: LexborNode) -> LexborNode:
