@@ -82,6 +82,37 @@ _STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
 _STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
 _ARROWS = "«»‹›←→<> "
 
+# Forms with fields for an e-mail address or a password: sign-up, newsletter and log-in boxes.
+_ACCOUNT_FORMS = "form:has(input[type=email], input[type=password], input[name*=email i], input[autocomplete=email])"
+_ACCOUNT_MARK = "data-quaero-account-form"
+# Headings that open a section about other pages or the site, not about this page: "Related
+# articles", "You may also like", "3 Comments", "Leave a reply", "Subscribe to our newsletter".
+_SITE_HEADING = re.compile(
+    r"(related\b|you (may|might|will|'ll) (also )?(like|enjoy|love)"
+    r"|recommended (for you|articles|posts|products|reading)"
+    r"|more (from|stories|articles|posts|news|like this|to (read|explore))\b"
+    r"|(most )?popular (posts|articles|stories|now)"
+    r"|trending\b|read (next|more)\b|up next\b|what to read next|share (this|the|on)\b|share$|follow us\b"
+    r"|(\d+ )?(comments?|responses?|replies)\b|leave a (reply|comment)|join the (conversation|discussion)"
+    r"|(subscribe|sign up)\b|(get )?(our|the) newsletter|newsletter\b|customers (also|who)\b|frequently bought"
+    r"|people (also|who)\b|about the author\b|recent (posts|articles|stories)\b|latest (posts|articles|stories|news)\b"
+    r"|don.t miss\b|also read\b|keep reading\b)",
+    re.IGNORECASE,
+)
+_SECTION_HEADINGS = "h2, h3, h4, h5, h6"
+_ALL_HEADINGS = "h1, h2, h3, h4, h5, h6"
+_HEADING_RANKS = {f"h{n}": n for n in range(1, 7)}
+# A line about the page rather than of it: who wrote it and when, how long it takes to read.
+# Found by the words lexbor looks for in an element's own text, then read whole.
+_BYLINE_WORDS = ("min read", "mins read", "minute read", "written by", "posted", "published", "updated", "by ")
+_BYLINE_TAGS = ":is(p, div, span, li, small, time, address)"
+_BYLINE_BLOCKS = ", ".join(f'{_BYLINE_TAGS}:lexbor-contains("{w}" i)' for w in _BYLINE_WORDS)
+_BYLINE = re.compile(
+    r"(?i:posted|written|published|updated|last updated|reviewed|fact.checked|edited)\b|(?i:by)\s+[A-Z]"
+    r"|\d+\s*(?i:min(?:ute)?s?\s+read)\b",
+)
+_BYLINE_TEXT = 80  # a byline is a line
+
 # The elements whose names are read (not all: icons and other inline ones carry names by the hundred).
 _NAMED_TAGS = ":is(div, section, ul, ol, dl, table, form, p, figure, span, li, a)"
 _NAMED_BLOCKS = f"{_NAMED_TAGS}:is([class], [id])"
@@ -91,6 +122,8 @@ _BLOCKS = _words("div section ul ol dl table tbody tr td p form header aside spa
 
 # Sizes, in characters of text.
 _CRAWLER_TEXT = 300  # a <noscript> with this much text is the page for clients without scripts
+_FORM_BOX = 400  # a sign-up box: its form with a heading and a line or two about it
+_SITE_HEADING_TEXT = 60  # a heading naming a section of the site is short
 _BAR = 240  # a previous/next bar holds little else than its links and their pages' titles
 _BAR_DEPTH = 8  # and sits a few levels above them
 # Blocks are looked for this many levels below the body or the container at most: a page
@@ -124,6 +157,10 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     body = tree.body
     if body is None:
         return None
+    # Forms asking for an address or a password (sign-up, newsletter, log-in boxes) are known by
+    # their fields, which go with the never-content: marked first, weighed once they are gone.
+    for form in body.css(_ACCOUNT_FORMS):
+        form.attrs[_ACCOUNT_MARK] = ""
     for node in tree.css(_NEVER):
         node.decompose()
     for node in tree.css("noscript"):
@@ -142,6 +179,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         if _SKIP_LINK.match(link.text(strip=True)):
             link.decompose()
     _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)))
+    _prune(body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)))
 
     container = _container(body)
     # Names only inside the content: a page's outer wrappers carry every name under the sun.
@@ -152,6 +190,9 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     if sum(_size(node) for node in comments) < _THREAD * _size(container):
         for node in comments:
             node.decompose()
+
+    _drop_sections(container)
+    _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)))
 
     dense: list[tuple[LexborNode, int]] = []
     _link_dense(container, dense)
@@ -219,7 +260,8 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
             removed.add(node.mem_id)
             doomed.append(node)
     for node in doomed:
-        node.decompose()
+        # A space in its place: the words on either side of a removed inline element stay apart.
+        node.replace_with(" ")
 
 
 def _outermost(nodes: list[LexborNode], scope: LexborNode) -> list[LexborNode]:
@@ -262,6 +304,93 @@ def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
         if bar is not None:
             bars.append(bar)
     return bars
+
+
+def _boxes(nodes: list[LexborNode], scope: LexborNode, limit: int) -> list[LexborNode]:
+    """Each of `nodes` with the blocks around it that hold at most `limit` characters of text
+    (its heading, a line about it): the outermost such block, below `scope`."""
+    boxes = []
+    for node in nodes[:_MAX_CONTAINERS]:
+        box, parent = node, node.parent
+        for _ in range(_BAR_DEPTH):
+            if parent is None or parent.mem_id == scope.mem_id or _size(parent) > limit:
+                break
+            box, parent = parent, parent.parent
+        boxes.append(box)
+    return boxes
+
+
+def _bylines(container: LexborNode) -> list[LexborNode]:
+    """Short lines saying who wrote the page, when, or how long it takes to read ("By Ann Lee",
+    "Posted on May 2, 2024", "7 min read"), with a line around them as short (the date beside
+    the author), never one holding a heading."""
+    lines = []
+    for node in container.css(_BYLINE_BLOCKS)[:_MAX_CONTAINERS]:
+        text = " ".join(node.text().split())
+        if len(text) > _BYLINE_TEXT or not _BYLINE.match(text.lstrip("·•|-–— ")):
+            continue
+        line, parent = node, node.parent
+        for _ in range(_BAR_DEPTH):
+            if parent is None or parent.mem_id == container.mem_id or _size(parent) > _BYLINE_TEXT:
+                break
+            if parent.css_first(_ALL_HEADINGS) is not None:
+                break
+            line, parent = parent, parent.parent
+        lines.append(line)
+    return lines
+
+
+def _drop_sections(container: LexborNode) -> None:
+    """Remove the sections under headings that name the site's blocks ("Related articles",
+    "Comments", "Newsletter"): the heading's own wrapper when it opens one, else the heading
+    and what follows it up to the next heading of its rank or higher. Never a section holding
+    half of the content (a forum's replies are its page)."""
+    total = max(1, _size(container))
+    removed: set[int] = set()
+    doomed: list[LexborNode] = []
+    for heading in container.css(_SECTION_HEADINGS)[:_MAX_CONTAINERS]:
+        text = heading.text(strip=True)
+        if not text or len(text) > _SITE_HEADING_TEXT or not _SITE_HEADING.match(text.lstrip("#*-–— ")):
+            continue
+        ancestors = _ancestors(heading, container)
+        if ancestors is None or heading.mem_id in removed or not removed.isdisjoint(ancestors):
+            continue
+        section = _section(heading, container, text)
+        if sum(_size(node) for node in section) >= _WRAPPER * total:
+            continue
+        removed.update(node.mem_id for node in section)
+        doomed.extend(section)
+    for node in doomed:
+        node.decompose()
+
+
+def _section(heading: LexborNode, container: LexborNode, text: str) -> list[LexborNode]:
+    """The nodes making up the section `heading` (with `text`) opens."""
+    rank = _HEADING_RANKS.get(heading.tag or "", 6)
+    node = heading
+    parent = node.parent
+    # A wrapper the heading opens: its text starts with the heading's, and no other heading
+    # of its rank or higher opens a section of it.
+    while parent is not None and parent.mem_id != container.mem_id:
+        if not parent.text(strip=True).startswith(text) or _rival_headings(parent, rank) > 1:
+            break
+        node, parent = parent, parent.parent
+    if node.mem_id != heading.mem_id:
+        return [node]
+    section = [node]
+    sibling = node.next
+    while sibling is not None:
+        if not (sibling.tag or "-").startswith("-") and _rival_headings(sibling, rank, include_self=True):
+            break
+        section.append(sibling)
+        sibling = sibling.next
+    return section
+
+
+def _rival_headings(node: LexborNode, rank: int, *, include_self: bool = False) -> int:
+    """How many headings of `rank` or higher `node` holds (or is, with `include_self`)."""
+    rivals = int(include_self and _HEADING_RANKS.get(node.tag or "", 7) <= rank)
+    return rivals + sum(1 for h in node.css(_ALL_HEADINGS) if _HEADING_RANKS.get(h.tag or "", 7) <= rank)
 
 
 def _container(body: LexborNode) -> LexborNode:

@@ -285,3 +285,116 @@ def test_extraction_never_invents_text(body: str) -> None:
 
     for word in re.findall(r"\w+", page.markdown.lower()):
         assert word in links or word in text, word
+
+
+def markdown_with(extra: str, *, before: bool = False, wrap: str = "main") -> str:
+    """The Markdown of a page whose container holds CONTENT and `extra` (after it, or before)."""
+    inner = extra + CONTENT if before else CONTENT + extra
+    body = f"<{wrap}>{inner}</{wrap}>" if wrap else inner
+    return parse_page("http://h.test/birds/pelican", f"<html><body>{body}</body></html>".encode()).markdown
+
+
+ACCOUNT_FORMS = {
+    "newsletter box": (
+        "<div><h3>Our weekly letter</h3><p>The best bird stories of the week, straight to you.</p>"
+        '<form action="/letter"><input type="email" name="address"><button>Go</button></form></div>'
+    ),
+    "log-in form": (
+        '<form action="/login"><p>Members see the ringing records of every bird here.</p>'
+        '<input type="text" name="user"><input type="password" name="pw"></form>'
+    ),
+    "address field by name": (
+        '<form action="/join"><p>Join the bird watchers club today for free.</p><input name="your-email"></form>'
+    ),
+}
+ACCOUNT_WORDS = {
+    "newsletter box": ["Our weekly letter", "best bird stories"],
+    "log-in form": ["ringing records"],
+    "address field by name": ["bird watchers club"],
+}
+
+
+@pytest.mark.parametrize("kind", ACCOUNT_FORMS, ids=list(ACCOUNT_FORMS))
+@pytest.mark.parametrize("wrap", ["main", ""], ids=["in main", "no container"])
+def test_forms_asking_for_an_address_or_a_password_are_left_out_with_their_box(kind: str, wrap: str) -> None:
+    assert_content_only(markdown_with(ACCOUNT_FORMS[kind], wrap=wrap), *ACCOUNT_WORDS[kind])
+
+
+def test_a_page_that_is_a_form_keeps_it() -> None:
+    """An ASP.NET page wraps the whole page in its <form>; the form with a log-in box is the page."""
+    html = f'<html><body><form action="/"><input type="password" name="pw">{CONTENT}</form></body></html>'
+
+    assert_content_only(parse_page("http://h.test/birds/pelican", html.encode()).markdown)
+
+
+SITE_SECTIONS = {
+    "related, wrapped": (
+        '<div class="more"><h2>Related articles</h2><p><a href="/heron">Herons</a>: how the grey heron'
+        " hunts in shallow water at dawn and dusk.</p></div>"
+    ),
+    "you may also like, flat": (
+        "<h2>You may also like</h2><p>Storks and cranes, a look at the long-legged birds of the marshes.</p>"
+    ),
+    "comments heading": (
+        "<section><h2>3 Comments</h2><p>Lovely photographs of the pelicans, thank you for sharing them.</p></section>"
+    ),
+    "leave a reply": "<div><h3>Leave a reply</h3><p>Your address will not be published anywhere at all.</p></div>",
+}
+SITE_SECTION_WORDS = {
+    "related, wrapped": ["Related articles", "grey heron"],
+    "you may also like, flat": ["You may also like", "long-legged birds"],
+    "comments heading": ["3 Comments", "Lovely photographs"],
+    "leave a reply": ["Leave a reply", "will not be published"],
+}
+
+
+@pytest.mark.parametrize("kind", SITE_SECTIONS, ids=list(SITE_SECTIONS))
+@pytest.mark.parametrize("wrap", ["main", "article", ""], ids=["in main", "in article", "no container"])
+def test_sections_under_headings_about_other_pages_are_left_out(kind: str, wrap: str) -> None:
+    assert_content_only(markdown_with(SITE_SECTIONS[kind], wrap=wrap), *SITE_SECTION_WORDS[kind])
+
+
+def test_a_section_under_such_a_heading_stops_at_the_next_heading_of_its_rank() -> None:
+    extra = (
+        "<h2>Related reading</h2><p>Storks and cranes of the marshes.</p>"
+        "<h2>Breeding</h2><p>Pelicans nest in colonies on islands far from predators.</p>"
+    )
+
+    markdown = markdown_with(extra)
+
+    assert_content_only(markdown, "Related reading", "Storks and cranes")
+    assert "## Breeding" in markdown and "nest in colonies" in markdown
+
+
+def test_a_section_that_is_most_of_the_page_is_kept() -> None:
+    """A forum thread: the replies under "12 replies" are the page."""
+    replies = "".join(f"<p>Reply {n}: {'I saw one at the lake last spring. ' * 4}</p>" for n in range(8))
+    markdown = markdown_with(f"<div><h2>12 replies</h2>{replies}</div>")
+
+    assert "Reply 7" in markdown and "12 replies" in markdown
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('<p class="x">By <a href="/ann">Ann Lee</a> · Updated May 2, 2024</p>', ["Ann Lee", "May 2"]),
+        ("<div><span>Posted on March 3, 2025</span> <span>4 min read</span></div>", ["March 3", "min read"]),
+        ("<p>Written by the Bird Team</p>", ["Bird Team"]),
+    ],
+    ids=["author and date", "date and reading time", "written by"],
+)
+def test_bylines_are_left_out(line: str, words: list[str]) -> None:
+    assert_content_only(markdown_with(line, before=True), *words)
+
+
+def test_a_sentence_starting_like_a_byline_is_kept() -> None:
+    extra = "<p>By 2030 the pelican colonies of the lake may have doubled, say the rangers who count them.</p>"
+
+    assert "By 2030" in markdown_with(extra)
+
+
+def test_words_around_a_removed_inline_element_stay_apart() -> None:
+    """Found by test_extraction_never_invents_text: "Next<span class=menu>…</span>Next"."""
+    markdown = markdown_with('<p>Heron<span class="menu">Skip to content</span>Stork</p>')
+
+    assert "HeronStork" not in markdown and "Heron Stork" in markdown
