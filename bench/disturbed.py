@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from bench import quaero
 from bench.site import expected_urls, serve
-from tests.support.crawl_workers import TcpProxy
+from tests.support.crawl_workers import TcpProxy, proxy_in_thread
 
 
 @dataclass
@@ -28,25 +28,28 @@ class Row:
 
 
 async def _run(base: str, depth: int, database_url: str, amqp_url: str, workers: int, expected: set[str]) -> Row:
-    calm = await quaero.crawl(base, depth, database_url=database_url, amqp_url=amqp_url, workers=workers)
     broker = urlsplit(amqp_url)
-    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
-    await proxy.start()
-    proxied = amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")
+    target = (broker.hostname or "127.0.0.1", broker.port or 5672)
 
-    async def fault(procs: list[asyncio.subprocess.Process]) -> None:
-        await asyncio.sleep(calm.seconds / 2)
-        with contextlib.suppress(ProcessLookupError):
-            procs[0].kill()
-        proxy.cut()
+    def through(proxy: TcpProxy) -> str:
+        return amqp_url.replace(broker.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")
 
-    try:
+    # Both crawls reach the broker through a proxy on its own thread, so they differ only by the
+    # fault (a proxy on this process's loop slowed every frame of the disturbed crawl alone).
+    with proxy_in_thread(*target) as (proxy, _):
+        calm = await quaero.crawl(base, depth, database_url=database_url, amqp_url=through(proxy), workers=workers)
+    with proxy_in_thread(*target) as (proxy, loop):
+
+        async def fault(procs: list[asyncio.subprocess.Process]) -> None:
+            await asyncio.sleep(calm.seconds / 2)
+            with contextlib.suppress(ProcessLookupError):
+                procs[0].kill()
+            loop.call_soon_threadsafe(proxy.cut)
+
         # One worker more, so the one killed leaves as many as the undisturbed crawl had.
         hit = await quaero.crawl(
-            base, depth, database_url=database_url, amqp_url=proxied, workers=workers + 1, disturb=fault
+            base, depth, database_url=database_url, amqp_url=through(proxy), workers=workers + 1, disturb=fault
         )
-    finally:
-        await proxy.close()
     return Row(len(hit.urls), calm.seconds, hit.seconds, calm.urls == expected and hit.urls == expected)
 
 

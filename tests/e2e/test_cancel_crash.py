@@ -5,11 +5,7 @@ from the ledger's `crawl_cancels` row."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,28 +20,11 @@ from quaero.v1 import (
 )
 from quaero.v1 import crawler_service_pb2 as cr
 from quaero.v1 import executor_service_pb2 as ex
-from tests.support.crawl_workers import TcpProxy
+from tests.support.crawl_workers import proxy_in_thread
 from tests.support.processes import Process, service_env, wait
 from tests.support.site import small_site
 
 START = 120  # seconds for a service process to come up on a loaded machine: a bound, not a check
-
-
-@contextlib.contextmanager
-def proxy_in_thread(host: str, port: int) -> Iterator[tuple[TcpProxy, asyncio.AbstractEventLoop]]:
-    """A TcpProxy on its own event loop, for tests that drive processes from sync code."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    proxy = TcpProxy(host, port)
-    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
-    try:
-        yield proxy, loop
-    finally:
-        asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_cancel_survives_the_sigkill_of_the_replica_that_took_it(pg_url: str, amqp_url: str, tmp_path: Path) -> None:
