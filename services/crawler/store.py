@@ -684,12 +684,14 @@ async def dispatch(
         )
     ]
     if rows:
-        await _with_stored(session, job_id, rows)
+        await with_stored(session, job_id, rows)
     return [Task.leased(job_id, r, request_id) for r in rows]
 
 
-async def _with_stored(session: AsyncSession, job_id: str, rows: list[dict[str, Any]]) -> None:
-    """SQLite: what _PG_DISPATCH joins, a recrawl's stored documents of the leased rows (in place)."""
+async def with_stored(session: AsyncSession, job_id: str, rows: list[dict[str, Any]]) -> None:
+    """A recrawl's stored documents of leased rows (with their url_key), as the stored_* columns
+    Task.leased reads, in place, in one read: what _PG_DISPATCH joins (SQLite's dispatch and the
+    pump's republished leases)."""
     job = (await session.execute(select(JOBS.c.source_id, JOBS.c.recrawl).where(JOBS.c.id == job_id))).one()
     if not job.recrawl:
         return
