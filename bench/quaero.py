@@ -203,6 +203,16 @@ async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
     raise RuntimeError(f"worker did not start:\n{output[-3000:]}")
 
 
+async def pool_started(log: Path, timeout: float = 120.0) -> None:
+    """Until the worker logging to `log` says its parse pool has started: the pool's processes
+    import the worker's modules (seconds of CPU without a bytecode cache), which is no crawl's
+    CPU, and would otherwise fall in whichever crawl is running."""
+    for _ in range(int(timeout / 0.05)):
+        if "parse pool started" in await asyncio.to_thread(log.read_text, errors="replace"):
+            return
+        await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def _reading(db_url: str) -> AsyncIterator[AsyncSession]:
     """A read transaction on the crawl's database, for a look at it after the crawl."""

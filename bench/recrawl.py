@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench import cpu
-from bench.quaero import _start_worker, stop_stack
+from bench.quaero import _start_worker, pool_started, stop_stack
 from bench.site import NO_VALIDATOR, changed, page_path, serve, validator
 from libs.db import Database
 from libs.grpc_server import open_channel
@@ -171,6 +171,8 @@ async def _quaero(
         try:
             port = await asyncio.wait_for(ready, 60)
             procs = list(await asyncio.gather(*(_start_worker(env, logs / f"worker-{i}.log") for i in range(workers))))
+            # The workers' start-up (their parse pools importing the modules) is no crawl's CPU.
+            await asyncio.gather(*(pool_started(logs / f"worker-{i}.log") for i in range(workers)))
             channel = open_channel(f"127.0.0.1:{port}")
             try:
                 yield crawler_service_pb2_grpc.CrawlerServiceStub(channel), _Processes(watching, [p.pid for p in procs])

@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from libs.db import Database
 from services.crawler.frontier import url_key
-from services.crawler.settle import Stored
-from services.crawler.store import DOCUMENTS, retrying
+from services.crawler.store import DOCUMENTS, Stored, retrying
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -81,13 +80,19 @@ class Lookups:
                     select(
                         DOCUMENTS.c.url_key, DOCUMENTS.c.id, DOCUMENTS.c.content_hash, DOCUMENTS.c.etag,
                         DOCUMENTS.c.last_modified, DOCUMENTS.c.links.is_not(None).label("has_links"),
+                        DOCUMENTS.c.metadata["body_hash"].as_string().label("body_hash"),
                     ).where(
                         DOCUMENTS.c.source_id == source_id,
                         DOCUMENTS.c.url_key.in_(keys),
                         DOCUMENTS.c.removed_at.is_(None),
                     )
                 )  # fmt: skip
-                return {r.url_key: Stored(r.id, r.content_hash, r.etag, r.last_modified, r.has_links) for r in rows}
+                return {
+                    r.url_key: Stored(
+                        r.id, r.content_hash, r.etag, r.last_modified, r.has_links, body_hash=r.body_hash or None
+                    )
+                    for r in rows
+                }
 
         return await retrying("reading stored documents", read)  # type: ignore[no-any-return]
 

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -208,15 +208,16 @@ class Parser:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
 
-    def start(self) -> None:
+    def start(self) -> list[Future[None]]:
         """Start the pool's processes now rather than at the first large page. A spawned process
         imports the worker's modules before it parses anything: seconds of CPU where modules have
         no bytecode cache, during which every large page waits (a crawl of the PostgreSQL manual
-        spent more CPU there than on parsing). Returns at once; the processes start beside."""
-        if self.processes > 0:
-            pool = self._executor()
-            for _ in range(self.processes):
-                pool.submit(_started)
+        spent more CPU there than on parsing). Returns at once, with what is done once the
+        processes have started beside."""
+        if self.processes <= 0:
+            return []
+        pool = self._executor()
+        return [pool.submit(_started) for _ in range(self.processes)]
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

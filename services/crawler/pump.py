@@ -31,6 +31,7 @@ from services.crawler.store import (
     forget_silent_publishers,
     lease_cutoff,
     silent_publishers,
+    with_stored,
 )
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,12 @@ class Pump:
                     or_(expired, URLS.c.leased_by.in_(silent)) if silent else expired,
                 )
                 .values(published_at=now, publications=URLS.c.publications + 1, leased_by=self.publisher)
-                .returning(*LEASED)
+                .returning(*LEASED, URLS.c.url_key)
             )
-            tasks = [Task.leased(job_id, r._mapping, job.request_id) for r in lost]
+            rows = [dict(r._mapping) for r in lost]
+            if rows:
+                await with_stored(session, job_id, rows)  # a recrawl's tasks carry their documents
+            tasks = [Task.leased(job_id, r, job.request_id) for r in rows]
             if tasks:
                 log.info(
                     "republishing %d task(s) whose lease expired or whose publisher went silent",

@@ -11,7 +11,7 @@ from libs.db import Database
 from libs.logs import REQUEST_ID_HEADER
 from quaero.v1 import url_task_pb2
 from services.crawler.settings import CrawlerSettings
-from services.crawler.store import Task, give_back_leases
+from services.crawler.store import Stored, Task, give_back_leases
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,41 @@ def encode(task: Task) -> OutgoingMessage:
         message.attempts = task.attempts
         message.redirect_hops = task.redirect_hops
         message.document_id = task.document_id or ""
+    if task.stored_known:
+        message.stored_known = True
+        if (stored := task.stored) is not None:
+            message.stored.document_id = stored.id
+            message.stored.content_hash = stored.content_hash
+            if stored.etag is not None:
+                message.stored.etag = stored.etag
+            if stored.last_modified is not None:
+                message.stored.last_modified = stored.last_modified
+            message.stored.has_links = stored.has_links
+            if stored.links is not None:
+                message.stored.links_carried = True
+                message.stored.links.extend(stored.links)
+            message.stored.body_hash = stored.body_hash or ""
     body = message.SerializeToString()
     return OutgoingMessage(body, {REQUEST_ID_HEADER: task.request_id} if task.request_id else {})
+
+
+def carried(task: url_task_pb2.UrlTask) -> tuple[bool, Stored | None]:
+    """Whether the task carries its page's stored document (a recrawl's task from a publisher
+    that read it), and the document (None: the page has none)."""
+    if not task.stored_known:
+        return False, None
+    if not task.HasField("stored"):
+        return True, None
+    s = task.stored
+    return True, Stored(
+        s.document_id,
+        s.content_hash,
+        s.etag if s.HasField("etag") else None,
+        s.last_modified if s.HasField("last_modified") else None,
+        s.has_links,
+        list(s.links) if s.links_carried else None,
+        s.body_hash or None,
+    )
 
 
 def decode(body: bytes) -> url_task_pb2.UrlTask:

@@ -47,6 +47,7 @@ from services.crawler.frontier import BUDGET, DEPTH, REDIRECT_LIMIT, ROBOTS, Sco
 from services.crawler.parse import ParsedPage
 from services.crawler.store import (
     CANCELLED,
+    CARRIED_LINKS,
     CHANGED,
     CHANGES,
     DOCUMENTS,
@@ -62,6 +63,7 @@ from services.crawler.store import (
     UNCHANGED,
     URLS,
     VERSIONS,
+    Stored,
     Task,
     append_event,
     append_logs,
@@ -261,9 +263,21 @@ _PG_SETTLE = PgStatement(
         :o_outlinks, :o_attempts, :o_next, :o_changes, :o_content_hashes, :o_previous_hashes,
         :c_depths, :c_attempts, :c_hops, :c_documents,
         :n_keys, :n_urls, :n_hosts, :n_depths, :n_states, :n_reasons, :n_hops, :n_froms,
-        :dt, :dc, :df, :dp, :ds, :dr, :dn, :dch, :du, :drm, :guard, :waiting, :publisher, :l_levels, :l_messages)
+        :dt, :dc, :df, :dp, :ds, :dr, :dn, :dch, :du, :drm, :guard, :waiting, :publisher, :carried_links,
+        :l_levels, :l_messages)
     """
 )
+# crawl_settle()'s leased tasks: its out_task_* arrays, and the row keys Task.leased reads of them
+# (the stored_* of a recrawl's stored documents, links joined by newlines; out_stored_known says
+# whether the job is a recrawl).
+_LEASED_OUT = (
+    "ids", "urls", "depths", "attempts", "hops", "documents", "stored_ids", "stored_hashes", "stored_etags",
+    "stored_last_modifieds", "stored_has_links", "stored_links", "stored_body_hashes",
+)  # fmt: skip
+_LEASED_COLUMNS = (
+    "id", "url", "depth", "attempts", "redirect_hops", "document_id", "stored_id", "stored_hash", "stored_etag",
+    "stored_last_modified", "stored_has_links", "stored_links", "stored_body_hash",
+)  # fmt: skip
 # What crawl_settle raises when the full settle has to run instead.
 FULL_SETTLE_NEEDED = "QS001"
 
@@ -320,18 +334,9 @@ class Outcome:
     # after the settle (QUAERO_KEEP_HTML).
     html: bytes | None = None
     charset: str | None = None
-
-
-class Stored(NamedTuple):
-    """A page's document as stored, read before its fetch."""
-
-    id: str
-    content_hash: str
-    etag: str | None
-    last_modified: str | None
-    # Whether it keeps the page's links: only then can a 304 be expanded, so only then are the
-    # validators sent.
-    has_links: bool
+    # page: the hash of the body it was parsed from, when parsed as fetched (not rendered, not
+    # an application shell): kept in the document's metadata, so the same body is not parsed again.
+    body_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -593,6 +598,7 @@ class Settler:
                 "guard": plan.deltas["result"] > 0,
                 "waiting": fetched_waiting(),
                 "publisher": self.publisher,
+                "carried_links": CARRIED_LINKS,
                 "l_levels": [LEVELS[level] for level, _ in plan.logs],
                 "l_messages": [message for _, message in plan.logs],
             }
@@ -614,10 +620,10 @@ class Settler:
                 log.debug("job %s: full settle (%s)", ctx.id, exc)
                 return None
         request_id = found["out_request_id"] or ctx.request_id
-        columns = ("ids", "urls", "depths", "attempts", "hops", "documents")
-        leased = zip(*(found[f"out_task_{c}"] or () for c in columns), strict=True)
+        known_stored = bool(found["out_stored_known"])
+        leased = zip(*(found[f"out_task_{c}"] or () for c in _LEASED_OUT), strict=True)
         return Settled(
-            tasks=[Task(ctx.id, i, url, depth, request_id, a, hops, doc) for i, url, depth, a, hops, doc in leased],
+            tasks=[Task.leased(ctx.id, _leased_row(values, known_stored), request_id) for values in leased],
             known=dict(zip(found["out_known_keys"] or (), found["out_known_depths"] or (), strict=True)),
         )
 
@@ -1267,6 +1273,8 @@ def _document_values(ctx: JobContext, stored: list[tuple[Outcome, Any]], now: da
             "links": len(o.links),
             "rendered": o.rendered,
         }
+        if o.body_hash:
+            metadata["body_hash"] = o.body_hash
         values.append(
             {
                 "id": str(uuid.uuid4()),
@@ -1364,6 +1372,15 @@ def _delta_params(deltas: Mapping[str, int]) -> dict[str, int]:
         "du": deltas[UNCHANGED],
         "drm": deltas[REMOVED],
     }
+
+
+def _leased_row(values: Sequence[Any], stored_known: bool) -> dict[str, Any]:
+    """One of crawl_settle()'s leased tasks as the row Task.leased reads."""
+    row = dict(zip(_LEASED_COLUMNS, values, strict=True))
+    links = row["stored_links"]
+    row["stored_links"] = None if links is None else links.split("\n") if links else []
+    row["stored_known"] = stored_known
+    return row
 
 
 def _unknown(candidates: dict[str, _Candidate], known: Mapping[str, int]) -> dict[str, _Candidate]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 import asyncpg
 import lz4.frame
@@ -331,9 +331,31 @@ def event_payload(job: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
+class Stored(NamedTuple):
+    """A page's document as stored, as a recrawl reads it before the page's fetch."""
+
+    id: str
+    content_hash: str
+    etag: str | None
+    last_modified: str | None
+    # Whether it keeps the page's links: only then can a 304 (or the same body) be expanded
+    # without a parse, so only then are the validators sent.
+    has_links: bool
+    # The links, when read with it (None: to be looked up when needed).
+    links: list[str] | None = None
+    # The hash of the body it was parsed from (metadata.body_hash), when parsed as fetched.
+    body_hash: str | None = None
+
+
+# A leased task carries its page's stored links up to this many; a page with more has them
+# looked up on a 304.
+CARRIED_LINKS = 2_000
+
+
 @dataclass(frozen=True)
 class Task:
-    """A URL to publish as a UrlTask, with its frontier row as leased (attempts None: not known)."""
+    """A URL to publish as a UrlTask, with its frontier row as leased (attempts None: not known)
+    and, for a recrawl (`stored_known`), its page's stored document (None: no document)."""
 
     job_id: str
     url_id: int
@@ -343,11 +365,14 @@ class Task:
     attempts: int | None = None
     redirect_hops: int = 0
     document_id: str | None = None
+    stored_known: bool = False
+    stored: Stored | None = None
 
     @classmethod
     def leased(cls, job_id: str, row: Any, request_id: str) -> Task:
         """The task of a row leased by dispatch or the pump (id, url, depth, attempts,
-        redirect_hops, document_id)."""
+        redirect_hops, document_id; and with dispatch's stored_* columns, its stored document)."""
+        known = bool(row.get("stored_known"))
         return cls(
             job_id,
             row["id"],
@@ -357,7 +382,25 @@ class Task:
             attempts=row["attempts"],
             redirect_hops=row["redirect_hops"],
             document_id=row["document_id"],
+            stored_known=known,
+            stored=stored_of(row) if known else None,
         )
+
+
+def stored_of(row: Any) -> Stored | None:
+    """The stored document of a leased row's stored_* columns (None: no document)."""
+    if row.get("stored_id") is None:
+        return None
+    links = row.get("stored_links")
+    return Stored(
+        row["stored_id"],
+        row["stored_hash"],
+        row["stored_etag"],
+        row["stored_last_modified"],
+        bool(row["stored_has_links"]),
+        None if links is None else list(links),
+        row.get("stored_body_hash") or None,
+    )
 
 
 @dataclass
@@ -568,11 +611,21 @@ _PG_DISPATCH = PgStatement(
         LIMIT greatest(0, :concurrency - (
             SELECT count(*) FROM crawl_urls WHERE job_id = :job_id AND state = 'queued' AND published_at IS NOT NULL))
         FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1,
+            leased_by = CAST(:leased_by AS text)
+        FROM due WHERE u.id = due.id
+        RETURNING u.id, u.url, u.url_key, u.depth, u.attempts, u.redirect_hops, u.document_id
     )
-    UPDATE crawl_urls u SET published_at = CAST(:now AS timestamptz), publications = u.publications + 1,
-        leased_by = CAST(:leased_by AS text)
-    FROM due WHERE u.id = due.id
-    RETURNING u.id, u.url, u.depth, u.attempts, u.redirect_hops, u.document_id
+    SELECT l.id, l.url, l.depth, l.attempts, l.redirect_hops, l.document_id, j.recrawl AS stored_known,
+           d.id AS stored_id, d.content_hash AS stored_hash, d.etag AS stored_etag,
+           d.last_modified AS stored_last_modified, d.links IS NOT NULL AS stored_has_links,
+           CASE WHEN cardinality(d.links) <= :carried_links THEN d.links END AS stored_links,
+           d.metadata ->> 'body_hash' AS stored_body_hash
+    FROM leased l JOIN crawl_jobs j ON j.id = :job_id
+    LEFT JOIN LATERAL (
+        SELECT id, content_hash, etag, last_modified, links, metadata FROM documents
+        WHERE j.recrawl AND source_id = j.source_id AND url_key = l.url_key AND removed_at IS NULL LIMIT 1) d ON true
     """
 )
 
@@ -586,13 +639,21 @@ async def dispatch(
     leased_by: str | None = None,
 ) -> list[Task]:
     """Lease up to `concurrency` tasks of a job in flight: the next due URLs, nearest seeds first,
-    for the publisher `leased_by` (the process that will publish them).
+    for the publisher `leased_by` (the process that will publish them). A recrawl's tasks carry
+    their pages' stored documents, read in the same statement.
 
     Callers hold the job's row lock (or SQLite's single writer), so two dispatches of one job
     never both see the same free slots. One statement: the free slots are counted inside it."""
     if session.get_bind().dialect.name == "postgresql":
         leased = await _PG_DISPATCH.fetch(
-            session, {"job_id": job_id, "concurrency": concurrency, "now": now, "leased_by": leased_by}
+            session,
+            {
+                "job_id": job_id,
+                "concurrency": concurrency,
+                "now": now,
+                "leased_by": leased_by,
+                "carried_links": CARRIED_LINKS,
+            },
         )
         return [Task.leased(job_id, r, request_id) for r in leased]
     in_flight = (
@@ -613,13 +674,51 @@ async def dispatch(
         .limit(func.max(0, concurrency - in_flight))
         .scalar_subquery()
     )
-    rows = await session.execute(
-        update(URLS)
-        .where(URLS.c.id.in_(due), URLS.c.state == QUEUED, URLS.c.published_at.is_(None))
-        .values(published_at=now, publications=URLS.c.publications + 1, leased_by=leased_by)
-        .returning(*LEASED)
-    )
-    return [Task.leased(job_id, r._mapping, request_id) for r in rows]
+    rows = [
+        dict(r._mapping)
+        for r in await session.execute(
+            update(URLS)
+            .where(URLS.c.id.in_(due), URLS.c.state == QUEUED, URLS.c.published_at.is_(None))
+            .values(published_at=now, publications=URLS.c.publications + 1, leased_by=leased_by)
+            .returning(*LEASED, URLS.c.url_key)
+        )
+    ]
+    if rows:
+        await with_stored(session, job_id, rows)
+    return [Task.leased(job_id, r, request_id) for r in rows]
+
+
+async def with_stored(session: AsyncSession, job_id: str, rows: list[dict[str, Any]]) -> None:
+    """A recrawl's stored documents of leased rows (with their url_key), as the stored_* columns
+    Task.leased reads, in place, in one read: what _PG_DISPATCH joins (SQLite's dispatch and the
+    pump's republished leases)."""
+    job = (await session.execute(select(JOBS.c.source_id, JOBS.c.recrawl).where(JOBS.c.id == job_id))).one()
+    if not job.recrawl:
+        return
+    docs = {
+        d.url_key: d
+        for d in await session.execute(
+            select(
+                DOCUMENTS.c.url_key, DOCUMENTS.c.id, DOCUMENTS.c.content_hash, DOCUMENTS.c.etag,
+                DOCUMENTS.c.last_modified, DOCUMENTS.c.links, DOCUMENTS.c.metadata,
+            ).where(
+                DOCUMENTS.c.source_id == job.source_id,
+                DOCUMENTS.c.url_key.in_([r["url_key"] for r in rows]),
+                DOCUMENTS.c.removed_at.is_(None),
+            )
+        )
+    }  # fmt: skip
+    for row in rows:
+        row["stored_known"] = True
+        d = docs.get(row["url_key"])
+        if d is None:
+            continue
+        links = d.links if d.links is not None and len(d.links) <= CARRIED_LINKS else None
+        row |= {
+            "stored_id": d.id, "stored_hash": d.content_hash, "stored_etag": d.etag,
+            "stored_last_modified": d.last_modified, "stored_has_links": d.links is not None, "stored_links": links,
+            "stored_body_hash": (d.metadata or {}).get("body_hash"),
+        }  # fmt: skip
 
 
 class CrawlStore:

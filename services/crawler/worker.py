@@ -17,7 +17,9 @@ mode.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import hashlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -109,6 +111,9 @@ MAX_BATCH = 512
 # and a short outage would burn its delivery limit and dead-letter a good URL as poison.
 DB_BACKOFF_FIRST = 0.5
 DB_BACKOFF_MAX = 10.0
+# How long a worker's start-up log waits to say its parse pool has started (benches wait for it:
+# the pool's start-up CPU is no crawl's).
+POOL_START_TIMEOUT = 120.0
 # On shutdown, how long settles already under way may take beyond the grace period.
 SETTLE_GRACE = 30.0
 
@@ -509,13 +514,17 @@ class Worker:
                 if state is None or state[0] != QUEUED or state[1] != RUNNING:
                     return Outcome(task.url_id, SKIPPED, url=url, reason="cancelled", fetched=False)
         # A recrawl: the page's stored document (if it keeps the page's links, its validators
-        # make the request conditional) tells a new page from a changed or an unchanged one.
-        stored = await self.lookups.stored(ctx.source_id, url) if ctx.recrawl else None
+        # make the request conditional) tells a new page from a changed or an unchanged one. The
+        # task carries it, read when the task was leased; from a publisher that read none, it
+        # is looked up.
+        known, stored = tasks_queue.carried(task)
+        if not known and ctx.recrawl:
+            stored = await self.lookups.stored(ctx.source_id, url)
         validators = Validators(stored.etag, stored.last_modified) if stored and stored.has_links else None
         fetched_at = utcnow()
         result = await self.fetcher.fetch(url, ctx.auth, validators=validators)
         if result.status == 304 and stored is not None and validators is not None:
-            links = await self.lookups.links(stored.id)
+            links = await self._stored_links(stored)
             if links is not None:
                 return Outcome(
                     task.url_id, UNCHANGED, url=url, http_status=304, fetched_at=fetched_at, links=links, stored=stored
@@ -523,6 +532,12 @@ class Worker:
             # The document went away since it was looked up: fetch the page whole.
             result = await self.fetcher.fetch(url, ctx.auth)
         return await self._outcome(ctx, task, url, result, fetched_at, stored)
+
+    async def _stored_links(self, stored: Stored) -> list[str] | None:
+        """The links a stored document keeps (None: it keeps none, or is gone)."""
+        if not stored.has_links:
+            return None
+        return stored.links if stored.links is not None else await self.lookups.links(stored.id)
 
     async def _outcome(
         self,
@@ -554,6 +569,15 @@ class Worker:
             return make(REDIRECT, location=target)
         if not 200 <= r.status < 300 or r.body is None:
             return make(FAILED, reason="http_status", detail=f"HTTP {r.status}")
+        # Kept for reextract: the DOM the page was parsed from (the rendered one when rendered).
+        kept = {"html": r.body, "charset": r.charset} if self.settings.keep_html else {}
+        fetched_hash = body_hash(r.body, r.charset)
+        if stored is not None and stored.body_hash == fetched_hash and ctx.render != ALWAYS:
+            # The very body the stored document was parsed from (as fetched, no application
+            # shell): the parse would find it unchanged, with the links it keeps.
+            links = await self._stored_links(stored)
+            if links is not None:
+                return make(UNCHANGED, links=links, **kept)
         page = await self._parse(url, r.body, r.charset)
         rendered, notes, body = False, list[tuple[str, str]](), r.body
         why = "render: always" if ctx.render == ALWAYS else page.app_shell if ctx.render == AUTO else ""
@@ -574,8 +598,8 @@ class Worker:
             canonical = canonical_link(link)
             if canonical:
                 links.append(canonical)
-        # Kept for reextract: the DOM the page was parsed from (the rendered one when rendered).
-        kept = {"html": body, "charset": "utf-8" if rendered else r.charset} if self.settings.keep_html else {}
+        if rendered and self.settings.keep_html:
+            kept = {"html": body, "charset": "utf-8"}
         if stored is not None and page.content_hash == stored.content_hash:
             return make(UNCHANGED, links=links, notes=notes, rendered=rendered, **kept)
         return make(
@@ -586,6 +610,8 @@ class Worker:
             last_modified=r.last_modified,
             notes=notes,
             rendered=rendered,
+            # Only a page parsed as fetched is the same page whenever the same body comes again.
+            body_hash=None if rendered or page.app_shell else fetched_hash,
             **kept,
         )
 
@@ -856,6 +882,15 @@ def _is_seed(task: url_task_pb2.UrlTask) -> bool:
     return task.depth == 0 and task.redirect_hops == 0
 
 
+def body_hash(body: bytes, charset: str | None) -> str:
+    """The hash of a page's body as fetched, with the charset it was declared in (the same bytes
+    in another charset are another page)."""
+    digest = hashlib.sha256((charset or "").encode())
+    digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
 def leased_row(task: url_task_pb2.UrlTask) -> UrlRow | None:
     """The URL's frontier row as the task carries it (None from publishers that send none)."""
     if not task.HasField("attempts"):
@@ -948,10 +983,18 @@ async def serve(settings: CrawlerSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(queue.close)
         worker = await stack.enter_async_context(running_worker(db, queue, settings))
         # A worker process lives long: its parse pool starts now, not on the first large page.
-        worker.parser.start()
+        announce = asyncio.create_task(_say_when_started(worker.parser.start()))
         log.info("crawl worker consuming", extra={"queue": settings.queue_name})
         await stop.wait()
+        announce.cancel()
         log.info("crawl worker shutting down")
+
+
+async def _say_when_started(pool: list[concurrent.futures.Future[None]]) -> None:
+    """Log once the parse pool's processes have started (within POOL_START_TIMEOUT)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*map(asyncio.wrap_future, pool)), POOL_START_TIMEOUT)
+        log.info("crawl worker's parse pool started")
 
 
 def main() -> None:

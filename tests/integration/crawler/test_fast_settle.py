@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import itertools
 import re
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,22 @@ async def crawl_by_hand(
 
 
 def leased(settled: Settled) -> list[tuple[Any, ...]]:
-    """The tasks a settle leased, without the ids of the job and URLs."""
-    return sorted(astuple(t)[2:] for t in settled.tasks)
+    """The tasks a settle leased, without the ids of the job, the URLs and the stored documents."""
+    return sorted(astuple(replace(t, stored=t.stored and t.stored._replace(id="")))[2:] for t in settled.tasks)
+
+
+async def assert_carried_as_stored(lookups: Lookups, ctx: JobContext, tasks: list[Task]) -> None:
+    """Every task of a recrawl carries its page's document as a worker would look it up (and
+    through the queue as well), links included; a first crawl's tasks carry nothing."""
+    for task in tasks:
+        assert queue.carried(queue.decode(queue.encode(task).body)) == (task.stored_known, task.stored)
+        assert task.stored_known == ctx.recrawl
+        if not ctx.recrawl:
+            assert task.stored is None
+            continue
+        stored = await lookups.stored(ctx.source_id, task.url)
+        links = await lookups.links(stored.id) if stored is not None else None
+        assert task.stored == (stored and stored._replace(links=links)), task.url
 
 
 @pytest.mark.parametrize("carry", [False, True], ids=["rows read", "rows carried by the tasks"])
@@ -483,6 +497,7 @@ async def test_the_fast_and_the_full_settle_write_the_same_rows_on_random_batche
                 if d.kind == RETRY and len(held) > 1:
                     del held[url]  # leased again once due: its new task carries the row as it is then
             held.update({t.url: t for t in settled.tasks})
+            await assert_carried_as_stored(lookups, ctx, settled.tasks)
             return leased(settled)
 
         async def example(config: dict[str, Any], crawls: list[list[list[Drawn]]]) -> None:

@@ -10,10 +10,19 @@ from sqlalchemy import select, update
 
 from libs.amqp import InProcessQueue
 from libs.db import Database, utcnow
+from services.crawler.frontier import url_key
 from services.crawler.publishers import Heartbeat
 from services.crawler.pump import Pump
 from services.crawler.queue import queue_spec
-from services.crawler.store import PUBLISHERS, URLS, CrawlStore, give_back_every_lease, heartbeat
+from services.crawler.store import (
+    DOCUMENTS,
+    PUBLISHERS,
+    URLS,
+    CrawlStore,
+    Stored,
+    give_back_every_lease,
+    heartbeat,
+)
 from tests.support.crawler import crawler_database, crawler_settings, job_spec
 
 SEEDS = ["http://docs.test/a", "http://docs.test/b"]
@@ -104,3 +113,33 @@ async def test_a_start_with_the_queue_in_memory_gives_back_every_lease(backend: 
         assert given == 2 and published == 2 and await queue.depth() == 2
         assert await leases(db) == {SEEDS[0]: (True, None), SEEDS[1]: (True, None)}
         assert await publishers(db) == set()
+
+
+async def test_the_tasks_a_recrawl_leases_and_the_pump_publishes_again_carry_their_documents(
+    backend: dict[str, Any],
+) -> None:
+    """Leased by the job's creation, and leased again by the pump from a silent publisher: each
+    task of a recrawl carries its page's stored document (validators, links, body hash), or says
+    the page has none, so no worker looks either up."""
+    settings = crawler_settings(backend, visibility_timeout=600.0, publisher_timeout=5.0)
+    async with crawler_database(backend) as db:
+        now = utcnow()
+        async with db.session() as session:
+            await session.execute(
+                DOCUMENTS.insert().values(
+                    id="doc-a", source_id="s", url_key=url_key(SEEDS[0]), url=SEEDS[0], host="docs.test", title="A",
+                    markdown="a", metadata={"body_hash": "f" * 64}, content_hash="c" * 64, word_count=1, etag='"e"',
+                    links=[SEEDS[1]], created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+        created = await CrawlStore(db, publisher="killed").create_jobs(
+            [job_spec(SEEDS, source_id="s", config={"concurrency": 2})]
+        )
+        await heartbeat(db, "killed", utcnow() - timedelta(seconds=6))
+        pump = Pump(db, InProcessQueue(queue_spec(settings)), settings, publisher="pump")
+        republished = await pump._pump_job(created.jobs[0].id, ["killed"])
+
+    document = Stored("doc-a", "c" * 64, '"e"', None, True, [SEEDS[1]], "f" * 64)
+    expected = {SEEDS[0]: (True, document), SEEDS[1]: (True, None)}
+    assert {t.url: (t.stored_known, t.stored) for t in created.tasks} == expected
+    assert {t.url: (t.stored_known, t.stored) for t in republished} == expected

@@ -10,14 +10,18 @@ second crawl's documents are the first's plus and minus the changes.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from libs.amqp import QueueSpec, RabbitQueue
 from libs.db import Database
 from quaero.v1 import crawl_job_pb2, crawler_service_pb2
+from services.crawler.lookups import Lookups
+from services.crawler.parse import ParsedPage, parse_page
 from services.crawler.settings import CrawlerSettings
 from tests.support.crawl_workers import worker_processes
 from tests.support.crawler import accepted_ids, crawler_settings, run_step, running_crawler, source, step_call
@@ -194,3 +198,61 @@ async def test_a_304_to_a_request_that_was_not_conditional_fails_the_url(backend
         "http_status",
         304,
     )
+
+
+async def test_a_recrawl_looks_nothing_up_per_url_and_parses_only_new_bodies(
+    backend: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recrawl's tasks carry their pages' stored documents (read by the statement that leased
+    them), so its worker reads no document before or after a fetch; a page served again with the
+    very body (and charset) it was parsed from is unchanged without a parse, a 304 likewise, and
+    only a body that differs is parsed: an edited page, and the same bytes in another charset."""
+    site = LocalSite()
+    paths = ["/etag", "/plain", "/charset", "/edited"]
+    site.pages.update(
+        {
+            "/": Page(body=html_page("Home", paths)),
+            "/etag": page("ETag", "served with an entity tag", etag='"e1"'),
+            "/plain": page("Plain", "served with nothing to revalidate"),
+            "/charset": page("Charset", "the same bytes in another charset"),
+            "/edited": page("Edited", "the first words"),
+        }
+    )
+    looked_up: list[str] = []
+    for name in ("stored", "links"):
+        real = getattr(Lookups, name)
+
+        async def counted(self: Lookups, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            looked_up.append(_name)
+            return await _real(self, *args)
+
+        monkeypatch.setattr(Lookups, name, counted)
+    parsed: list[str] = []
+
+    async def parse(url: str, body: bytes, charset: str | None) -> ParsedPage:
+        parsed.append(url.removeprefix(site.url("")))
+        return parse_page(url, body, charset)
+
+    call = lambda: step_call({"max_depth": 1}, sources=[source("s", site.url("/"))])  # noqa: E731
+    async with site.serve(), running_crawler(crawler_settings(backend), worker_hooks={"parse": parse}) as c:
+        first = accepted_ids(await run_step(c.stub, call()))
+        assert sorted(parsed) == sorted(["/", *paths])
+        parsed.clear()
+        site.pages["/charset"] = replace(site.pages["/charset"], content_type="text/html; charset=iso-8859-1")
+        site.pages["/edited"] = page("Edited", "the second words")
+        (job_id,) = accepted_ids(await run_step(c.stub, call()))
+        urls = await c.stub.ListCrawlUrls(crawler_service_pb2.ListCrawlUrlsRequest(job_id=job_id))
+
+    assert len(first) == 1
+    labels = {
+        u.url.removeprefix(site.url("")): crawl_job_pb2.DocumentChangeKind.Name(u.change).removeprefix(
+            "DOCUMENT_CHANGE_KIND_"
+        )
+        for u in urls.urls
+        if u.change
+    }
+    assert labels == {"/": "UNCHANGED", "/etag": "UNCHANGED", "/plain": "UNCHANGED", "/charset": "UNCHANGED",
+                      "/edited": "CHANGED"}  # fmt: skip
+    assert dict(site.not_modified) == {"/etag": 1}
+    assert sorted(parsed) == ["/charset", "/edited"]
+    assert looked_up == []
