@@ -171,32 +171,41 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         else:
             node.decompose()
 
+    # The text left to prune, kept up to date as blocks go: sizes add up (a removed block's
+    # text was part of every block around it), so no pass walks the whole page again to know it.
+    total = _size(body)
     # An inactive tab's panel is hidden until its tab is chosen: a reader reaches it.
     hidden = body.css(f":is({_HIDDEN}, {_HIDDEN_CLASSES}):not([role=tabpanel])")
-    _prune(body, ((node, _Kind.HIDDEN) for node in hidden))
-    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
+    total -= _prune(body, ((node, _Kind.HIDDEN) for node in hidden), total)
+    total -= _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")), total)
     for link in body.css("a[href^='#']"):
-        if _SKIP_LINK.match(link.text(strip=True)):
+        if _SKIP_LINK.match(text := link.text(strip=True)):
+            total -= len(text)
             link.decompose()
-    _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)))
-    _prune(body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)))
+    total -= _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)), total)
+    total -= _prune(
+        body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)), total
+    )
 
-    container = _container(body)
+    container = _container(body, total)
+    if container.mem_id != body.mem_id:
+        total = _size(container)
     # Names only inside the content: a page's outer wrappers carry every name under the sun.
     named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
-    _prune(container, ((node, kind) for node, kind in named if kind is not None))
+    total -= _prune(container, ((node, kind) for node, kind in named if kind is not None), total)
     # Comments below an article are not the article; on a forum they are the thread.
     comments = _outermost(container.css(_COMMENT_BLOCKS), container)
-    if sum(_size(node) for node in comments) < _THREAD * _size(container):
+    if (thread := sum(_size(node) for node in comments)) < _THREAD * total:
+        total -= thread
         for node in comments:
             node.decompose()
 
-    _drop_sections(container)
-    _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)))
+    total -= _drop_sections(container, total)
+    total -= _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)), total)
 
     dense: list[tuple[LexborNode, int]] = []
     _link_dense(container, dense)
-    if sum(size for _, size in dense) < _LINK_PAGE * _size(container):
+    if sum(size for _, size in dense) < _LINK_PAGE * total:
         for node, _ in dense:
             node.decompose()
     return container
@@ -227,25 +236,30 @@ def _name_kind(names: str) -> _Kind | None:
     return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
 
 
-def _is_boilerplate(kind: _Kind, node: LexborNode, total: int) -> bool:
-    """Whether `node`, a candidate of `kind`, goes from a part of the page with `total`
-    characters of text. Its links are counted only when they decide (a walk of its anchors)."""
+def _boilerplate_size(kind: _Kind, node: LexborNode, total: int) -> int:
+    """The size of `node`, a candidate of `kind`, if it goes from a part of the page with `total`
+    characters of text, else -1. Its links are counted only when they decide (a walk of its
+    anchors)."""
     size = _size(node)
     if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or _link_size(node) < 0.5 * size):
         # It wraps the content: a page revealed by a script, a "has-sidebar" layout, the table
         # of contents that is the whole page.
-        return False
+        return -1
     if kind >= _Kind.ELEMENT:
-        return True
-    if kind == _Kind.STRONG_NAME:
-        return size < _STRONG_BLOCK or _link_size(node) >= 0.3 * size
-    return size < _WEAK_BLOCK or _link_size(node) >= 0.5 * size
+        goes = True
+    elif kind == _Kind.STRONG_NAME:
+        goes = size < _STRONG_BLOCK or _link_size(node) >= 0.3 * size
+    else:
+        goes = size < _WEAK_BLOCK or _link_size(node) >= 0.5 * size
+    return size if goes else -1
 
 
-def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
-    """Remove the candidates inside `scope` that are boilerplate, outermost first. All is decided
-    before the tree changes: a node inside a decomposed one is freed memory."""
-    total = max(1, _size(scope))
+def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]], total: int) -> int:
+    """Remove the candidates inside `scope` (holding `total` characters of text) that are
+    boilerplate, outermost first, and return how much text went. All is decided before the tree
+    changes: a node inside a decomposed one is freed memory."""
+    total = max(1, total)
+    removed_size = 0
     decided: set[int] = set()
     removed: set[int] = set()
     doomed = []
@@ -256,12 +270,14 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
         ancestors = _ancestors(node, scope)
         if ancestors is None or not removed.isdisjoint(ancestors):
             continue
-        if _is_boilerplate(kind, node, total):
+        if (size := _boilerplate_size(kind, node, total)) >= 0:
             removed.add(node.mem_id)
             doomed.append(node)
+            removed_size += size
     for node in doomed:
         # A space in its place: the words on either side of a removed inline element stay apart.
         node.replace_with(" ")
+    return removed_size
 
 
 def _outermost(nodes: list[LexborNode], scope: LexborNode) -> list[LexborNode]:
@@ -340,12 +356,14 @@ def _bylines(container: LexborNode) -> list[LexborNode]:
     return lines
 
 
-def _drop_sections(container: LexborNode) -> None:
+def _drop_sections(container: LexborNode, total: int) -> int:
     """Remove the sections under headings that name the site's blocks ("Related articles",
     "Comments", "Newsletter"): the heading's own wrapper when it opens one, else the heading
     and what follows it up to the next heading of its rank or higher. Never a section holding
-    half of the content (a forum's replies are its page)."""
-    total = max(1, _size(container))
+    half of the content (a forum's replies are its page); `total` is the container's size.
+    Returns how much text went."""
+    total = max(1, total)
+    gone = 0
     removed: set[int] = set()
     doomed: list[LexborNode] = []
     for heading in container.css(_SECTION_HEADINGS)[:_MAX_CONTAINERS]:
@@ -356,12 +374,14 @@ def _drop_sections(container: LexborNode) -> None:
         if ancestors is None or heading.mem_id in removed or not removed.isdisjoint(ancestors):
             continue
         section = _section(heading, container, text)
-        if sum(_size(node) for node in section) >= _WRAPPER * total:
+        if (size := sum(_size(node) for node in section)) >= _WRAPPER * total:
             continue
+        gone += size
         removed.update(node.mem_id for node in section)
         doomed.extend(section)
     for node in doomed:
         node.decompose()
+    return gone
 
 
 def _section(heading: LexborNode, container: LexborNode, text: str) -> list[LexborNode]:
@@ -393,9 +413,10 @@ def _rival_headings(node: LexborNode, rank: int, *, include_self: bool = False) 
     return rivals + sum(1 for h in node.css(_ALL_HEADINGS) if _HEADING_RANKS.get(h.tag or "", 7) <= rank)
 
 
-def _container(body: LexborNode) -> LexborNode:
+def _container(body: LexborNode, total: int) -> LexborNode:
     """The node holding the content: the page's one article when it has one that dominates
-    (a story with its comments below), else its main element, else the body."""
+    (a story with its comments below), else its main element, else the body (of `total`
+    characters)."""
     articles = [
         (node, _size(node), ancestors)
         for node in _capped(body.css("article, [itemprop=articleBody]"))
@@ -410,7 +431,7 @@ def _container(body: LexborNode) -> LexborNode:
     mains = [(node, _size(node)) for node in _capped(body.css("main, [role=main]"))]
     if mains:
         main, size = max(mains, key=lambda item: item[1])
-        if size >= max(_MIN_CONTAINER, 0.1 * _size(body)):
+        if size >= max(_MIN_CONTAINER, 0.1 * total):
             return main
     return body
 
