@@ -32,8 +32,10 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# Never content: code, styles, embedded documents and form controls.
-_NEVER = "script, style, template, svg, iframe, object, embed, canvas, button, select, input, textarea, dialog"
+# Never content: code, styles, embedded documents and media, and form controls.
+_NEVER = (
+    "script, style, template, svg, iframe, object, embed, canvas, video, audio, button, select, input, textarea, dialog"
+)
 _HIDDEN = (
     "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
 )
@@ -43,9 +45,9 @@ _SITE_ELEMENTS = (
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
     "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
 )
-# Links within the page that are not about it: "Skip to content", "Skip navigation" (for
-# keyboards, past the site's header), "Back to top".
-_SKIP_LINK = re.compile(r"skip\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
+# Links within the page that are not about it: "Skip to content", "Skip navigation", "Jump to
+# search" (for keyboards, past the site's header), "Back to top".
+_SKIP_LINK = re.compile(r"skip\b|jump to\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
 
 # Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
 # words "site" and "footer"; "footnote" is not "footer"). A strong word is believed unless the
@@ -61,19 +63,23 @@ _STRONG_WORDS = _words(
 _WEAK_WORDS = _words(
     """
     related widget widgets ad ads advert adverts advertisement sponsor sponsored promo popup modal
-    overlay banner newsletter subscribe subscription feedback helpful
+    overlay banner newsletter subscribe subscription feedback helpful tagline slogan
     """
 )
 # Class names that mean "not shown", or as good as a site element: text for screen readers only,
 # hidden blocks, tables of contents.
 _HIDDEN_CLASSES = (
     ".sr-only, .visually-hidden, .visuallyhidden, .screen-reader-text, .screen-reader-only, .hidden, .d-none,"
-    " .is-hidden, .invisible"
+    " .is-hidden, .invisible, .printfooter, .print-only, .printonly"
 )
 _SITE_CLASSES = ".table-of-contents, .tableofcontents"
 # Substrings as good as an element wherever they appear (banners of consent platforms name
-# themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
-_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top")
+# themselves "CybotCookiebotDialog", "onetrust-consent-sdk"; MediaWiki's banner above every
+# page is "siteNotice", "Want to edit?").
+_STEMS = (
+    *("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top"),
+    "sitenotice",
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -96,7 +102,10 @@ _SITE_HEADING = re.compile(
     r"|(\d+ )?(comments?|responses?|replies)\b|leave a (reply|comment)|join the (conversation|discussion)"
     r"|(subscribe|sign up)\b|(get )?(our|the) newsletter|newsletter\b|customers (also|who)\b|frequently bought"
     r"|people (also|who)\b|about the author\b|recent (posts|articles|stories)\b|latest (posts|articles|stories|news)\b"
-    r"|don.t miss\b|also read\b|keep reading\b)",
+    r"|don.t miss\b|also read\b|keep reading\b"
+    # Calls to action: the site's offer, not the page's subject.
+    r"|try it (for )?free\b|start (your|a) free trial"
+    r"|ready to get started|join (our|the) (community|discord|slack)\b|get (answers|help|support) (on|in|from) our\b)",
     re.IGNORECASE,
 )
 _SECTION_HEADINGS = "h2, h3, h4, h5, h6"

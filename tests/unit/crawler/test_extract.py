@@ -69,6 +69,12 @@ BOILERPLATE = {
     "share buttons": '{content}<div class="share-buttons"><a href="/s/fb">Share on Facebook</a></div>',
     "back to top": '{content}<p><a href="#top">Back to top ↑</a></p>',
     "feedback widget": '{content}<div class="page-feedback"><p>Was this page helpful?</p></div>',
+    "jump link": '<a href="#search">Jump to search</a>{content}',
+    "site tagline": '<div class="tagline">Small birds. Big wings. Choose any two.</div>{content}',
+    "site notice": (
+        '<div id="siteNotice"><p>Want to edit, but see no edit button? <a href="/wiki/Help">Help</a></p></div>{content}'
+    ),
+    "print-only footer": '{content}<div class="printfooter">Retrieved from "http://h.test/birds/pelican"</div>',
 }
 BOILERPLATE_WORDS = {
     "nav": ["All birds"],
@@ -91,6 +97,10 @@ BOILERPLATE_WORDS = {
     "share buttons": ["Share on Facebook"],
     "back to top": ["Back to top"],
     "feedback widget": ["Was this page helpful?"],
+    "jump link": ["Jump to search"],
+    "site tagline": ["Big wings"],
+    "site notice": ["Want to edit"],
+    "print-only footer": ["Retrieved from"],
 }
 
 
@@ -214,7 +224,10 @@ def test_an_inactive_tab_panel_is_kept() -> None:
     assert "pip install birds" in markdown and "npm install birds" in markdown
 
 
-_TAGS = ["div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"]
+_TAGS = [
+    *("div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"),
+    "video",
+]
 _ATTRIBUTES = [
     "",
     ' class="menu"',
@@ -226,6 +239,7 @@ _ATTRIBUTES = [
     ' role="navigation"',
     ' style="display:none"',
     ' rel="next"',
+    ' src="/p/7"',
 ]
 
 
@@ -339,12 +353,16 @@ SITE_SECTIONS = {
         "<section><h2>3 Comments</h2><p>Lovely photographs of the pelicans, thank you for sharing them.</p></section>"
     ),
     "leave a reply": "<div><h3>Leave a reply</h3><p>Your address will not be published anywhere at all.</p></div>",
+    "free trial": "<div><h2>Start your free trial</h2><p>Thirty days of every bird guide, no card needed.</p></div>",
+    "community": "<section><h3>Join our community</h3><p>Bird watchers share their sightings every day.</p></section>",
 }
 SITE_SECTION_WORDS = {
     "related, wrapped": ["Related articles", "grey heron"],
     "you may also like, flat": ["You may also like", "long-legged birds"],
     "comments heading": ["3 Comments", "Lovely photographs"],
     "leave a reply": ["Leave a reply", "will not be published"],
+    "free trial": ["free trial", "Thirty days"],
+    "community": ["Join our community", "share their sightings"],
 }
 
 
@@ -398,3 +416,14 @@ def test_words_around_a_removed_inline_element_stay_apart() -> None:
     markdown = markdown_with('<p>Heron<span class="menu">Skip to content</span>Stork</p>')
 
     assert "HeronStork" not in markdown and "Heron Stork" in markdown
+
+
+@pytest.mark.parametrize("media", ["video", "audio"])
+def test_embedded_media_leave_no_text(media: str) -> None:
+    """A player's fallback text is for browsers without one, and the converter would write the
+    element as a link named after it ("[video](…)"), a word the page never shows."""
+    extra = f'<{media} src="/media/pelican.mp4" controls>Your browser cannot play this file.</{media}>'
+
+    markdown = markdown_with(extra)
+
+    assert_content_only(markdown, "cannot play", f"[{media}]", "pelican.mp4")
