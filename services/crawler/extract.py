@@ -87,6 +87,16 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
 _STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
 _ARROWS = "«»‹›←→<> "
+# Links to the site's account pages, by their whole text: "Sign in", "Log in or sign up", "Register
+# now", "Subscribe", "Open in app". The site's, wherever they are; the page they sit on is not them.
+_ACCOUNT_LINK = re.compile(
+    r"(?:(?:sign|log)\s?(?:in|on|up)|register|subscribe|join)(?:\s(?:now|here|today|free|for free))?"
+    r"|(?:sign|log)\s?in or (?:join|register|sign up|create an account)|create (?:an? |your )?(?:free )?account"
+    r"|my account|open in(?: the)? app",
+    re.IGNORECASE,
+)
+_LINK_PUNCTUATION = " .!»›→>"
+_ACCOUNT_LINK_MARK = "data-quaero-account-link"
 
 # Forms with fields for an e-mail address or a password: sign-up, newsletter and log-in boxes.
 _ACCOUNT_FORMS = "form:has(input[type=email], input[type=password], input[name*=email i], input[autocomplete=email])"
@@ -191,7 +201,10 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         if _SKIP_LINK.match(text := link.text(strip=True)):
             total -= len(text)
             link.decompose()
-    total -= _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)), total)
+    bars, accounts = _site_links(body)
+    for link in accounts:
+        link.attrs[_ACCOUNT_LINK_MARK] = ""
+    total -= _prune(body, ((bar, _Kind.ELEMENT) for bar in bars), total)
     total -= _prune(
         body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)), total
     )
@@ -217,6 +230,9 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     if sum(size for _, size in dense) < _LINK_PAGE * total:
         for node, _ in dense:
             node.decompose()
+    # Last: until now they count as links, which a menu of them is made of.
+    for link in container.css(f"[{_ACCOUNT_LINK_MARK}]"):
+        link.replace_with(" ")
     return container
 
 
@@ -310,14 +326,20 @@ def _ancestors(node: LexborNode, scope: LexborNode) -> list[int] | None:
     return None
 
 
-def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
+def _site_links(body: LexborNode) -> tuple[list[LexborNode], list[LexborNode]]:
     """The outermost short blocks around links to the previous and next page ("Prev Up Home
-    Next" tables of DocBook manuals, "← Older posts" bars)."""
+    Next" tables of DocBook manuals, "← Older posts" bars), and the links to the site's account
+    pages (_ACCOUNT_LINK), read in one pass over the links."""
     links = body.css(_STEP_LINKS)
+    accounts = []
     for link in body.css("a"):
         text = link.text(strip=True).lower()
+        if len(text) >= 40:
+            continue
         if len(text) < 20 and (text in _STEP_WORDS or text.strip(_ARROWS).split(" ", 1)[0] in _STEP_WORDS):
             links.append(link)
+        elif _ACCOUNT_LINK.fullmatch(text.strip(_LINK_PUNCTUATION)):
+            accounts.append(link)
     bars = []
     for link in links[:_MAX_CONTAINERS]:
         bar = None
@@ -328,7 +350,7 @@ def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
             bar, node = node, node.parent
         if bar is not None:
             bars.append(bar)
-    return bars
+    return bars, accounts
 
 
 def _boxes(nodes: list[LexborNode], scope: LexborNode, limit: int) -> list[LexborNode]:

@@ -427,3 +427,34 @@ def test_embedded_media_leave_no_text(media: str) -> None:
     markdown = markdown_with(extra)
 
     assert_content_only(markdown, "cannot play", f"[{media}]", "pelican.mp4")
+
+
+@pytest.mark.parametrize("label", ["Sign in", "Log in or sign up", "Register now", "Subscribe", "Open in app"])
+@pytest.mark.parametrize("wrap", ["main", ""], ids=["in main", "no container"])
+def test_links_to_the_sites_account_pages_are_left_out(label: str, wrap: str) -> None:
+    extra = f'<div class="user"><span>Welcome to the pelican pages, dear guest.</span> <a href="/a">{label}</a></div>'
+
+    markdown = markdown_with(extra, wrap=wrap)
+
+    assert_content_only(markdown, label)
+    assert "dear guest" in markdown
+
+
+def test_a_menu_of_account_links_goes_as_a_menu() -> None:
+    """Account links count as links until the menus are gone: without them this menu would be
+    its label and one link, no longer mostly links."""
+    menu = (
+        '<div>Account: <a href="/in">Sign in</a> · <a href="/up">Register</a> · <a href="/s">Subscribe</a>'
+        ' · <a href="/help">Help</a></div>'
+    )
+
+    assert_content_only(markdown_with(menu), "Account:", "Help")
+
+
+def test_a_link_that_mentions_signing_in_is_kept() -> None:
+    extra = (
+        '<p>Ringers who want the records of every bird they ringed should read <a href="/guide">how to sign in'
+        " to the ringing database</a> before the season starts, as the office is closed from May.</p>"
+    )
+
+    assert "how to sign in to the ringing database" in markdown_with(extra)
