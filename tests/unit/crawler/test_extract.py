@@ -458,3 +458,34 @@ def test_a_link_that_mentions_signing_in_is_kept() -> None:
     )
 
     assert "how to sign in to the ringing database" in markdown_with(extra)
+
+
+_MARKUP = st.lists(
+    st.sampled_from(
+        [
+            *"<>/=\"' \n#",
+            *("a", "p", "div", "nav", "main", "li", "ul", "h2", "video", "href", "class", "menu", "Sign in"),
+            *(" Next", " Loading", "word", "Pelican", "<!--", "-->", "<script>", "</script>", "hidden", "src"),
+        ]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@given(_MARKUP)
+@settings(max_examples=300, deadline=None)
+def test_extraction_of_any_markup_never_raises_or_invents_words(markup: str) -> None:
+    """Broken markup, unclosed tags, stray quotes: the parse gives a document whose every word
+    is in the markup (or the page's address, which links resolve against)."""
+    html = f"<html><body>{markup}</body></html>"
+    page = parse_page("http://h.test/", html.encode())
+
+    # As the browser reads it: its text (adjacent inline elements run their words together) and
+    # the attributes Markdown shows (link targets, image sources and names).
+    tree = LexborHTMLParser(html)
+    for script in tree.css("script"):
+        script.decompose()
+    attributes = " ".join(str(value) for node in tree.css("*") for value in node.attributes.values())
+    text = "".join((tree.body.text(separator="") if tree.body else "").lower().split())
+    for word in re.findall(r"\w+", page.markdown.lower()):
+        assert word in text or word in attributes.lower() or word in {"http", "h", "test"}, word
