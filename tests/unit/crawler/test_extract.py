@@ -489,3 +489,18 @@ def test_extraction_of_any_markup_never_raises_or_invents_words(markup: str) -> 
     text = "".join((tree.body.text(separator="") if tree.body else "").lower().split())
     for word in re.findall(r"\w+", page.markdown.lower()):
         assert word in text or word in attributes.lower() or word in {"http", "h", "test"}, word
+
+
+@pytest.mark.parametrize("placeholder", ["Loading...", "Loading…", "loading ..."])
+def test_loading_placeholders_are_left_out(placeholder: str) -> None:
+    markdown = markdown_with(f'<div class="reviews"><span>{placeholder}</span></div>')
+
+    assert_content_only(markdown, placeholder)
+
+
+def test_a_sentence_about_loading_is_kept() -> None:
+    extra = "<h2>Loading</h2><p>Loading... the boats at dawn is when the pelicans gather round.</p>"
+
+    markdown = markdown_with(extra)
+
+    assert "## Loading" in markdown and "Loading... the boats" in markdown
