@@ -32,8 +32,10 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# Never content: code, styles, embedded documents and form controls.
-_NEVER = "script, style, template, svg, iframe, object, embed, canvas, button, select, input, textarea, dialog"
+# Never content: code, styles, embedded documents and media, and form controls.
+_NEVER = (
+    "script, style, template, svg, iframe, object, embed, canvas, video, audio, button, select, input, textarea, dialog"
+)
 _HIDDEN = (
     "[hidden], [aria-hidden=true], [style*='display:none'], [style*='display: none'], [style*='visibility:hidden']"
 )
@@ -43,9 +45,9 @@ _SITE_ELEMENTS = (
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
     "[role=dialog], [role=alertdialog], [role=menu], [role=menubar], [role=toolbar], [role=tablist]"
 )
-# Links within the page that are not about it: "Skip to content", "Skip navigation" (for
-# keyboards, past the site's header), "Back to top".
-_SKIP_LINK = re.compile(r"skip\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
+# Links within the page that are not about it: "Skip to content", "Skip navigation", "Jump to
+# search" (for keyboards, past the site's header), "Back to top".
+_SKIP_LINK = re.compile(r"skip\b|jump to\b|(back )?to (the )?top\b|top\W*$", re.IGNORECASE)
 
 # Words in a class or id that name boilerplate, matched whole (class "site-footer" has the
 # words "site" and "footer"; "footnote" is not "footer"). A strong word is believed unless the
@@ -61,19 +63,23 @@ _STRONG_WORDS = _words(
 _WEAK_WORDS = _words(
     """
     related widget widgets ad ads advert adverts advertisement sponsor sponsored promo popup modal
-    overlay banner newsletter subscribe subscription feedback helpful
+    overlay banner newsletter subscribe subscription feedback helpful tagline slogan
     """
 )
 # Class names that mean "not shown", or as good as a site element: text for screen readers only,
 # hidden blocks, tables of contents.
 _HIDDEN_CLASSES = (
     ".sr-only, .visually-hidden, .visuallyhidden, .screen-reader-text, .screen-reader-only, .hidden, .d-none,"
-    " .is-hidden, .invisible"
+    " .is-hidden, .invisible, .printfooter, .print-only, .printonly"
 )
 _SITE_CLASSES = ".table-of-contents, .tableofcontents"
 # Substrings as good as an element wherever they appear (banners of consent platforms name
-# themselves "CybotCookiebotDialog", "onetrust-consent-sdk").
-_STEMS = ("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top")
+# themselves "CybotCookiebotDialog", "onetrust-consent-sdk"; MediaWiki's banner above every
+# page is "siteNotice", "Want to edit?").
+_STEMS = (
+    *("cookie", "consent", "breadcrumb", "onetrust", "gdpr", "backtotop", "back-to-top", "scroll-to-top"),
+    "sitenotice",
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -81,6 +87,16 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _STEP_LINKS = "a[rel~=prev], a[rel~=next], a[rel~=previous], a[accesskey]"
 _STEP_WORDS = _words("prev previous next older newer « » ‹ › ← →")
 _ARROWS = "«»‹›←→<> "
+# Links to the site's account pages, by their whole text: "Sign in", "Log in or sign up", "Register
+# now", "Subscribe", "Open in app". The site's, wherever they are; the page they sit on is not them.
+_ACCOUNT_LINK = re.compile(
+    r"(?:(?:sign|log)\s?(?:in|on|up)|register|subscribe|join)(?:\s(?:now|here|today|free|for free))?"
+    r"|(?:sign|log)\s?in or (?:join|register|sign up|create an account)|create (?:an? |your )?(?:free )?account"
+    r"|my account|open in(?: the)? app",
+    re.IGNORECASE,
+)
+_LINK_PUNCTUATION = " .!»›→>"
+_ACCOUNT_LINK_MARK = "data-quaero-account-link"
 
 # Forms with fields for an e-mail address or a password: sign-up, newsletter and log-in boxes.
 _ACCOUNT_FORMS = "form:has(input[type=email], input[type=password], input[name*=email i], input[autocomplete=email])"
@@ -96,7 +112,10 @@ _SITE_HEADING = re.compile(
     r"|(\d+ )?(comments?|responses?|replies)\b|leave a (reply|comment)|join the (conversation|discussion)"
     r"|(subscribe|sign up)\b|(get )?(our|the) newsletter|newsletter\b|customers (also|who)\b|frequently bought"
     r"|people (also|who)\b|about the author\b|recent (posts|articles|stories)\b|latest (posts|articles|stories|news)\b"
-    r"|don.t miss\b|also read\b|keep reading\b)",
+    r"|don.t miss\b|also read\b|keep reading\b"
+    # Calls to action: the site's offer, not the page's subject.
+    r"|try it (for )?free\b|start (your|a) free trial"
+    r"|ready to get started|join (our|the) (community|discord|slack)\b|get (answers|help|support) (on|in|from) our\b)",
     re.IGNORECASE,
 )
 _SECTION_HEADINGS = "h2, h3, h4, h5, h6"
@@ -171,34 +190,49 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
         else:
             node.decompose()
 
+    # The text left to prune, kept up to date as blocks go: sizes add up (a removed block's
+    # text was part of every block around it), so no pass walks the whole page again to know it.
+    total = _size(body)
     # An inactive tab's panel is hidden until its tab is chosen: a reader reaches it.
     hidden = body.css(f":is({_HIDDEN}, {_HIDDEN_CLASSES}):not([role=tabpanel])")
-    _prune(body, ((node, _Kind.HIDDEN) for node in hidden))
-    _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")))
+    total -= _prune(body, ((node, _Kind.HIDDEN) for node in hidden), total)
+    total -= _prune(body, ((node, _Kind.ELEMENT) for node in body.css(f"{_SITE_ELEMENTS}, {_SITE_CLASSES}")), total)
     for link in body.css("a[href^='#']"):
-        if _SKIP_LINK.match(link.text(strip=True)):
+        if _SKIP_LINK.match(text := link.text(strip=True)):
+            total -= len(text)
             link.decompose()
-    _prune(body, ((bar, _Kind.ELEMENT) for bar in _previous_next_bars(body)))
-    _prune(body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)))
+    bars, accounts = _site_links(body)
+    for link in accounts:
+        link.attrs[_ACCOUNT_LINK_MARK] = ""
+    total -= _prune(body, ((bar, _Kind.ELEMENT) for bar in bars), total)
+    total -= _prune(
+        body, ((box, _Kind.ELEMENT) for box in _boxes(body.css(f"[{_ACCOUNT_MARK}]"), body, _FORM_BOX)), total
+    )
 
-    container = _container(body)
+    container = _container(body, total)
+    if container.mem_id != body.mem_id:
+        total = _size(container)
     # Names only inside the content: a page's outer wrappers carry every name under the sun.
     named = ((node, _name_kind(_names(node))) for node in container.css(_NAMED_BLOCKS))
-    _prune(container, ((node, kind) for node, kind in named if kind is not None))
+    total -= _prune(container, ((node, kind) for node, kind in named if kind is not None), total)
     # Comments below an article are not the article; on a forum they are the thread.
     comments = _outermost(container.css(_COMMENT_BLOCKS), container)
-    if sum(_size(node) for node in comments) < _THREAD * _size(container):
+    if (thread := sum(_size(node) for node in comments)) < _THREAD * total:
+        total -= thread
         for node in comments:
             node.decompose()
 
-    _drop_sections(container)
-    _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)))
+    total -= _drop_sections(container, total)
+    total -= _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)), total)
 
     dense: list[tuple[LexborNode, int]] = []
     _link_dense(container, dense)
-    if sum(size for _, size in dense) < _LINK_PAGE * _size(container):
+    if sum(size for _, size in dense) < _LINK_PAGE * total:
         for node, _ in dense:
             node.decompose()
+    # Last: until now they count as links, which a menu of them is made of.
+    for link in container.css(f"[{_ACCOUNT_LINK_MARK}]"):
+        link.replace_with(" ")
     return container
 
 
@@ -227,25 +261,30 @@ def _name_kind(names: str) -> _Kind | None:
     return _Kind.WEAK_NAME if words & _WEAK_WORDS else None
 
 
-def _is_boilerplate(kind: _Kind, node: LexborNode, total: int) -> bool:
-    """Whether `node`, a candidate of `kind`, goes from a part of the page with `total`
-    characters of text. Its links are counted only when they decide (a walk of its anchors)."""
+def _boilerplate_size(kind: _Kind, node: LexborNode, total: int) -> int:
+    """The size of `node`, a candidate of `kind`, if it goes from a part of the page with `total`
+    characters of text, else -1. Its links are counted only when they decide (a walk of its
+    anchors)."""
     size = _size(node)
     if size >= _WRAPPER * total and (kind != _Kind.ELEMENT or _link_size(node) < 0.5 * size):
         # It wraps the content: a page revealed by a script, a "has-sidebar" layout, the table
         # of contents that is the whole page.
-        return False
+        return -1
     if kind >= _Kind.ELEMENT:
-        return True
-    if kind == _Kind.STRONG_NAME:
-        return size < _STRONG_BLOCK or _link_size(node) >= 0.3 * size
-    return size < _WEAK_BLOCK or _link_size(node) >= 0.5 * size
+        goes = True
+    elif kind == _Kind.STRONG_NAME:
+        goes = size < _STRONG_BLOCK or _link_size(node) >= 0.3 * size
+    else:
+        goes = size < _WEAK_BLOCK or _link_size(node) >= 0.5 * size
+    return size if goes else -1
 
 
-def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) -> None:
-    """Remove the candidates inside `scope` that are boilerplate, outermost first. All is decided
-    before the tree changes: a node inside a decomposed one is freed memory."""
-    total = max(1, _size(scope))
+def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]], total: int) -> int:
+    """Remove the candidates inside `scope` (holding `total` characters of text) that are
+    boilerplate, outermost first, and return how much text went. All is decided before the tree
+    changes: a node inside a decomposed one is freed memory."""
+    total = max(1, total)
+    removed_size = 0
     decided: set[int] = set()
     removed: set[int] = set()
     doomed = []
@@ -256,12 +295,14 @@ def _prune(scope: LexborNode, candidates: Iterable[tuple[LexborNode, _Kind]]) ->
         ancestors = _ancestors(node, scope)
         if ancestors is None or not removed.isdisjoint(ancestors):
             continue
-        if _is_boilerplate(kind, node, total):
+        if (size := _boilerplate_size(kind, node, total)) >= 0:
             removed.add(node.mem_id)
             doomed.append(node)
+            removed_size += size
     for node in doomed:
         # A space in its place: the words on either side of a removed inline element stay apart.
         node.replace_with(" ")
+    return removed_size
 
 
 def _outermost(nodes: list[LexborNode], scope: LexborNode) -> list[LexborNode]:
@@ -285,14 +326,20 @@ def _ancestors(node: LexborNode, scope: LexborNode) -> list[int] | None:
     return None
 
 
-def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
+def _site_links(body: LexborNode) -> tuple[list[LexborNode], list[LexborNode]]:
     """The outermost short blocks around links to the previous and next page ("Prev Up Home
-    Next" tables of DocBook manuals, "← Older posts" bars)."""
+    Next" tables of DocBook manuals, "← Older posts" bars), and the links to the site's account
+    pages (_ACCOUNT_LINK), read in one pass over the links."""
     links = body.css(_STEP_LINKS)
+    accounts = []
     for link in body.css("a"):
         text = link.text(strip=True).lower()
+        if len(text) >= 40:
+            continue
         if len(text) < 20 and (text in _STEP_WORDS or text.strip(_ARROWS).split(" ", 1)[0] in _STEP_WORDS):
             links.append(link)
+        elif _ACCOUNT_LINK.fullmatch(text.strip(_LINK_PUNCTUATION)):
+            accounts.append(link)
     bars = []
     for link in links[:_MAX_CONTAINERS]:
         bar = None
@@ -303,7 +350,7 @@ def _previous_next_bars(body: LexborNode) -> list[LexborNode]:
             bar, node = node, node.parent
         if bar is not None:
             bars.append(bar)
-    return bars
+    return bars, accounts
 
 
 def _boxes(nodes: list[LexborNode], scope: LexborNode, limit: int) -> list[LexborNode]:
@@ -340,12 +387,14 @@ def _bylines(container: LexborNode) -> list[LexborNode]:
     return lines
 
 
-def _drop_sections(container: LexborNode) -> None:
+def _drop_sections(container: LexborNode, total: int) -> int:
     """Remove the sections under headings that name the site's blocks ("Related articles",
     "Comments", "Newsletter"): the heading's own wrapper when it opens one, else the heading
     and what follows it up to the next heading of its rank or higher. Never a section holding
-    half of the content (a forum's replies are its page)."""
-    total = max(1, _size(container))
+    half of the content (a forum's replies are its page); `total` is the container's size.
+    Returns how much text went."""
+    total = max(1, total)
+    gone = 0
     removed: set[int] = set()
     doomed: list[LexborNode] = []
     for heading in container.css(_SECTION_HEADINGS)[:_MAX_CONTAINERS]:
@@ -356,12 +405,14 @@ def _drop_sections(container: LexborNode) -> None:
         if ancestors is None or heading.mem_id in removed or not removed.isdisjoint(ancestors):
             continue
         section = _section(heading, container, text)
-        if sum(_size(node) for node in section) >= _WRAPPER * total:
+        if (size := sum(_size(node) for node in section)) >= _WRAPPER * total:
             continue
+        gone += size
         removed.update(node.mem_id for node in section)
         doomed.extend(section)
     for node in doomed:
         node.decompose()
+    return gone
 
 
 def _section(heading: LexborNode, container: LexborNode, text: str) -> list[LexborNode]:
@@ -393,9 +444,10 @@ def _rival_headings(node: LexborNode, rank: int, *, include_self: bool = False) 
     return rivals + sum(1 for h in node.css(_ALL_HEADINGS) if _HEADING_RANKS.get(h.tag or "", 7) <= rank)
 
 
-def _container(body: LexborNode) -> LexborNode:
+def _container(body: LexborNode, total: int) -> LexborNode:
     """The node holding the content: the page's one article when it has one that dominates
-    (a story with its comments below), else its main element, else the body."""
+    (a story with its comments below), else its main element, else the body (of `total`
+    characters)."""
     articles = [
         (node, _size(node), ancestors)
         for node in _capped(body.css("article, [itemprop=articleBody]"))
@@ -410,7 +462,7 @@ def _container(body: LexborNode) -> LexborNode:
     mains = [(node, _size(node)) for node in _capped(body.css("main, [role=main]"))]
     if mains:
         main, size = max(mains, key=lambda item: item[1])
-        if size >= max(_MIN_CONTAINER, 0.1 * _size(body)):
+        if size >= max(_MIN_CONTAINER, 0.1 * total):
             return main
     return body
 

@@ -44,6 +44,8 @@ _NO_LANGUAGE = frozenset({"none", "default", "text", "plain", "plaintext", "nohi
 _LINE_BREAK = re.compile(r"[ \t]*\n\s*")
 _PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL)
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# An element whose whole text is "Loading…": a placeholder the page's scripts fill or replace.
+_PLACEHOLDER = re.compile(r">\s*Loading\s?(?:\.\.\.|…)\s*<", re.IGNORECASE)
 
 
 def to_markdown(content: LexborNode, base: str) -> str:
@@ -52,7 +54,7 @@ def to_markdown(content: LexborNode, base: str) -> str:
     _links(content, base)
     _code_languages(content)
     _definitions(content)
-    html = _whitespace(content.html or "")
+    html = _PLACEHOLDER.sub("> <", _whitespace(content.html or ""))
     markdown = _without_empty_sections(_convert(html).strip())
     return (markdown + "\n") if markdown else ""
 

@@ -69,6 +69,12 @@ BOILERPLATE = {
     "share buttons": '{content}<div class="share-buttons"><a href="/s/fb">Share on Facebook</a></div>',
     "back to top": '{content}<p><a href="#top">Back to top ↑</a></p>',
     "feedback widget": '{content}<div class="page-feedback"><p>Was this page helpful?</p></div>',
+    "jump link": '<a href="#search">Jump to search</a>{content}',
+    "site tagline": '<div class="tagline">Small birds. Big wings. Choose any two.</div>{content}',
+    "site notice": (
+        '<div id="siteNotice"><p>Want to edit, but see no edit button? <a href="/wiki/Help">Help</a></p></div>{content}'
+    ),
+    "print-only footer": '{content}<div class="printfooter">Retrieved from "http://h.test/birds/pelican"</div>',
 }
 BOILERPLATE_WORDS = {
     "nav": ["All birds"],
@@ -91,6 +97,10 @@ BOILERPLATE_WORDS = {
     "share buttons": ["Share on Facebook"],
     "back to top": ["Back to top"],
     "feedback widget": ["Was this page helpful?"],
+    "jump link": ["Jump to search"],
+    "site tagline": ["Big wings"],
+    "site notice": ["Want to edit"],
+    "print-only footer": ["Retrieved from"],
 }
 
 
@@ -214,7 +224,10 @@ def test_an_inactive_tab_panel_is_kept() -> None:
     assert "pip install birds" in markdown and "npm install birds" in markdown
 
 
-_TAGS = ["div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"]
+_TAGS = [
+    *("div", "nav", "main", "article", "aside", "section", "ul", "li", "p", "a", "span", "header", "footer", "table"),
+    "video",
+]
 _ATTRIBUTES = [
     "",
     ' class="menu"',
@@ -226,6 +239,7 @@ _ATTRIBUTES = [
     ' role="navigation"',
     ' style="display:none"',
     ' rel="next"',
+    ' src="/p/7"',
 ]
 
 
@@ -339,12 +353,16 @@ SITE_SECTIONS = {
         "<section><h2>3 Comments</h2><p>Lovely photographs of the pelicans, thank you for sharing them.</p></section>"
     ),
     "leave a reply": "<div><h3>Leave a reply</h3><p>Your address will not be published anywhere at all.</p></div>",
+    "free trial": "<div><h2>Start your free trial</h2><p>Thirty days of every bird guide, no card needed.</p></div>",
+    "community": "<section><h3>Join our community</h3><p>Bird watchers share their sightings every day.</p></section>",
 }
 SITE_SECTION_WORDS = {
     "related, wrapped": ["Related articles", "grey heron"],
     "you may also like, flat": ["You may also like", "long-legged birds"],
     "comments heading": ["3 Comments", "Lovely photographs"],
     "leave a reply": ["Leave a reply", "will not be published"],
+    "free trial": ["free trial", "Thirty days"],
+    "community": ["Join our community", "share their sightings"],
 }
 
 
@@ -398,3 +416,91 @@ def test_words_around_a_removed_inline_element_stay_apart() -> None:
     markdown = markdown_with('<p>Heron<span class="menu">Skip to content</span>Stork</p>')
 
     assert "HeronStork" not in markdown and "Heron Stork" in markdown
+
+
+@pytest.mark.parametrize("media", ["video", "audio"])
+def test_embedded_media_leave_no_text(media: str) -> None:
+    """A player's fallback text is for browsers without one, and the converter would write the
+    element as a link named after it ("[video](…)"), a word the page never shows."""
+    extra = f'<{media} src="/media/pelican.mp4" controls>Your browser cannot play this file.</{media}>'
+
+    markdown = markdown_with(extra)
+
+    assert_content_only(markdown, "cannot play", f"[{media}]", "pelican.mp4")
+
+
+@pytest.mark.parametrize("label", ["Sign in", "Log in or sign up", "Register now", "Subscribe", "Open in app"])
+@pytest.mark.parametrize("wrap", ["main", ""], ids=["in main", "no container"])
+def test_links_to_the_sites_account_pages_are_left_out(label: str, wrap: str) -> None:
+    extra = f'<div class="user"><span>Welcome to the pelican pages, dear guest.</span> <a href="/a">{label}</a></div>'
+
+    markdown = markdown_with(extra, wrap=wrap)
+
+    assert_content_only(markdown, label)
+    assert "dear guest" in markdown
+
+
+def test_a_menu_of_account_links_goes_as_a_menu() -> None:
+    """Account links count as links until the menus are gone: without them this menu would be
+    its label and one link, no longer mostly links."""
+    menu = (
+        '<div>Account: <a href="/in">Sign in</a> · <a href="/up">Register</a> · <a href="/s">Subscribe</a>'
+        ' · <a href="/help">Help</a></div>'
+    )
+
+    assert_content_only(markdown_with(menu), "Account:", "Help")
+
+
+def test_a_link_that_mentions_signing_in_is_kept() -> None:
+    extra = (
+        '<p>Ringers who want the records of every bird they ringed should read <a href="/guide">how to sign in'
+        " to the ringing database</a> before the season starts, as the office is closed from May.</p>"
+    )
+
+    assert "how to sign in to the ringing database" in markdown_with(extra)
+
+
+_MARKUP = st.lists(
+    st.sampled_from(
+        [
+            *"<>/=\"' \n#",
+            *("a", "p", "div", "nav", "main", "li", "ul", "h2", "video", "href", "class", "menu", "Sign in"),
+            *(" Next", " Loading", "word", "Pelican", "<!--", "-->", "<script>", "</script>", "hidden", "src"),
+        ]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@given(_MARKUP)
+@settings(max_examples=300, deadline=None)
+def test_extraction_of_any_markup_never_raises_or_invents_words(markup: str) -> None:
+    """Broken markup, unclosed tags, stray quotes: the parse gives a document whose every word
+    is in the markup (or the page's address, which links resolve against)."""
+    html = f"<html><body>{markup}</body></html>"
+    page = parse_page("http://h.test/", html.encode())
+
+    # As the browser reads it: its text (adjacent inline elements run their words together) and
+    # the attributes Markdown shows (link targets, image sources and names).
+    tree = LexborHTMLParser(html)
+    for script in tree.css("script"):
+        script.decompose()
+    attributes = " ".join(str(value) for node in tree.css("*") for value in node.attributes.values())
+    text = "".join((tree.body.text(separator="") if tree.body else "").lower().split())
+    for word in re.findall(r"\w+", page.markdown.lower()):
+        assert word in text or word in attributes.lower() or word in {"http", "h", "test"}, word
+
+
+@pytest.mark.parametrize("placeholder", ["Loading...", "Loading…", "loading ..."])
+def test_loading_placeholders_are_left_out(placeholder: str) -> None:
+    markdown = markdown_with(f'<div class="reviews"><span>{placeholder}</span></div>')
+
+    assert_content_only(markdown, placeholder)
+
+
+def test_a_sentence_about_loading_is_kept() -> None:
+    extra = "<h2>Loading</h2><p>Loading... the boats at dawn is when the pelicans gather round.</p>"
+
+    markdown = markdown_with(extra)
+
+    assert "## Loading" in markdown and "Loading... the boats" in markdown
