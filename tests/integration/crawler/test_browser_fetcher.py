@@ -160,3 +160,63 @@ async def test_pages_are_reused_within_one_set_of_credentials_and_never_across(
     assert b"before: /a" in seen[1]  # the same credentials: one browser's storage
     assert b"before: none" in seen[2] and b"before: none" in seen[3]  # other credentials, and none
     assert b"before: /b" in seen[4]
+
+
+def app(script: str) -> Page:
+    return Page(body=script.encode(), content_type="application/javascript")
+
+
+DRAW = "const root = document.getElementById('root'); const add = t => root.insertAdjacentHTML('beforeend', t);"
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        # Longer than the quiet window, and than Playwright's networkidle half second.
+        (f"{DRAW} setTimeout(() => add('<a href=\"/late\">late</a>'), 700);", "a link drawn after a timer"),
+        (f"{DRAW} setTimeout(() => setTimeout(() => add('<a href=\"/late\">late</a>'), 300), 300);", "timers in turn"),
+        # Drawn a frame at a time, with nothing pending in between but the next frame.
+        (
+            f"{DRAW} let k = 0; const step = () => {{ add(`<p>${{k}}</p>`); if (++k < 40) requestAnimationFrame(step);"
+            " else add('<a href=\"/late\">late</a>'); }; requestAnimationFrame(step);",
+            "a DOM drawn frame by frame",
+        ),
+        # The DOM is quiet while the request is answered (slowly): it is waited for.
+        (
+            f"{DRAW} fetch('/slow.json').then(r => r.json()).then(d => add(`<a href=\"${{d.href}}\">late</a>`));",
+            "a link from a slow request",
+        ),
+    ],
+)
+async def test_a_page_is_read_once_it_settled(site: LocalSite, fetcher: Fetcher, script: str, why: str) -> None:
+    """After `load`, the DOM is read only once no request is in flight, no short timer is pending
+    and the DOM stopped changing: whatever the page draws late is there."""
+    site.pages["/app.js"] = app(script)
+    site.pages["/slow.json"] = Page(body=b'{"href": "/late"}', content_type="application/json", delay=0.8)
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None, why
+    assert b'href="/late"' in done.html, why
+    assert done.waited == "", why
+
+
+async def test_a_page_that_never_stops_changing_is_read_after_the_busy_cap(site: LocalSite, fetcher: Fetcher) -> None:
+    """A ticking clock (the DOM changing every 50 ms, a timer always pending) does not hold the
+    page until the fetch timeout, nor do timers set for later than SHORT_TIMER_MS."""
+    site.pages["/app.js"] = app(
+        f'{DRAW} add(\'<a href="/now">now</a><span id="t"></span>\');'
+        " const tick = () => { document.getElementById('t').textContent = Date.now(); setTimeout(tick, 50); }; tick();"
+        " setTimeout(() => add('<a href=\"/much-later\">later</a>'), 3000);"
+    )
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=20, busy_cap=1.0)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None
+    assert b'href="/now"' in done.html
+    assert b"/much-later" not in done.html  # read before the 3 s timer: not waited for
+    assert done.waited == ""
