@@ -4,12 +4,15 @@ body limit, a hung browser killed, and browsers recycled so their memory stays b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from collections.abc import AsyncIterator
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.crawler.fetch import Auth, Fetcher
 from services.crawler.render import BrowserFetcher, BrowserUnavailable, browser_pids
@@ -220,3 +223,67 @@ async def test_a_page_that_never_stops_changing_is_read_after_the_busy_cap(site:
     assert b'href="/now"' in done.html
     assert b"/much-later" not in done.html  # read before the 3 s timer: not waited for
     assert done.waited == ""
+
+
+# One step of what a page does after `load`, then the next: ("timer", ms), ("frames", n: the DOM
+# drawn in n animation frames), ("fetch", seconds the answer takes), ("then", 0: a microtask).
+STEPS = st.one_of(
+    st.tuples(st.just("timer"), st.integers(0, 900)),
+    st.tuples(st.just("frames"), st.integers(1, 30)),
+    st.tuples(st.just("fetch"), st.sampled_from([0.0, 0.05, 0.3, 0.9])),
+    st.tuples(st.just("then"), st.just(0)),
+)
+
+
+def chained(steps: list[tuple[str, float]], prefix: str) -> str:
+    """A script doing `steps` one after another (and some at once: a chain of its own per
+    step) and marking each done in the DOM: <i id="m{k}">."""
+    make = {
+        "timer": "n => new Promise(r => setTimeout(r, {}))",
+        "frames": "n => new Promise(r => {{ let k = 0; const f = () => {{ add('<b></b>');"
+        " if (++k < {}) requestAnimationFrame(f); else r(); }}; requestAnimationFrame(f); }})",
+        "fetch": f"n => fetch('{prefix}/' + n + '.json').then(r => r.json())" + "/*{}*/",
+        "then": "n => Promise.resolve({})",
+    }
+    steps_js = ",".join(make[kind].format(arg) for kind, arg in steps)
+    return (
+        f"{DRAW} const steps = [{steps_js}];"
+        ' (async () => { for (let k = 0; k < steps.length; k++) { await steps[k](k); add(`<i id="m${k}"></i>`); } })();'
+        ' setTimeout(() => steps.forEach((s, k) => s(k).then(() => add(`<i id="p${k}"></i>`))), 0);'
+    )
+
+
+async def test_whatever_a_page_draws_in_its_first_seconds_is_read(site: LocalSite, fetcher: Fetcher) -> None:
+    """Property: a page drawing through any chain of short timers, animation frames that change
+    the DOM, requests (answered in up to 0.9 s) and microtasks, after `load`, is read only once
+    all of it is drawn."""
+    loop = asyncio.get_running_loop()
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=20, pages=1)
+    numbers = itertools.count()
+
+    async def check(steps: list[tuple[str, float]]) -> None:
+        prefix = f"/e{next(numbers)}"
+        site.pages[prefix + "/app.js"] = app(chained(steps, prefix))
+        for k, (kind, delay) in enumerate(steps):
+            if kind == "fetch":
+                site.pages[f"{prefix}/{k}.json"] = Page(body=b"{}", content_type="application/json", delay=delay)
+        shell = SHELL.replace(b"/app.js", f"{prefix}/app.js".encode())
+        done = await browser.render(site.url(prefix + "/p"), shell, "text/html", None)
+        assert done.error is None and done.html is not None, steps
+        drawn = {f'id="{m}{k}"'.encode() for m in "mp" for k in range(len(steps))}
+        assert {d for d in drawn if d not in done.html} == set(), steps
+
+    @settings(
+        max_examples=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        database=None,
+    )
+    @given(st.lists(STEPS, min_size=1, max_size=4))
+    def each(steps: list[tuple[str, float]]) -> None:
+        asyncio.run_coroutine_threadsafe(check(steps), loop).result(timeout=60)
+
+    try:
+        await asyncio.to_thread(each)
+    finally:
+        await browser.close()
