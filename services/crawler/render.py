@@ -95,6 +95,8 @@ class Rendered:
 # Contexts (sets of credentials) one browser keeps at most; the least recently used idle one goes.
 MAX_CONTEXTS = 8
 
+# Times a page that reloads itself while it is being read is read again.
+NAVIGATED_RETRIES = 3
 # A page has settled after this long with no request in flight, no DOM change and no short timer
 # pending (after `load`).
 QUIET = 0.15
@@ -414,9 +416,20 @@ class BrowserFetcher:
     async def _dom(self, page: Any, quiet: float, cap: float) -> tuple[str, str, bool]:
         """The page's DOM serialized and where the page is, once its DOM was quiet for `quiet`
         seconds with no short timer pending (or after `cap` seconds: then not settled)."""
-        got = await page.evaluate(
-            "([q, c]) => window.__quaeroSettled ? window.__quaeroSettled(q, c) : null", [quiet * 1000, cap * 1000]
-        )
+        from playwright.async_api import Error
+
+        for attempt in range(NAVIGATED_RETRIES + 1):
+            try:
+                got = await page.evaluate(
+                    "([q, c]) => window.__quaeroSettled ? window.__quaeroSettled(q, c) : null",
+                    [quiet * 1000, cap * 1000],
+                )
+                break
+            except Error as exc:
+                # The page reloaded itself (or went to the same document): read the new one.
+                if "context was destroyed" not in str(exc) or attempt == NAVIGATED_RETRIES:
+                    raise
+                await page.wait_for_load_state("load", timeout=self.timeout * 1000)
         if not isinstance(got, dict):  # the settle script did not run: wait as Playwright does
             with contextlib.suppress(Exception):
                 await page.wait_for_load_state("networkidle", timeout=max(cap, 0.1) * 1000)

@@ -287,3 +287,17 @@ async def test_whatever_a_page_draws_in_its_first_seconds_is_read(site: LocalSit
         await asyncio.to_thread(each)
     finally:
         await browser.close()
+
+
+async def test_a_page_that_reloads_itself_is_read_after_the_reload(site: LocalSite, fetcher: Fetcher) -> None:
+    site.pages["/app.js"] = app(
+        f"{DRAW} if (!sessionStorage.getItem('again')) {{ sessionStorage.setItem('again', '1');"
+        " setTimeout(() => location.reload(), 50); } else add('<a href=\"/after\">after</a>');"
+    )
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None
+    assert b'href="/after"' in done.html
