@@ -113,7 +113,7 @@ BUSY_CAP = 5.0
 # timer pending, or after `cap` ms. Non-writable, so the page's scripts cannot replace them; the
 # poll uses the page's original setTimeout, so it is not counted itself.
 SETTLE_SCRIPT = """(() => {
-  const w = window, setT = w.setTimeout, clearT = w.clearTimeout, now = () => performance.now();
+  const w = window, setT = w.setTimeout, clearT = w.clearTimeout, now = performance.now.bind(performance);
   let changed = now();
   const pending = new Set();
   w.setTimeout = function (fn, delay, ...args) {
