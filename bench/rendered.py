@@ -1,12 +1,12 @@
 """The rendered scenario of `make bench`: an application-shell site (every page an empty
 `#root` that /app.js fills with its text and links), crawled with `render: auto` by Quaero
-(PostgreSQL + RabbitMQ, 2 worker processes, each with its Chromium rendering 4 pages at once) and
-by Crawlee's PlaywrightCrawler on the same Debian Chromium (one browser, 8 pages at once), if
-Crawlee is installed (see CRAWLEE_DIR), in the same run: `rounds` rounds, the tools alternating
+(PostgreSQL + RabbitMQ; 2 worker processes, each with its Chromium rendering 4 pages at once, and
+1 worker rendering 8 in one Chromium, as Crawlee does) and by Crawlee's PlaywrightCrawler on the
+same Debian Chromium (one browser, 8 pages at once), if Crawlee is installed (see CRAWLEE_DIR), in the same run: `rounds` rounds, the tools alternating
 (the first of a round is the last of the one before), each run reported with the load average,
 and the medians. Crawlee runs twice a round: waiting for `networkidle` after `load` (what Quaero's
 settle is for: content a page draws late) and as it does by default (`load` only; exact here,
-where /app.js draws at once, but it misses a link drawn after a delay). Pages/s, exact result,
+where /app.js draws at once, but nothing waits for a link drawn after a delay). Pages/s, exact result,
 peak RSS of a worker with its browser's processes (Crawlee: node with its browser's processes).
 Then a larger crawl with Quaero alone, to show its memory stays bounded as pages go by
 (browsers are recycled).
@@ -156,7 +156,9 @@ class Run:
         return self.pages / self.seconds if self.seconds else 0.0
 
 
-def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int, recycle: int = 200) -> Run:
+def run_quaero(
+    base: str, n: int, database_url: str, amqp_url: str, workers: int, recycle: int = 200, pages_at_once: int = 4
+) -> Run:
     expected = expected_urls(base, n)
     result = asyncio.run(
         quaero.crawl(
@@ -167,7 +169,11 @@ def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int
             workers=workers,
             expected=expected,
             config={"render": "auto"},
-            env_extra={"QUAERO_BROWSER_PATH": CHROMIUM, "QUAERO_BROWSER_RECYCLE_PAGES": str(recycle)},
+            env_extra={
+                "QUAERO_BROWSER_PATH": CHROMIUM,
+                "QUAERO_BROWSER_RECYCLE_PAGES": str(recycle),
+                "QUAERO_BROWSER_PAGES": str(pages_at_once),
+            },
             tree_rss=True,
         )
     )
@@ -218,7 +224,15 @@ def run(
 ) -> list[str]:
     """The report's lines."""
     tools: list[tuple[str, Callable[[str], Run]]] = [
-        ("Quaero (render: auto)", lambda base: run_quaero(base, pages, database_url, amqp_url, workers)),
+        (
+            f"Quaero (render: auto), {workers} workers x 4 pages",
+            lambda base: run_quaero(base, pages, database_url, amqp_url, workers),
+        ),
+        # One browser rendering PAGES_AT_ONCE pages, as Crawlee's.
+        (
+            f"Quaero (render: auto), 1 worker x {PAGES_AT_ONCE} pages",
+            lambda base: run_quaero(base, pages, database_url, amqp_url, 1, pages_at_once=PAGES_AT_ONCE),
+        ),
         *((name, lambda base, w=wait: run_crawlee(base, pages, w)) for wait, name in CRAWLEE_WAITS.items()),
     ]
     runs: dict[str, list[tuple[Run, float]]] = {name: [] for name, _ in tools}
