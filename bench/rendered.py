@@ -2,11 +2,12 @@
 `#root` that /app.js fills with its text and links), crawled with `render: auto` by Quaero
 (PostgreSQL + RabbitMQ; 2 worker processes, each with its Chromium rendering 4 pages at once, and
 1 worker rendering 8 in one Chromium, as Crawlee does) and by Crawlee's PlaywrightCrawler on the
-same Debian Chromium (one browser, 8 pages at once), if Crawlee is installed (see CRAWLEE_DIR), in the same run: `rounds` rounds, the tools alternating
-(the first of a round is the last of the one before), each run reported with the load average,
-and the medians. Crawlee runs twice a round: waiting for `networkidle` after `load` (what Quaero's
-settle is for: content a page draws late) and as it does by default (`load` only; exact here,
-where /app.js draws at once, but nothing waits for a link drawn after a delay). Pages/s, exact result,
+same Debian Chromium (one browser, 8 pages at once), if Crawlee is installed (see CRAWLEE_DIR),
+in the same run: `rounds` rounds, the tools alternating (the first of a round is the last of the
+one before), each run reported with the load average, and the medians. Crawlee runs twice a
+round: waiting for `networkidle` after `load` (what Quaero's settle is for: content a page draws
+late) and as it does by default (`load` only; exact here, where /app.js draws at once, but
+nothing waits for a link drawn after a delay). Pages/s, exact result,
 peak RSS of a worker with its browser's processes (Crawlee: node with its browser's processes).
 Then a larger crawl with Quaero alone, to show its memory stays bounded as pages go by
 (browsers are recycled).
@@ -251,8 +252,9 @@ def run(
     load = os.getloadavg()[0]
     lines = [
         f"\nrendered: an app-shell site ({pages} pages, each drawn by /app.js), depth {DEPTH}, Debian Chromium,"
-        f" {PAGES_AT_ONCE} pages rendered at once (Quaero: {workers} workers x QUAERO_BROWSER_PAGES 4; Crawlee:"
-        f" maxConcurrency {PAGES_AT_ONCE}), median of {rounds} alternating runs; load average {load:.1f}\n",
+        f" {PAGES_AT_ONCE} pages rendered at once (Quaero: {workers} workers x QUAERO_BROWSER_PAGES 4,"
+        f" or 1 x {PAGES_AT_ONCE}; Crawlee: maxConcurrency {PAGES_AT_ONCE}), median of {rounds} alternating runs;"
+        f" load average {load:.1f}\n",
         "| crawler | pages | pages/s (median) | each run, pages/s (load) | exact result (every run) | peak RSS,"
         " summed with the browser's processes (max) | peak PSS (max) |",
         "|---|---|---|---|---|---|---|",
