@@ -1,10 +1,16 @@
 """The rendered scenario of `make bench`: an application-shell site (every page an empty
 `#root` that /app.js fills with its text and links), crawled with `render: auto` by Quaero
-(PostgreSQL + RabbitMQ, 2 worker processes, each with its Chromium) and by Crawlee's
-PlaywrightCrawler on the same Debian Chromium, if Crawlee is installed (see CRAWLEE_DIR), in the
-same run. Pages/s, exact result, peak RSS of a worker with its browser's processes (Crawlee: node
-with its browser's processes). Then a larger crawl with Quaero alone, to show its memory stays
-bounded as pages go by (browsers are recycled).
+(PostgreSQL + RabbitMQ; 2 worker processes, each with its Chromium rendering 4 pages at once, and
+1 worker rendering 8 in one Chromium, as Crawlee does) and by Crawlee's PlaywrightCrawler on the
+same Debian Chromium (one browser, 8 pages at once), if Crawlee is installed (see CRAWLEE_DIR),
+in the same run: `rounds` rounds, the tools alternating (the first of a round is the last of the
+one before), each run reported with the load average, and the medians. Crawlee runs twice a
+round: waiting for `networkidle` after `load` (what Quaero's settle is for: content a page draws
+late) and as it does by default (`load` only; exact here, where /app.js draws at once, but
+nothing waits for a link drawn after a delay). Pages/s, exact result,
+peak RSS of a worker with its browser's processes (Crawlee: node with its browser's processes).
+Then a larger crawl with Quaero alone, to show its memory stays bounded as pages go by
+(browsers are recycled).
 
 Crawlee: `npm install crawlee@3 playwright-core` in QUAERO_BENCH_CRAWLEE_DIR (default
 /tmp/render-crawlee); no browser is downloaded, it drives /usr/bin/chromium.
@@ -18,10 +24,11 @@ import json
 import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +75,7 @@ CRAWLEE_SCRIPT = """
 const { PlaywrightCrawler, Configuration } = require('crawlee');
 const { chromium } = require('playwright-core');
 const fs = require('fs');
-const [base, out, concurrency] = process.argv.slice(2);
+const [base, out, concurrency, wait] = process.argv.slice(2);
 const urls = [];
 const crawler = new PlaywrightCrawler({
   launchContext: {
@@ -82,7 +89,7 @@ const crawler = new PlaywrightCrawler({
     await page.route('**/*', r => blocked.includes(r.request().resourceType()) ? r.abort() : r.continue());
   }],
   async requestHandler({ page, request, enqueueLinks }) {
-    await page.waitForLoadState('networkidle');
+    if (wait === 'networkidle') await page.waitForLoadState('networkidle');
     const text = await page.evaluate(() => document.body.innerText);
     urls.push({ url: request.loadedUrl || request.url, words: text.split(/\\s+/).length });
     await enqueueLinks({ strategy: 'same-origin' });
@@ -150,7 +157,9 @@ class Run:
         return self.pages / self.seconds if self.seconds else 0.0
 
 
-def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int, recycle: int = 200) -> Run:
+def run_quaero(
+    base: str, n: int, database_url: str, amqp_url: str, workers: int, recycle: int = 200, pages_at_once: int = 4
+) -> Run:
     expected = expected_urls(base, n)
     result = asyncio.run(
         quaero.crawl(
@@ -161,7 +170,11 @@ def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int
             workers=workers,
             expected=expected,
             config={"render": "auto"},
-            env_extra={"QUAERO_BROWSER_PATH": CHROMIUM, "QUAERO_BROWSER_RECYCLE_PAGES": str(recycle)},
+            env_extra={
+                "QUAERO_BROWSER_PATH": CHROMIUM,
+                "QUAERO_BROWSER_RECYCLE_PAGES": str(recycle),
+                "QUAERO_BROWSER_PAGES": str(pages_at_once),
+            },
             tree_rss=True,
         )
     )
@@ -175,16 +188,20 @@ def run_quaero(base: str, n: int, database_url: str, amqp_url: str, workers: int
     )
 
 
-def run_crawlee(base: str, n: int) -> Run:
+CRAWLEE_WAITS = {"networkidle": "Crawlee PlaywrightCrawler (networkidle)", "load": "Crawlee PlaywrightCrawler (load)"}
+
+
+def run_crawlee(base: str, n: int, wait: str = "networkidle") -> Run:
+    tool = CRAWLEE_WAITS[wait]
     if not (CRAWLEE_DIR / "node_modules" / "crawlee").is_dir():
-        return Run("Crawlee PlaywrightCrawler", 0, 0, False, 0, note=f"not installed in {CRAWLEE_DIR}")
+        return Run(tool, 0, 0, False, 0, note=f"not installed in {CRAWLEE_DIR}")
     script = CRAWLEE_DIR / "bench_crawl.js"
     script.write_text(CRAWLEE_SCRIPT)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
         env = {**os.environ, "CRAWLEE_STORAGE_DIR": str(Path(tmp) / "storage"), "CRAWLEE_LOG_LEVEL": "WARNING"}
         proc = subprocess.Popen(
-            ["node", str(script), base, str(out), str(PAGES_AT_ONCE)],
+            ["node", str(script), base, str(out), str(PAGES_AT_ONCE), wait],
             cwd=CRAWLEE_DIR,
             env=env,
             stdout=subprocess.PIPE,
@@ -196,37 +213,74 @@ def run_crawlee(base: str, n: int) -> Run:
             time.sleep(0.2)
         output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
         if proc.returncode != 0 or not out.exists():
-            return Run("Crawlee PlaywrightCrawler", 0, 0, False, sampler.peak_mb, note=output[-500:])
+            return Run(tool, 0, 0, False, sampler.peak_mb, note=output[-500:])
         data = json.loads(out.read_text())
     urls = {u["url"] for u in data["urls"]}
     exact = urls == expected_urls(base, n)
-    return Run("Crawlee PlaywrightCrawler", len(urls), data["seconds"], exact, sampler.peak_mb, sampler.peak_pss_mb)
+    return Run(tool, len(urls), data["seconds"], exact, sampler.peak_mb, sampler.peak_pss_mb)
 
 
-def run(database_url: str, amqp_url: str, *, pages: int = 300, big: int = 1000, workers: int = 2) -> list[str]:
+def run(
+    database_url: str, amqp_url: str, *, pages: int = 300, big: int = 1000, workers: int = 2, rounds: int = 3
+) -> list[str]:
     """The report's lines."""
-    runs: list[Run] = []
+    tools: list[tuple[str, Callable[[str], Run]]] = [
+        (
+            f"Quaero (render: auto), {workers} workers x 4 pages",
+            lambda base: run_quaero(base, pages, database_url, amqp_url, workers),
+        ),
+        # One browser rendering PAGES_AT_ONCE pages, as Crawlee's.
+        (
+            f"Quaero (render: auto), 1 worker x {PAGES_AT_ONCE} pages",
+            lambda base: run_quaero(base, pages, database_url, amqp_url, 1, pages_at_once=PAGES_AT_ONCE),
+        ),
+        *((name, lambda base, w=wait: run_crawlee(base, pages, w)) for wait, name in CRAWLEE_WAITS.items()),
+    ]
+    runs: dict[str, list[tuple[Run, float]]] = {name: [] for name, _ in tools}
     with serve(pages) as base:
-        runs.append(run_quaero(base, pages, database_url, amqp_url, workers))
-        runs.append(run_crawlee(base, pages))
+        for round_ in range(rounds):
+            for name, crawl in tools if round_ % 2 == 0 else tools[::-1]:
+                got = crawl(base)
+                got.tool = name
+                runs[name].append((got, os.getloadavg()[0]))
+                print(f"rendered, round {round_ + 1}: {_row(got)} load {runs[name][-1][1]:.1f}", flush=True)
+    bounded = None
     if big:
         with serve(big) as base:
             bounded = run_quaero(base, big, database_url, amqp_url, workers)
-            bounded.tool = f"Quaero, {big} pages"
-            runs.append(bounded)
+            bounded.tool = f"Quaero, {big} pages (once)"
     load = os.getloadavg()[0]
     lines = [
         f"\nrendered: an app-shell site ({pages} pages, each drawn by /app.js), depth {DEPTH}, Debian Chromium,"
-        f" {PAGES_AT_ONCE} pages rendered at once; load average {load:.1f}\n",
-        "| crawler | pages | pages/s | exact result | peak RSS, summed (with the browser's processes) | peak PSS |",
-        "|---|---|---|---|---|---|",
+        f" {PAGES_AT_ONCE} pages rendered at once (Quaero: {workers} workers x QUAERO_BROWSER_PAGES 4,"
+        f" or 1 x {PAGES_AT_ONCE}; Crawlee: maxConcurrency {PAGES_AT_ONCE}), median of {rounds} alternating runs;"
+        f" load average {load:.1f}\n",
+        "| crawler | pages | pages/s (median) | each run, pages/s (load) | exact result (every run) | peak RSS,"
+        " summed with the browser's processes (max) | peak PSS (max) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
-        if r.note:
-            lines.append(f"| {r.tool} | - | - | - | {r.note.strip().splitlines()[-1] if r.note.strip() else ''} | - |")
+    for name, got in runs.items():
+        noted = [r.note for r, _ in got if r.note]
+        if noted:
+            lines.append(
+                f"| {name} | - | - | - | - | {noted[0].strip().splitlines()[-1] if noted[0].strip() else ''} | - |"
+            )
             continue
+        each = ", ".join(f"{r.pps:.1f} ({load:.0f})" for r, load in got)
         lines.append(
-            f"| {r.tool} | {r.pages} | {r.pps:.1f} | {'yes' if r.exact else 'NO'} | {r.peak_rss_mb:.0f} MB"
-            f" | {r.peak_pss_mb:.0f} MB |"
+            f"| {name} | {got[0][0].pages} | {statistics.median(r.pps for r, _ in got):.1f} | {each} |"
+            f" {'yes' if all(r.exact for r, _ in got) else 'NO'} | {max(r.peak_rss_mb for r, _ in got):.0f} MB"
+            f" | {max(r.peak_pss_mb for r, _ in got):.0f} MB |"
+        )
+    if bounded is not None:
+        lines.append(
+            f"| {bounded.tool} | {bounded.pages} | {bounded.pps:.1f} | - | {'yes' if bounded.exact else 'NO'} |"
+            f" {bounded.peak_rss_mb:.0f} MB | {bounded.peak_pss_mb:.0f} MB |"
         )
     return lines
+
+
+def _row(r: Run) -> str:
+    if r.note:
+        return f"{r.tool}: {r.note.strip().splitlines()[-1] if r.note.strip() else 'failed'}"
+    return f"{r.tool}: {r.pages} pages, {r.pps:.2f} pages/s, exact {r.exact}, peak RSS {r.peak_rss_mb:.0f} MB"

@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument(
         "--rendered-big", type=int, default=1000, help="pages of the memory-bound rendered crawl (0: none)"
     )
+    parser.add_argument(
+        "--rendered-rounds", type=int, default=3, help="alternating rounds of the rendered scenario (each tool once)"
+    )
     parser.add_argument("--rendered-only", action="store_true", help="only the rendered scenario")
     parser.add_argument("--skip-rendered", action="store_true")
     args = parser.parse_args()
@@ -157,7 +160,12 @@ def main() -> None:
         database_url = _env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
         amqp_url = _env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
         lines = rendered.run(
-            database_url, amqp_url, pages=args.rendered_pages, big=args.rendered_big, workers=args.workers
+            database_url,
+            amqp_url,
+            pages=args.rendered_pages,
+            big=args.rendered_big,
+            workers=args.workers,
+            rounds=args.rendered_rounds,
         )
         print("\n".join(lines))
         if args.rendered_only:

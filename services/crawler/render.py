@@ -15,9 +15,15 @@ is intercepted, and
   fetch guard checks the address it connects to (a denied one is aborted), the source's
   credentials go only to its origin, bodies are capped as for pages, and the browser's own
   cookies never go out (a request outside the interception goes to a dead proxy and fails).
-The page is waited for until the network is idle (or the step's `wait_for` selector appears)
-within the fetch timeout; then its DOM is what gets parsed. The browser is restarted after it
-crashed or hung, and every `recycle_pages` pages, so its memory stays bounded.
+After `load` the page is waited for until it settles (or the step's `wait_for` selector appears)
+within the fetch timeout; then its DOM is what gets parsed. Settled is: for QUIET seconds no
+request of the page was in flight, its DOM did not change and no short timer it set is pending
+(see SETTLE_SCRIPT). Playwright's `networkidle` waited half a second of no network after every
+page, more than the render itself here, and still missed a timer set for 600 ms; this waits
+QUIET after the last change, waits for the timers of up to SHORT_TIMER_MS the page sets in its
+first TIMER_WINDOW_MS, and reads a DOM still changing after `busy_cap` s as it is (requests in
+flight are waited for up to the fetch timeout). The browser is restarted after it crashed or
+hung, and every `recycle_pages` pages, so its memory stays bounded.
 """
 
 from __future__ import annotations
@@ -89,6 +95,57 @@ class Rendered:
 # Contexts (sets of credentials) one browser keeps at most; the least recently used idle one goes.
 MAX_CONTEXTS = 8
 
+# Times a page that reloads itself while it is being read is read again.
+NAVIGATED_RETRIES = 3
+# A page has settled after this long with no request in flight, no DOM change and no short timer
+# pending (after `load`).
+QUIET = 0.15
+# Timers the page sets with at most this delay (ms) are waited for, when set within the first
+# TIMER_WINDOW_MS of the page: a link drawn after a delay is there. Later ones (a poll, a
+# carousel) are not, and a DOM still changing after BUSY_CAP s (a ticking clock) counts as
+# settled then: only requests in flight are waited for up to the fetch timeout.
+SHORT_TIMER_MS = 1000
+TIMER_WINDOW_MS = 5000
+BUSY_CAP = 5.0
+# Run in every document before its own scripts: notes when the DOM last changed and which short
+# timers are pending, and defines __quaeroSettled(quiet, cap), which resolves (with the DOM
+# serialized, and where the page is) once the DOM has been quiet for `quiet` ms with no short
+# timer pending, or after `cap` ms. Non-writable, so the page's scripts cannot replace them; the
+# poll uses the page's original setTimeout, so it is not counted itself.
+SETTLE_SCRIPT = """(() => {
+  const w = window, setT = w.setTimeout, clearT = w.clearTimeout, now = performance.now.bind(performance);
+  let changed = now();
+  const pending = new Set();
+  w.setTimeout = function (fn, delay, ...args) {
+    if (typeof fn !== "function" || !((Number(delay) || 0) <= SHORT_TIMER_MS) || now() > TIMER_WINDOW_MS) {
+      return setT.apply(this, arguments);
+    }
+    const id = setT.call(this, function () { pending.delete(id); return fn.apply(this, arguments); }, delay, ...args);
+    pending.add(id);
+    return id;
+  };
+  w.clearTimeout = function (id) { pending.delete(id); return clearT.apply(this, arguments); };
+  new MutationObserver(() => { changed = now(); })
+    .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+  const serialize = () => {
+    const doctype = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : "";
+    return doctype + (document.documentElement ? document.documentElement.outerHTML : "");
+  };
+  const settled = (quiet, cap) => new Promise(resolve => {
+    const start = now();
+    const poll = () => {
+      const idle = now() - changed, done = idle >= quiet && pending.size === 0;
+      if (done || now() - start >= cap) {
+        resolve({ settled: done, html: serialize(), location: location.href });
+      } else {
+        setT(poll, pending.size ? 20 : Math.max(10, quiet - idle));
+      }
+    };
+    poll();
+  });
+  Object.defineProperty(w, "__quaeroSettled", { value: settled, writable: false, configurable: false });
+})();""".replace("SHORT_TIMER_MS", str(SHORT_TIMER_MS)).replace("TIMER_WINDOW_MS", str(TIMER_WINDOW_MS))
+
 
 @dataclass
 class _Job:
@@ -99,6 +156,9 @@ class _Job:
     content_type: str
     auth: Auth | None
     result: Rendered
+    # The page's requests being answered now, and when one last started or ended (monotonic).
+    in_flight: int = 0
+    active: float = 0.0
 
 
 class _Context:
@@ -157,8 +217,10 @@ class BrowserFetcher:
         recycle_pages: int = 200,
         timeout: float = 30.0,
         hang_margin: float = HANG_MARGIN,
+        busy_cap: float = BUSY_CAP,
     ) -> None:
         self.fetcher = fetcher
+        self.busy_cap = busy_cap
         self.hang_margin = hang_margin
         self.path = path
         self.timeout = timeout
@@ -293,6 +355,7 @@ class BrowserFetcher:
                     user_agent=self.fetcher.user_agent, service_workers="block", java_script_enabled=True
                 )
             )
+            await holder.context.add_init_script(SETTLE_SCRIPT)
             with contextlib.suppress(AttributeError):  # WebSockets are never connected
                 await holder.context.route_web_socket("**/*", lambda ws: None)
         instance.contexts[key] = holder  # most recently used last
@@ -323,23 +386,22 @@ class BrowserFetcher:
 
         result = Rendered()
         holder, page = await self._page(instance, auth)
-        instance.jobs[page] = _Job(_without_fragment(url), body, content_type, auth, result)
+        job = _Job(_without_fragment(url), body, content_type, auth, result)
+        instance.jobs[page] = job
         reusable = False
         try:
             deadline = time.monotonic() + self.timeout
             await page.goto(url, wait_until="load", timeout=self.timeout * 1000)
-            left = max(0.1, deadline - time.monotonic()) * 1000
-            try:
-                if wait_for:
+            if wait_for:
+                left = max(0.1, deadline - time.monotonic()) * 1000
+                try:
                     await page.wait_for_selector(wait_for, state="attached", timeout=left)
-                else:
-                    await page.wait_for_load_state("networkidle", timeout=left)
-            except PlaywrightTimeout:
-                result.waited = (
-                    f"{wait_for!r} did not appear" if wait_for else "the network was not idle"
-                ) + f" within {self.timeout:g} s; the page as it was is used"
-            html = (await page.content()).encode("utf-8")
-            result.location = page.url
+                except PlaywrightTimeout:
+                    result.waited = f"{wait_for!r} did not appear within {self.timeout:g} s; the page as it was is used"
+                dom, result.location, _ = await self._dom(page, 0.0, 0.0)
+            else:
+                dom, result.location = await self._settle(page, job, deadline)
+            html = dom.encode("utf-8")
             if len(html) > self.fetcher.max_body:
                 result.too_large = True
             else:
@@ -350,6 +412,48 @@ class BrowserFetcher:
             instance.jobs.pop(page, None)
             holder.busy -= 1
             await self._put_back(holder, page, reusable)
+
+    async def _dom(self, page: Any, quiet: float, cap: float) -> tuple[str, str, bool]:
+        """The page's DOM serialized and where the page is, once its DOM was quiet for `quiet`
+        seconds with no short timer pending (or after `cap` seconds: then not settled)."""
+        from playwright.async_api import Error
+
+        for attempt in range(NAVIGATED_RETRIES + 1):
+            try:
+                got = await page.evaluate(
+                    "([q, c]) => window.__quaeroSettled ? window.__quaeroSettled(q, c) : null",
+                    [quiet * 1000, cap * 1000],
+                )
+                break
+            except Error as exc:
+                # The page reloaded itself (or went to the same document): read the new one.
+                if "context was destroyed" not in str(exc) or attempt == NAVIGATED_RETRIES:
+                    raise
+                await page.wait_for_load_state("load", timeout=self.timeout * 1000)
+        if not isinstance(got, dict):  # the settle script did not run: wait as Playwright does
+            with contextlib.suppress(Exception):
+                await page.wait_for_load_state("networkidle", timeout=max(cap, 0.1) * 1000)
+            return await page.content(), page.url, True
+        return str(got["html"]), str(got["location"]), bool(got["settled"])
+
+    async def _settle(self, page: Any, job: _Job, deadline: float) -> tuple[str, str]:
+        """The page's DOM and location once it settled (see the module docstring): its DOM quiet
+        and no short timer pending (waited for `busy_cap` s at most), and no request in flight for
+        QUIET s (waited for until the deadline)."""
+        busy_until = min(deadline, time.monotonic() + self.busy_cap)
+        while True:
+            dom, location, settled = await self._dom(page, QUIET, max(0.0, busy_until - time.monotonic()))
+            now = time.monotonic()
+            if job.in_flight == 0 and now - job.active >= QUIET:
+                if not settled and busy_until >= deadline:
+                    job.result.waited = f"the page did not settle within {self.timeout:g} s; the page as it was is used"
+                return dom, location
+            if now >= deadline:
+                job.result.waited = (
+                    f"the page's requests were not done within {self.timeout:g} s; the page as it was is used"
+                )
+                return dom, location
+            await asyncio.sleep(min(max(0.02, QUIET - (now - job.active)), deadline - now))
 
     async def _put_back(self, holder: _Context, page: Any, reusable: bool) -> None:
         """Blank the page (its scripts and timers stop) and keep it for the next render; a page
@@ -380,14 +484,20 @@ class BrowserFetcher:
                 await route.abort("blockedbyclient")
                 return
             result.subrequests += 1
-            answer = await self.fetcher.relay(
-                request.method, request.url, await request.all_headers(), request.post_data_buffer, auth
-            )
-            if answer is None:
-                await route.abort("addressunreachable")
-                return
-            status, headers, content = answer
-            await route.fulfill(status=status, headers=headers, body=content)
+            job.in_flight += 1
+            job.active = time.monotonic()
+            try:
+                answer = await self.fetcher.relay(
+                    request.method, request.url, await request.all_headers(), request.post_data_buffer, auth
+                )
+                if answer is None:
+                    await route.abort("addressunreachable")
+                    return
+                status, headers, content = answer
+                await route.fulfill(status=status, headers=headers, body=content)
+            finally:
+                job.in_flight -= 1
+                job.active = time.monotonic()
         except Exception as exc:
             # The page closed meanwhile, or the request was cancelled: nothing to answer.
             log.debug("browser request %s not answered: %s", request.url, exc)

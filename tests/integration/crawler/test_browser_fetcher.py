@@ -4,12 +4,15 @@ body limit, a hung browser killed, and browsers recycled so their memory stays b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from collections.abc import AsyncIterator
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.crawler.fetch import Auth, Fetcher
 from services.crawler.render import BrowserFetcher, BrowserUnavailable, browser_pids
@@ -160,3 +163,141 @@ async def test_pages_are_reused_within_one_set_of_credentials_and_never_across(
     assert b"before: /a" in seen[1]  # the same credentials: one browser's storage
     assert b"before: none" in seen[2] and b"before: none" in seen[3]  # other credentials, and none
     assert b"before: /b" in seen[4]
+
+
+def app(script: str) -> Page:
+    return Page(body=script.encode(), content_type="application/javascript")
+
+
+DRAW = "const root = document.getElementById('root'); const add = t => root.insertAdjacentHTML('beforeend', t);"
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        # Longer than the quiet window, and than Playwright's networkidle half second.
+        (f"{DRAW} setTimeout(() => add('<a href=\"/late\">late</a>'), 700);", "a link drawn after a timer"),
+        (f"{DRAW} setTimeout(() => setTimeout(() => add('<a href=\"/late\">late</a>'), 300), 300);", "timers in turn"),
+        # Drawn a frame at a time, with nothing pending in between but the next frame.
+        (
+            f"{DRAW} let k = 0; const step = () => {{ add(`<p>${{k}}</p>`); if (++k < 40) requestAnimationFrame(step);"
+            " else add('<a href=\"/late\">late</a>'); }; requestAnimationFrame(step);",
+            "a DOM drawn frame by frame",
+        ),
+        # The DOM is quiet while the request is answered (slowly): it is waited for.
+        (
+            f"{DRAW} fetch('/slow.json').then(r => r.json()).then(d => add(`<a href=\"${{d.href}}\">late</a>`));",
+            "a link from a slow request",
+        ),
+    ],
+)
+async def test_a_page_is_read_once_it_settled(site: LocalSite, fetcher: Fetcher, script: str, why: str) -> None:
+    """After `load`, the DOM is read only once no request is in flight, no short timer is pending
+    and the DOM stopped changing: whatever the page draws late is there."""
+    site.pages["/app.js"] = app(script)
+    site.pages["/slow.json"] = Page(body=b'{"href": "/late"}', content_type="application/json", delay=0.8)
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None, why
+    assert b'href="/late"' in done.html, why
+    assert done.waited == "", why
+
+
+async def test_a_page_that_never_stops_changing_is_read_after_the_busy_cap(site: LocalSite, fetcher: Fetcher) -> None:
+    """A ticking clock (the DOM changing every 50 ms, a timer always pending) does not hold the
+    page until the fetch timeout, nor do timers set for later than SHORT_TIMER_MS."""
+    site.pages["/app.js"] = app(
+        f'{DRAW} add(\'<a href="/now">now</a><span id="t"></span>\');'
+        " const tick = () => { document.getElementById('t').textContent = Date.now(); setTimeout(tick, 50); }; tick();"
+        " setTimeout(() => add('<a href=\"/much-later\">later</a>'), 3000);"
+    )
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=20, busy_cap=1.0)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None
+    assert b'href="/now"' in done.html
+    assert b"/much-later" not in done.html  # read before the 3 s timer: not waited for
+    assert done.waited == ""
+
+
+# One step of what a page does after `load`, then the next: ("timer", ms), ("frames", n: the DOM
+# drawn in n animation frames), ("fetch", seconds the answer takes), ("then", 0: a microtask).
+STEPS = st.one_of(
+    st.tuples(st.just("timer"), st.integers(0, 900)),
+    st.tuples(st.just("frames"), st.integers(1, 30)),
+    st.tuples(st.just("fetch"), st.sampled_from([0.0, 0.05, 0.3, 0.9])),
+    st.tuples(st.just("then"), st.just(0)),
+)
+
+
+def chained(steps: list[tuple[str, float]], prefix: str) -> str:
+    """A script doing `steps` one after another (and some at once: a chain of its own per
+    step) and marking each done in the DOM: <i id="m{k}">."""
+    make = {
+        "timer": "n => new Promise(r => setTimeout(r, {}))",
+        "frames": "n => new Promise(r => {{ let k = 0; const f = () => {{ add('<b></b>');"
+        " if (++k < {}) requestAnimationFrame(f); else r(); }}; requestAnimationFrame(f); }})",
+        "fetch": f"n => fetch('{prefix}/' + n + '.json').then(r => r.json())" + "/*{}*/",
+        "then": "n => Promise.resolve({})",
+    }
+    steps_js = ",".join(make[kind].format(arg) for kind, arg in steps)
+    return (
+        f"{DRAW} const steps = [{steps_js}];"
+        ' (async () => { for (let k = 0; k < steps.length; k++) { await steps[k](k); add(`<i id="m${k}"></i>`); } })();'
+        ' setTimeout(() => steps.forEach((s, k) => s(k).then(() => add(`<i id="p${k}"></i>`))), 0);'
+    )
+
+
+async def test_whatever_a_page_draws_in_its_first_seconds_is_read(site: LocalSite, fetcher: Fetcher) -> None:
+    """Property: a page drawing through any chain of short timers, animation frames that change
+    the DOM, requests (answered in up to 0.9 s) and microtasks, after `load`, is read only once
+    all of it is drawn."""
+    loop = asyncio.get_running_loop()
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=20, pages=1)
+    numbers = itertools.count()
+
+    async def check(steps: list[tuple[str, float]]) -> None:
+        prefix = f"/e{next(numbers)}"
+        site.pages[prefix + "/app.js"] = app(chained(steps, prefix))
+        for k, (kind, delay) in enumerate(steps):
+            if kind == "fetch":
+                site.pages[f"{prefix}/{k}.json"] = Page(body=b"{}", content_type="application/json", delay=delay)
+        shell = SHELL.replace(b"/app.js", f"{prefix}/app.js".encode())
+        done = await browser.render(site.url(prefix + "/p"), shell, "text/html", None)
+        assert done.error is None and done.html is not None, steps
+        drawn = {f'id="{m}{k}"'.encode() for m in "mp" for k in range(len(steps))}
+        assert {d for d in drawn if d not in done.html} == set(), steps
+
+    @settings(
+        max_examples=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        database=None,
+    )
+    @given(st.lists(STEPS, min_size=1, max_size=4))
+    def each(steps: list[tuple[str, float]]) -> None:
+        asyncio.run_coroutine_threadsafe(check(steps), loop).result(timeout=60)
+
+    try:
+        await asyncio.to_thread(each)
+    finally:
+        await browser.close()
+
+
+async def test_a_page_that_reloads_itself_is_read_after_the_reload(site: LocalSite, fetcher: Fetcher) -> None:
+    site.pages["/app.js"] = app(
+        f"{DRAW} if (!sessionStorage.getItem('again')) {{ sessionStorage.setItem('again', '1');"
+        " setTimeout(() => location.reload(), 50); } else add('<a href=\"/after\">after</a>');"
+    )
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+    try:
+        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+    finally:
+        await browser.close()
+    assert done.error is None and done.html is not None
+    assert b'href="/after"' in done.html
