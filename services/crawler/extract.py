@@ -200,7 +200,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     for link in body.css("a[href^='#']"):
         if _SKIP_LINK.match(text := link.text(strip=True)):
             total -= len(text)
-            link.decompose()
+            link.replace_with(" ")
     bars, accounts = _site_links(body)
     for link in accounts:
         link.attrs[_ACCOUNT_LINK_MARK] = ""
@@ -220,7 +220,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     if (thread := sum(_size(node) for node in comments)) < _THREAD * total:
         total -= thread
         for node in comments:
-            node.decompose()
+            node.replace_with(" ")
 
     total -= _drop_sections(container, total)
     total -= _prune(container, ((line, _Kind.ELEMENT) for line in _bylines(container)), total)
@@ -229,7 +229,7 @@ def main_content(tree: LexborHTMLParser) -> LexborNode | None:
     _link_dense(container, dense)
     if sum(size for _, size in dense) < _LINK_PAGE * total:
         for node, _ in dense:
-            node.decompose()
+            node.replace_with(" ")
     # Last: until now they count as links, which a menu of them is made of.
     for link in container.css(f"[{_ACCOUNT_LINK_MARK}]"):
         link.replace_with(" ")
@@ -411,7 +411,7 @@ def _drop_sections(container: LexborNode, total: int) -> int:
         removed.update(node.mem_id for node in section)
         doomed.extend(section)
     for node in doomed:
-        node.decompose()
+        node.replace_with(" ")
     return gone
 
 
