@@ -18,6 +18,12 @@ export UV_PYTHON_DOWNLOADS := never
 # names and ports); PYTEST_WORKERS=0 runs them in this one process.
 PYTEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
+# Where PYTHONDONTWRITEBYTECODE turns bytecode off, the tests write it under .pytest_cache/bytecode
+# (tests/conftest.py does the same for a bare pytest, but only after pytest and its plugins loaded).
+ifneq ($(PYTHONDONTWRITEBYTECODE),)
+test test-unit test-integration test-e2e: export PYTHONDONTWRITEBYTECODE :=
+test test-unit test-integration test-e2e: export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.pytest_cache/bytecode
+endif
 
 .PHONY: help install protos run migrate test test-unit test-integration test-e2e lint fmt bench clean
 
