@@ -14,6 +14,16 @@ PROTO_STAMP := protos/quaero/v1/.generated
 export QUAERO_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export QUAERO_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export UV_PYTHON_DOWNLOADS := never
+# Tests run in parallel, a process per core (pytest-xdist; each test has its own databases, queue
+# names and ports); PYTEST_WORKERS=0 runs them in this one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
+# Where PYTHONDONTWRITEBYTECODE turns bytecode off, the tests write it under .pytest_cache/bytecode
+# (tests/conftest.py does the same for a bare pytest, but only after pytest and its plugins loaded).
+ifneq ($(PYTHONDONTWRITEBYTECODE),)
+test test-unit test-integration test-e2e: export PYTHONDONTWRITEBYTECODE :=
+test test-unit test-integration test-e2e: export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.pytest_cache/bytecode
+endif
 
 .PHONY: help install protos run migrate test test-unit test-integration test-e2e lint fmt bench clean
 
@@ -48,16 +58,16 @@ migrate: install
 	$(VENV)/bin/quaero migrate
 
 test: install
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PYTEST) tests $(PYTEST_ARGS)
 
 test-unit: install
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
 test-integration: install
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
 
 test-e2e: install
-	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +14,25 @@ import pytest
 from libs.amqp import QueueSpec, RabbitQueue
 from tests.support.databases import PostgresDatabases, require_env
 from tests.support.services import common_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _keep_bytecode() -> None:
+    """Where writing bytecode is turned off (PYTHONDONTWRITEBYTECODE), write it under
+    .pytest_cache/bytecode instead (PYTHONPYCACHEPREFIX: the source tree stays clean). The suite
+    starts hundreds of Python processes (services, crawl workers, their spawned parse pools, the
+    CLI): without a cache each compiles every module it imports again, 2-3 s of CPU apiece here.
+    Processes started from now on inherit the environment; this process writes too."""
+    if not (sys.flags.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
+        return
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    prefix = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / ".pytest_cache" / "bytecode"))
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = prefix
+
+
+_keep_bytecode()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,10 +73,19 @@ class Process:
         return int(self.wait_for_log(message, timeout)["address"].rsplit(":", 1)[1])
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, no lease release, no goodbye to the broker, exactly like a crash."""
+        """SIGKILL: no cleanup, no lease release, no goodbye to the broker, exactly like a crash
+        (of its container: the processes it started go too; a crawl worker's parse pool, left
+        behind, would wait for work for as long as the machine runs)."""
         if self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
         self.handle.close()
 
     def terminate(self) -> None:
