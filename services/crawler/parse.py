@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import multiprocessing
+import os
 import re
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -200,6 +203,23 @@ def _started() -> None:
     """What Parser.start runs in each pool process: nothing; starting it is the point."""
 
 
+# How often a pool process looks whether the worker that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _follow_parent(parent: int) -> None:
+    """The pool process's initializer: it exits once the process that started it is gone. A
+    worker killed with SIGKILL cannot shut its pool down, and the pool's processes would otherwise
+    wait for work for as long as the machine runs (the pool's pipe stays open: they hold it too)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
 class Parser:
     """Parses small pages inline and large ones in a process pool (created on first need)."""
 
@@ -222,7 +242,12 @@ class Parser:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: the parent runs an event loop, gRPC and database threads that fork would copy.
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def parse(self, url: str, body: bytes, charset: str | None) -> ParsedPage:
