@@ -1,6 +1,8 @@
 # One image for every Quaero process; the compose file picks the entry module per container.
 FROM python:3.11-slim AS build
-ENV UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
+# Bytecode compiled at build time: the image runs as a user that cannot write it, and every process
+# (a worker's spawned parse pool too) would otherwise compile each module it imports at start-up.
+ENV UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
@@ -12,7 +14,7 @@ COPY libs ./libs
 COPY services ./services
 COPY cli ./cli
 COPY examples ./examples
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev && .venv/bin/python -m compileall -q libs services cli protos
 
 FROM python:3.11-slim
 # Chromium renders pages that need JavaScript (QUAERO_BROWSER_PATH; README "Pages that need JavaScript").
