@@ -8,6 +8,7 @@ import itertools
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psutil
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.crawler.fetch import Auth, Fetcher
-from services.crawler.render import BrowserFetcher, BrowserUnavailable, browser_pids
+from services.crawler.render import BrowserFetcher, BrowserUnavailable, Rendered, browser_pids
 from tests.support.site import LocalSite, Page
 
 SHELL = (
@@ -49,12 +50,17 @@ async def fetcher() -> AsyncIterator[Fetcher]:
     await f.close()
 
 
-async def test_pages_render_with_images_and_media_blocked(site: LocalSite, fetcher: Fetcher) -> None:
-    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
+async def render_once(fetcher: Fetcher, url: str, **options: Any) -> Rendered:
+    """`url` (the app shell) rendered by a browser of its own, closed after."""
+    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", **options)
     try:
-        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
+        return await browser.render(url, SHELL, "text/html", None)
     finally:
         await browser.close()
+
+
+async def test_pages_render_with_images_and_media_blocked(site: LocalSite, fetcher: Fetcher) -> None:
+    done = await render_once(fetcher, site.url("/p"), timeout=10)
     assert done.error is None and done.html is not None
     assert b"<h1>Drawn</h1>" in done.html
     assert site.hits["/app.js"] == 1
@@ -196,11 +202,7 @@ async def test_a_page_is_read_once_it_settled(site: LocalSite, fetcher: Fetcher,
     and the DOM stopped changing: whatever the page draws late is there."""
     site.pages["/app.js"] = app(script)
     site.pages["/slow.json"] = Page(body=b'{"href": "/late"}', content_type="application/json", delay=0.8)
-    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
-    try:
-        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
-    finally:
-        await browser.close()
+    done = await render_once(fetcher, site.url("/p"), timeout=10)
     assert done.error is None and done.html is not None, why
     assert b'href="/late"' in done.html, why
     assert done.waited == "", why
@@ -214,11 +216,7 @@ async def test_a_page_that_never_stops_changing_is_read_after_the_busy_cap(site:
         " const tick = () => { document.getElementById('t').textContent = Date.now(); setTimeout(tick, 50); }; tick();"
         " setTimeout(() => add('<a href=\"/much-later\">later</a>'), 3000);"
     )
-    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=20, busy_cap=1.0)
-    try:
-        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
-    finally:
-        await browser.close()
+    done = await render_once(fetcher, site.url("/p"), timeout=20, busy_cap=1.0)
     assert done.error is None and done.html is not None
     assert b'href="/now"' in done.html
     assert b"/much-later" not in done.html  # read before the 3 s timer: not waited for
@@ -294,10 +292,6 @@ async def test_a_page_that_reloads_itself_is_read_after_the_reload(site: LocalSi
         f"{DRAW} if (!sessionStorage.getItem('again')) {{ sessionStorage.setItem('again', '1');"
         " setTimeout(() => location.reload(), 50); } else add('<a href=\"/after\">after</a>');"
     )
-    browser = BrowserFetcher(fetcher, path="/usr/bin/chromium", timeout=10)
-    try:
-        done = await browser.render(site.url("/p"), SHELL, "text/html", None)
-    finally:
-        await browser.close()
+    done = await render_once(fetcher, site.url("/p"), timeout=10)
     assert done.error is None and done.html is not None
     assert b'href="/after"' in done.html
